@@ -214,10 +214,14 @@ def test_calibration_config_expands_to_the_documented_grid():
 def test_ray_executor_runs_the_smoke_grid_on_a_local_instance(tmp_path):
     import ray
 
+    config = tmp_path / "one.toml"  # the smoke grid's first block, one unit: ray's start dominates
+    config.write_text(SMOKE.read_text().split("[[grid]]")[0] + (
+        '[[grid]]\nname = "ray"\nsizes = ["tiny"]\nexperts = [4]\ntokens_per_param = [1, 2]\n'))
     out = tmp_path / "ray.csv"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        sweep.main([str(SMOKE), "--out", str(out), "--executor", "ray", "--no-progress"])
+        sweep.main([str(config), "--out", str(out), "--executor", "ray", "--no-progress"])
     finally:
         ray.shutdown()
-    assert len(_read(out)) == 5
+    rows = _read(out)
+    assert [int(r["experts"]) for r in rows] == [4, 4] and int(rows[0]["tokens"]) < int(rows[1]["tokens"])
