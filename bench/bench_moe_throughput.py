@@ -27,7 +27,12 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
-from reference_runs.moe import MoEConfig, MoELayer, MoETransformer, grouped_mm_available  # noqa: E402
+from reference_runs.moe import (  # noqa: E402
+    MoEConfig,
+    MoELayer,
+    MoETransformer,
+    grouped_mm_available,
+)
 from reference_runs.train import TrainConfig, make_optimizer, resolve_device  # noqa: E402
 
 

@@ -5,8 +5,9 @@ Shape conventions follow ``LAWS.md`` §"Conventions" (the joint MoE law, arXiv 2
 * attention is 4·d² per block (fused QKV + output projection, no biases);
 * every FFN is a SwiGLU with hidden size ``d_ff = ffn_mult·d_model`` (default 3·d, so 9·d² per
   block for the dense model and per expert at G = 1);
-* granularity G (arXiv 2402.07871) splits each expert into G experts of width ``d_ff / G`` and routes
-  every token to ``top_k = G`` of the ``E·G`` experts, so active parameters do not change with G;
+* granularity G (arXiv 2402.07871) splits each expert into G experts of width ``d_ff / G`` and
+  routes every token to ``top_k = G`` of the ``E·G`` experts, so active parameters do not change
+  with G;
 * the token embedding and the unembedding are separate (untied) matrices, 2·d·V together;
   positions are rotary (no parameters).
 

@@ -249,7 +249,7 @@ def device_name(device: torch.device) -> str:
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append rows to a CSV, writing the header if the file is new (locked against other writers)."""
+    """Append rows to a CSV (header if the file is new), locked against other writers."""
     import fcntl
 
     path = Path(path)

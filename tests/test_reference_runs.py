@@ -224,4 +224,5 @@ def test_ray_executor_runs_the_smoke_grid_on_a_local_instance(tmp_path):
     finally:
         ray.shutdown()
     rows = _read(out)
-    assert [int(r["experts"]) for r in rows] == [4, 4] and int(rows[0]["tokens"]) < int(rows[1]["tokens"])
+    assert [int(r["experts"]) for r in rows] == [4, 4]
+    assert int(rows[0]["tokens"]) < int(rows[1]["tokens"])
