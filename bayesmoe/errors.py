@@ -1,0 +1,37 @@
+"""Exceptions and warnings raised by bayesmoe.
+
+Each subclass also inherits the builtin a caller would naturally catch.
+"""
+
+__all__ = [
+    "BayesMoEError",
+    "DataValidationError",
+    "PriorError",
+    "ConvergenceError",
+    "ConvergenceWarning",
+    "LoadError",
+]
+
+
+class BayesMoEError(Exception):
+    """Base class of every bayesmoe error."""
+
+
+class DataValidationError(BayesMoEError, ValueError):
+    """The run table does not match the schema; the message lists every problem."""
+
+
+class PriorError(BayesMoEError, ValueError):
+    """A prior specification is malformed or names unknown parameters."""
+
+
+class ConvergenceError(BayesMoEError, RuntimeError):
+    """NUTS did not converge (R-hat, ESS or divergences); the message names the parameters."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A bad fit kept on purpose with ``on_bad_fit="warn"``; also stored on the result."""
+
+
+class LoadError(BayesMoEError, ValueError):
+    """A saved result is not a bayesmoe file, or its contents do not match its provenance."""

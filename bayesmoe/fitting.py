@@ -1,0 +1,151 @@
+"""``bayesmoe.fit``: run table -> validated design -> NumPyro model -> NUTS -> FitResult."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+import pandas as pd
+import xarray as xr
+
+from bayesmoe.data import validate_runs
+from bayesmoe.errors import ConvergenceWarning
+from bayesmoe.inference import diagnose, raise_or_warn, run_nuts
+from bayesmoe.laws import Law, get_law
+from bayesmoe.models import Design, build_model, init_values, make_design, pooled_sites
+from bayesmoe.priors import resolve_priors
+from bayesmoe.results import FitResult, provenance_attrs
+
+__all__ = ["fit"]
+
+
+def _run_labels(index: pd.Index) -> np.ndarray:
+    # netCDF needs one plain dtype for the run coordinate
+    if index.dtype.kind in "iu":
+        return index.to_numpy(dtype="int64")
+    return index.astype(str).to_numpy(dtype=str)
+
+
+def _site_layout(model, design: Design) -> tuple[list[str], list[str]]:
+    """Latent sample sites, and the sites that carry a group dimension, from one traced run."""
+    start = handlers.substitute(model, data=init_values(design))  # improper sites cannot be drawn
+    trace = handlers.trace(handlers.seed(start, 0)).get_trace(log_loss=None)
+    sampled, grouped = [], []
+    for name, site in trace.items():
+        if site["type"] not in ("sample", "deterministic") or site.get("is_observed") or name == "log_loss":
+            continue
+        if site["type"] == "sample":
+            sampled.append(name)
+        if design.n_groups > 1 and jnp.shape(site["value"]) == (design.n_groups,):
+            grouped.append(name)
+    return sampled, grouped
+
+
+def fit(
+    runs: pd.DataFrame,
+    *,
+    law: str | Law = "joint",
+    priors: str | Mapping[str, Any] = "literature",
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    target_accept: float = 0.8,
+    on_bad_fit: str = "raise",
+    progress: bool | None = None,
+    pooled: Sequence[str] | None = None,
+    unit_checks: bool = True,
+) -> FitResult:
+    """Fit a scaling law to a table of training runs with NUTS.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        One row per finished run; schema and aliases in :mod:`bayesmoe.data`. A ``group``
+        column with several values makes the fit hierarchical.
+    law : str or Law
+        ``"joint"`` (Ludziejewski et al. 2025), ``"fine_grained"`` (Krajewski et al. 2024),
+        ``"sparsity"`` (Abnar et al. 2025), ``"chinchilla"`` (Hoffmann et al. 2022), or a law
+        registered with :func:`bayesmoe.laws.register_law`.
+    priors : str or mapping
+        ``"literature"`` (default) or ``"weak"``, or per-site overrides, e.g.
+        ``{"e_start": 2.0732, "e_max": 290.4521}`` to fix Ê at the published values, or
+        ``{"family": "weak", "alpha": {"dist": "normal", "loc": -0.2, "scale": 0.05}}``.
+        Site names are documented in :mod:`bayesmoe.priors`.
+    num_chains, num_warmup, num_samples : int
+        NUTS chains and iterations per chain.
+    seed : int
+        Seeds the sampler; the same seed, data and versions give the same draws.
+    target_accept : float
+        NUTS target acceptance probability; raise it (0.9-0.99) against divergences.
+    on_bad_fit : {"raise", "warn"}
+        What a failed convergence check does: raise :class:`ConvergenceError` naming the
+        parameters, or emit a :class:`ConvergenceWarning` that stays on ``result.warnings``.
+    progress : bool, optional
+        Progress bar; default on unless the ``CI`` environment variable is set.
+    pooled : sequence of str, optional
+        Law parameters with group-level values in a hierarchical fit (default: the law's
+        exponents, irreducible loss and scales).
+    unit_checks : bool
+        Reject values that look like unit slips (see :func:`bayesmoe.data.validate_runs`).
+
+    Returns
+    -------
+    FitResult
+    """
+    if on_bad_fit not in ("raise", "warn"):
+        raise ValueError(f"on_bad_fit must be 'raise' or 'warn', got {on_bad_fit!r}")
+    if not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    for name, value, low in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
+                             ("num_samples", num_samples, 4)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    law = get_law(law)
+    spec = resolve_priors(law, priors)
+    table = validate_runs(runs, required=law.inputs + ("loss",), unit_checks=unit_checks)
+    design = make_design(table, law)
+    if pooled is not None:
+        unknown = [p for p in pooled if p not in law.params]
+        if unknown:
+            raise ValueError(f"pooled names {unknown} are not parameters of {law.name!r}: {law.params}")
+    pooled_set = pooled_sites(law, spec, tuple(pooled) if pooled is not None else None) if design.n_groups > 1 else ()
+    model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
+
+    sampled, group_sites = _site_layout(model, design)
+    coords = {"group": list(design.groups), "run": _run_labels(table.index)}
+    tree, timings = run_nuts(
+        model,
+        model_kwargs={"log_loss": design.log_loss.astype("float32")},
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        seed=seed,
+        target_accept=target_accept,
+        progress=progress,
+        coords=coords,
+        group_dim_sites=group_sites,
+        init_values=init_values(design),
+    )
+    hashed = [*law.inputs, "loss", "group"]
+    constant = table[hashed].copy()
+    tree["constant_data"] = xr.DataTree(
+        xr.Dataset({c: ("run", constant[c].to_numpy()) for c in hashed}, coords={"run": coords["run"]})
+    )
+    tree.attrs = provenance_attrs(
+        law=law, priors=spec, design=design, runs=constant, hashed_columns=hashed,
+        pooled=pooled_set, sampled=sampled, timings=timings,
+        column_map=table.attrs.get("column_map", {}),
+        extra={"seed": seed, "target_accept": target_accept},
+    )
+    diag = diagnose(tree, sampled)
+    message = raise_or_warn(diag, law.name, on_bad_fit)
+    result = FitResult(tree, law, spec, diag)
+    if message:
+        result.warnings.append(message)
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
+    return result

@@ -1,0 +1,303 @@
+"""Prior specifications: every default in one place, overridable per site, JSON-serialisable.
+
+Sites (the names a prior is given for)
+--------------------------------------
+For a law with shape parameters (exponents, E_start, ...), scales (a, b, ...) and an irreducible
+loss (c or e):
+
+``<shape>``            e.g. ``alpha``: the parameter itself, in the paper's sign convention.
+``<scale>_level``      e.g. ``a_level``: ln(term at the data's centre / median observed loss).
+                       The data's centre is the geometric mean of each input. Scales depend on
+                       the tokenizer, data and loss unit, so they are never centred on a paper's
+                       value (LAWS.md, Conventions §10); a term worth ~20 % of the loss at the
+                       centre has level ln 0.2 ≈ −1.6.
+``<irreducible>_rel``  e.g. ``c_rel``: ln(irreducible loss / smallest observed loss).
+``sigma``              scale of the Student-t noise on ln(loss).
+``nu``                 its degrees of freedom (fixed at 4 by default: heavy tails, the Bayesian
+                       counterpart of the field's Huber loss).
+``<site>_tau``         for a hierarchical fit (several groups): spread of the group-level values
+                       of a pooled site around its population value.
+
+Two families: ``"literature"`` (exponents centred on the published fits, with widths that cover
+the spread across papers, LAWS.md §10) and ``"weak"``. Fix a parameter with
+``Prior.fixed(value)`` or a bare number, e.g. ``{"e_start": 2.0732, "e_max": 290.4521}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpyro.distributions as dist
+
+from bayesmoe.errors import PriorError
+from bayesmoe.laws import PUBLISHED, Law, get_law
+
+__all__ = ["Prior", "PriorSpec", "default_priors", "resolve_priors", "sites", "FAMILIES"]
+
+FAMILIES = ("literature", "weak")
+
+_DISTS: dict[str, tuple[str, ...]] = {
+    "normal": ("loc", "scale"),
+    "lognormal": ("loc", "scale"),
+    "halfnormal": ("scale",),
+    "truncnormal": ("loc", "scale", "low", "high"),
+    "uniform": ("low", "high"),
+    "gamma": ("concentration", "rate"),
+    "fixed": ("value",),
+}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A named distribution with numeric arguments; ``fixed`` pins a value."""
+
+    dist: str
+    args: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.dist not in _DISTS:
+            raise PriorError(f"unknown prior distribution {self.dist!r}; use one of {sorted(_DISTS)}")
+        want = set(_DISTS[self.dist])
+        if set(self.args) != want:
+            raise PriorError(f"{self.dist} prior takes {sorted(want)}, got {sorted(self.args)}")
+        for k, v in self.args.items():
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise PriorError(f"{self.dist} prior argument {k}={v!r} must be a finite number")
+        positive = {"scale", "concentration", "rate"} & set(self.args)
+        for k in positive:
+            if self.args[k] <= 0:
+                raise PriorError(f"{self.dist} prior argument {k} must be > 0, got {self.args[k]}")
+        lo, hi = self.args.get("low"), self.args.get("high")
+        if lo is not None and hi is not None and not lo < hi:
+            raise PriorError(f"{self.dist} prior needs low < high, got {lo} and {hi}")
+
+    # constructors -----------------------------------------------------------------------
+    @classmethod
+    def normal(cls, loc: float, scale: float) -> Prior:
+        return cls("normal", {"loc": loc, "scale": scale})
+
+    @classmethod
+    def lognormal(cls, loc: float, scale: float) -> Prior:
+        """ln X ~ Normal(loc, scale)."""
+        return cls("lognormal", {"loc": loc, "scale": scale})
+
+    @classmethod
+    def halfnormal(cls, scale: float) -> Prior:
+        return cls("halfnormal", {"scale": scale})
+
+    @classmethod
+    def fixed(cls, value: float) -> Prior:
+        return cls("fixed", {"value": float(value)})
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.dist == "fixed"
+
+    def to_numpyro(self) -> dist.Distribution:
+        a = self.args
+        match self.dist:
+            case "normal":
+                return dist.Normal(a["loc"], a["scale"])
+            case "lognormal":
+                return dist.LogNormal(a["loc"], a["scale"])
+            case "halfnormal":
+                return dist.HalfNormal(a["scale"])
+            case "truncnormal":
+                return dist.TruncatedNormal(a["loc"], a["scale"], low=a["low"], high=a["high"])
+            case "uniform":
+                return dist.Uniform(a["low"], a["high"])
+            case "gamma":
+                return dist.Gamma(a["concentration"], a["rate"])
+        raise PriorError(f"a fixed prior has no distribution (value {a['value']})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dist": self.dist, **{k: float(v) for k, v in self.args.items()}}
+
+    @classmethod
+    def from_any(cls, value: Prior | Mapping | float | int, *, site: str = "?") -> Prior:
+        """Accept a Prior, ``{"dist": ..., **args}``, or a number (a fixed value)."""
+        if isinstance(value, Prior):
+            return value
+        if isinstance(value, bool):
+            raise PriorError(f"prior for {site!r} must be a Prior, a dict or a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return cls.fixed(float(value))
+        if isinstance(value, Mapping):
+            d = dict(value)
+            if "dist" not in d:
+                raise PriorError(f"prior for {site!r} needs a 'dist' key, got {d}")
+            name = d.pop("dist")
+            try:
+                return cls(name, d)
+            except PriorError as err:
+                raise PriorError(f"prior for {site!r}: {err}") from None
+        raise PriorError(f"prior for {site!r} must be a Prior, a dict or a number, got {value!r}")
+
+
+PriorSpec = dict[str, Prior]
+_N, _LN, _HN = Prior.normal, Prior.lognormal, Prior.halfnormal
+
+# Shared defaults for the sites every law has -------------------------------------------------
+_LEVEL = {"literature": _N(-1.5, 1.0), "weak": _N(-1.5, 2.0)}
+_REL = {"literature": _N(-0.5, 0.5), "weak": _N(-0.5, 1.0)}
+_NOISE = {"sigma": _HN(0.1), "nu": Prior.fixed(4.0)}
+# Group spreads: exponents move by a few hundredths between setups (LAWS.md §10), levels and the
+# irreducible loss by more (tokenizer, data).
+_TAU_LEVEL, _TAU_REL = _HN(0.5), _HN(0.1)
+
+_J = PUBLISHED["joint"]["ludziejewski2025"]
+_K = PUBLISHED["fine_grained"]["krajewski2024"]
+_H = PUBLISHED["chinchilla"]["hoffmann2022_unrounded"]
+
+#: Shape-parameter priors per law and family; scales, irreducible and noise come from above.
+_SHAPE: dict[str, dict[str, dict[str, Prior]]] = {
+    "joint": {
+        # Centred on Table 3; N and D exponent widths 0.1 cover magnitudes 0.115-0.37 seen across
+        # papers (LAWS.md §10). E_start/E_max: fitted on one setup, so a prior, not a constant.
+        "literature": dict(
+            alpha=_N(_J["alpha"], 0.1), beta=_N(_J["beta"], 0.1),
+            gamma=_N(_J["gamma"], 0.03), zeta=_N(_J["zeta"], 0.03),
+            delta=_N(_J["delta"], 0.3), omega=_N(_J["omega"], 0.3),
+            e_start=_LN(math.log(_J["e_start"]), 0.3), e_max=_LN(math.log(_J["e_max"]), 0.7),
+        ),
+        "weak": dict(
+            alpha=_N(-0.3, 0.5), beta=_N(-0.3, 0.5), gamma=_N(0.0, 0.1), zeta=_N(0.0, 0.1),
+            delta=_N(0.0, 1.0), omega=_N(0.0, 1.0),
+            e_start=_LN(math.log(2.0), 0.7), e_max=_LN(math.log(300.0), 1.5),
+        ),
+    },
+    "fine_grained": {
+        "literature": dict(alpha=_N(_K["alpha"], 0.1), beta=_N(_K["beta"], 0.1), gamma=_N(_K["gamma"], 0.3)),
+        "weak": dict(alpha=_N(0.3, 0.5), beta=_N(0.3, 0.5), gamma=_N(0.5, 1.0)),
+    },
+    "chinchilla": {
+        # Hoffmann's original (unrounded) fit; Besiroglu's refit sits inside these widths.
+        "literature": dict(alpha=_N(_H["alpha"], 0.1), beta=_N(_H["beta"], 0.1)),
+        "weak": dict(alpha=_N(0.3, 0.5), beta=_N(0.3, 0.5)),
+    },
+    "sparsity": {
+        # No published coefficients (LAWS.md §3.2): exponent magnitudes from the spread across
+        # papers, λ < 0 as the paper states; δ, γ of the interaction term only weakly located.
+        "literature": dict(
+            alpha=_N(0.3, 0.15), beta=_N(0.3, 0.15), gamma=_N(0.1, 0.2),
+            delta=_N(0.0, 0.5), **{"lambda": _N(-0.3, 0.3)},
+        ),
+        "weak": dict(
+            alpha=_N(0.3, 0.5), beta=_N(0.3, 0.5), gamma=_N(0.0, 0.5),
+            delta=_N(0.0, 1.0), **{"lambda": _N(0.0, 1.0)},
+        ),
+    },
+}
+_SHAPE_TAU = {
+    "alpha": _HN(0.05), "beta": _HN(0.05), "gamma": _HN(0.01), "zeta": _HN(0.01),
+    "delta": _HN(0.1), "omega": _HN(0.1), "lambda": _HN(0.1),
+}
+_DEFAULT_SHAPE_TAU = _HN(0.05)
+
+# Priors registered for user laws: {law name: {family: {site: Prior}}}
+_USER: dict[str, dict[str, PriorSpec]] = {}
+
+
+def sites(law: Law | str, *, hierarchical: bool = False, pooled: tuple[str, ...] | None = None) -> list[str]:
+    """The prior sites of a law (and the ``*_tau`` sites of a hierarchical fit)."""
+    law = get_law(law)
+    names = [*law.shape_params, *(f"{s}_level" for s in law.scales), f"{law.irreducible}_rel", "sigma", "nu"]
+    if hierarchical:
+        names += [f"{site_of(law, p)}_tau" for p in (law.pooled if pooled is None else pooled)]
+    return names
+
+
+def site_of(law: Law, param: str) -> str:
+    """Sampled site behind a law parameter: ``a`` -> ``a_level``, ``c`` -> ``c_rel``."""
+    if param in law.scales:
+        return f"{param}_level"
+    if param == law.irreducible:
+        return f"{param}_rel"
+    if param in law.shape_params:
+        return param
+    raise PriorError(f"{param!r} is not a parameter of law {law.name!r}; parameters: {law.params}")
+
+
+def default_priors(law: Law | str, family: str = "literature") -> PriorSpec:
+    """Default prior per site (including every ``*_tau``) for a law and family."""
+    law = get_law(law)
+    if family not in FAMILIES:
+        raise PriorError(f"unknown prior family {family!r}; use one of {FAMILIES}")
+    if law.name in _USER:
+        fams = _USER[law.name]
+        return dict(fams.get(family) or fams["literature"])
+    spec: PriorSpec = dict(_SHAPE[law.name][family])
+    for s in law.scales:
+        spec[f"{s}_level"] = _LEVEL[family]
+        spec[f"{s}_level_tau"] = _TAU_LEVEL
+    spec[f"{law.irreducible}_rel"] = _REL[family]
+    spec[f"{law.irreducible}_rel_tau"] = _TAU_REL
+    for p in law.shape_params:
+        spec[f"{p}_tau"] = _SHAPE_TAU.get(p, _DEFAULT_SHAPE_TAU)
+    spec.update(_NOISE)
+    return spec
+
+
+def register_default_priors(law: Law, priors: Mapping[str, Mapping]) -> None:
+    """Store a user law's prior families (called by :func:`bayesmoe.laws.register_law`)."""
+    if "literature" not in priors:
+        raise PriorError(f"priors for {law.name!r} need a 'literature' family (it is the default)")
+    fams: dict[str, PriorSpec] = {}
+    for fam, spec in priors.items():
+        if fam not in FAMILIES:
+            raise PriorError(f"unknown prior family {fam!r}; use one of {FAMILIES}")
+        full = {k: Prior.from_any(v, site=k) for k, v in spec.items()}
+        full.setdefault("sigma", _NOISE["sigma"])
+        full.setdefault("nu", _NOISE["nu"])
+        for p in law.pooled:
+            full.setdefault(f"{site_of(law, p)}_tau", _TAU_LEVEL if p in law.scales else _DEFAULT_SHAPE_TAU)
+        missing = [s for s in sites(law) if s not in full]
+        if missing:
+            raise PriorError(f"priors[{fam!r}] for law {law.name!r} miss sites {missing}")
+        fams[fam] = full
+    _USER[law.name] = fams
+
+
+def resolve_priors(law: Law | str, priors: str | Mapping[str, Any] | None = "literature") -> PriorSpec:
+    """Turn ``fit``'s ``priors=`` argument into a complete spec.
+
+    ``priors`` is a family name, or a mapping of per-site overrides on top of a family (named
+    by an optional ``"family"`` key, default ``"literature"``).
+    """
+    law = get_law(law)
+    if priors is None or isinstance(priors, str):
+        return default_priors(law, priors or "literature")
+    if not isinstance(priors, Mapping):
+        raise PriorError(f"priors must be a family name or a mapping of overrides, got {type(priors).__name__}")
+    overrides = dict(priors)
+    family = overrides.pop("family", "literature")
+    spec = default_priors(law, family)
+    valid = set(spec)
+    # Let users name a scale or irreducible by its own name ("c" for "c_rel") only when fixing
+    # would be ambiguous; say so instead of guessing.
+    unknown = [k for k in overrides if k not in valid]
+    if unknown:
+        hints = []
+        for k in unknown:
+            if k in law.scales or k == law.irreducible:
+                hints.append(f"{k!r} is set through {site_of(law, k)!r} (see bayesmoe.priors)")
+        raise PriorError(
+            f"unknown prior sites {unknown} for law {law.name!r}; valid sites: {sorted(valid)}"
+            + ("; " + "; ".join(hints) if hints else "")
+        )
+    for k, v in overrides.items():
+        spec[k] = Prior.from_any(v, site=k)
+    return spec
+
+
+def spec_to_json(spec: Mapping[str, Prior]) -> str:
+    return json.dumps({k: spec[k].to_dict() for k in sorted(spec)}, sort_keys=True)
+
+
+def spec_from_json(text: str) -> PriorSpec:
+    raw = json.loads(text)
+    return {k: Prior.from_any(v, site=k) for k, v in raw.items()}

@@ -1,0 +1,274 @@
+"""FitResult: the posterior of one fit, with provenance, summaries, predictions and storage.
+
+Files are netCDF4 (HDF5) written by xarray's DataTree with the ``h5netcdf`` engine: no pickle is
+ever written or read. The root ``attrs`` carry the provenance (package version, law, prior spec
+as JSON, the data's reference points, a SHA-256 of the validated table); :func:`load` refuses a
+file whose stored table no longer hashes to the recorded value, whose schema version is unknown,
+or whose law is not registered.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesmoe import __version__
+from bayesmoe.data import table_hash, validate_runs
+from bayesmoe.errors import ConvergenceWarning, LoadError
+from bayesmoe.inference import Diagnostics, diagnose, summary_table
+from bayesmoe.laws import Law, get_law
+from bayesmoe.models import Design, latent_sites, make_design, params_from_latents
+from bayesmoe.priors import Prior, spec_from_json, spec_to_json
+
+__all__ = ["FitResult", "load", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = "bayesmoe-fit/1"
+_REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
+
+
+class FitResult:
+    """Posterior of a scaling-law fit.
+
+    Attributes
+    ----------
+    tree : xarray.DataTree
+        The full ArviZ object: ``posterior`` (every site, internal ones included),
+        ``sample_stats``, ``log_likelihood``, ``observed_data`` (ln loss per run) and
+        ``constant_data`` (the validated run table the fit used).
+    law : Law
+    priors : dict[str, Prior]
+        The complete prior spec the fit used.
+    diagnostics : Diagnostics
+    warnings : list of str
+        Convergence problems kept with ``on_bad_fit="warn"``.
+    """
+
+    def __init__(self, tree: xr.DataTree, law: Law, priors: Mapping[str, Prior],
+                 diagnostics: Diagnostics | None = None):
+        self.tree = tree
+        self.law = law
+        self.priors = dict(priors)
+        attrs = tree.attrs
+        self.groups: tuple[str, ...] = tuple(json.loads(attrs["groups"]))
+        self.anchor: dict[str, float] = json.loads(attrs["anchor"])
+        self.log_loss_ref = float(attrs["log_loss_ref"])
+        self.log_loss_min = float(attrs["log_loss_min"])
+        self.pooled: tuple[str, ...] = tuple(json.loads(attrs["pooled_sites"]))
+        self.diagnostics = diagnostics or diagnose(tree, self.sampled_sites)
+        self.warnings: list[str] = json.loads(attrs.get("warnings", "[]"))
+
+    # ------------------------------------------------------------------ views
+    @property
+    def hierarchical(self) -> bool:
+        return len(self.groups) > 1
+
+    @property
+    def sampled_sites(self) -> list[str]:
+        post = self.tree["posterior"]
+        return [v for v in post.data_vars if v in json.loads(self.tree.attrs["sampled_sites"])]
+
+    @property
+    def param_names(self) -> list[str]:
+        """Law parameters plus noise and, for several groups, population values and spreads."""
+        names = [*self.law.params, "sigma", "nu"]
+        if self.hierarchical:
+            post = self.tree["posterior"]
+            extra = [f"{p}_pop" for p in self.law.params] + [f"{s}_tau" for s in self.pooled]
+            names += [n for n in extra if n in post.data_vars]
+        return names
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Draws of the law's parameters, dims ``(chain, draw)`` (+ ``group`` where pooled)."""
+        return self.tree["posterior"].to_dataset()[self.param_names]
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The validated run table the fit used (inputs, loss, group)."""
+        cd = self.tree["constant_data"].to_dataset()
+        df = pd.DataFrame({k: cd[k].values for k in cd.data_vars}, index=cd["run"].values)
+        df.index.name = None
+        return df
+
+    @property
+    def design(self) -> Design:
+        return make_design(self.runs, self.law, anchor=self.anchor,
+                           log_loss_ref=self.log_loss_ref, log_loss_min=self.log_loss_min)
+
+    def summary(self, ci_prob: float = 0.94, var_names: Sequence[str] | None = None) -> pd.DataFrame:
+        """Median, equal-tailed ``ci_prob`` interval, R-hat and bulk/tail ESS per parameter."""
+        table = summary_table(self.tree, var_names or self.param_names, ci_prob=ci_prob)
+        keep = [c for c in table.columns if c in ("median", "mean", "sd") or c.startswith("eti")
+                or c in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean")]
+        return table[keep]
+
+    def __repr__(self) -> str:
+        d = self.diagnostics
+        status = "ok" if d.ok else "PROBLEMS: " + "; ".join(d.problems)
+        return (
+            f"<FitResult law={self.law.name!r} runs={self.tree['observed_data'].sizes['run']} "
+            f"groups={len(self.groups)} draws={d.num_chains}x{d.num_draws} diagnostics {status}>"
+        )
+
+    # ------------------------------------------------------------------ predictions
+    def _group_params(self, group: str) -> dict[str, np.ndarray]:
+        post = self.tree["posterior"].to_dataset()
+        if group not in self.groups:
+            raise ValueError(f"unknown group {group!r}; the fit's groups are {list(self.groups)}")
+        out = {}
+        for p in self.law.params:
+            v = post[p]
+            out[p] = (v.sel(group=group) if "group" in v.dims else v).values
+        return out
+
+    def _new_setup_params(self, seed: int) -> dict[str, np.ndarray]:
+        """Parameters of an unseen group: pooled sites drawn from their population."""
+        post = self.tree["posterior"].to_dataset()
+        rng = np.random.default_rng(seed)
+        latents = {}
+        for site in latent_sites(self.law):
+            if site in self.pooled:
+                pop, tau = post[f"{site}_pop"].values, post[f"{site}_tau"].values
+                latents[site] = pop + tau * rng.standard_normal(pop.shape)
+            else:
+                latents[site] = post[site].values
+        shape, log_scales, log_irr = params_from_latents(self.law, latents, self.design)
+        out = {p: np.asarray(v) for p, v in shape.items()}
+        out.update({s: np.exp(np.asarray(v)) for s, v in log_scales.items()})
+        out[self.law.irreducible] = np.exp(np.asarray(log_irr))
+        return out
+
+    def predict(self, runs: pd.DataFrame, *, group: str | None = None, kind: str = "mean",
+                seed: int = 0) -> xr.DataArray:
+        """Posterior-predictive loss for new runs, dims ``(chain, draw, run)``.
+
+        Parameters
+        ----------
+        runs : pandas.DataFrame
+            Inputs the law needs (``loss`` is not needed; aliases accepted).
+        group : str, optional
+            A group of the fit. ``None``: the only group of a one-group fit, or a new, unseen
+            setup of a hierarchical fit (pooled parameters drawn from their population).
+        kind : {"mean", "new_run"}
+            ``"mean"``: the law's expected loss. ``"new_run"``: plus the fitted Student-t noise,
+            i.e. what one more training run would score.
+        seed : int
+            Seeds the draws of a new setup and of the run noise.
+        """
+        if kind not in ("mean", "new_run"):
+            raise ValueError(f"kind must be 'mean' or 'new_run', got {kind!r}")
+        table = runs.copy()
+        if "loss" not in table.columns:
+            table["loss"] = 1.0  # placeholder so the shared validator runs; never used
+        table = validate_runs(table, required=self.law.inputs, unit_checks=False)
+        if group is None and not self.hierarchical:
+            group = self.groups[0]
+        params = self._group_params(group) if group is not None else self._new_setup_params(seed)
+        x = {k: jnp.asarray(table[k].to_numpy(dtype="float64")) for k in self.law.inputs}
+        # (chain, draw) -> (chain, draw, 1) so the runs broadcast last
+        p3 = {k: jnp.asarray(v)[..., None] for k, v in params.items()}
+        mean = np.asarray(self.law.log_loss(p3, x))
+        if kind == "new_run":
+            post = self.tree["posterior"]
+            sigma = post["sigma"].values[..., None]
+            nu = post["nu"].values[..., None]
+            key = jax.random.PRNGKey(seed + 1)
+            t = np.asarray(jax.random.t(key, jnp.asarray(nu), shape=mean.shape))
+            mean = mean + sigma * t
+        coords = {"chain": self.tree["posterior"]["chain"].values,
+                  "draw": self.tree["posterior"]["draw"].values, "run": table.index.values}
+        return xr.DataArray(np.exp(mean), dims=("chain", "draw", "run"), coords=coords, name="loss")
+
+    # ------------------------------------------------------------------ storage
+    def save(self, path: str | Path) -> Path:
+        """Write the result to netCDF (HDF5 via h5netcdf); no pickle."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tree = self.tree.copy()
+        tree.attrs["warnings"] = json.dumps(self.warnings)
+        tree.attrs["diagnostics"] = json.dumps(self.diagnostics.to_dict())
+        tree.to_netcdf(path, engine="h5netcdf")
+        return path
+
+
+def provenance_attrs(*, law: Law, priors: Mapping[str, Prior], design: Design, runs: pd.DataFrame,
+                     hashed_columns: Sequence[str], pooled: Sequence[str], sampled: Sequence[str],
+                     timings: Mapping, column_map: Mapping, extra: Mapping | None = None) -> dict:
+    attrs = {
+        "schema": SCHEMA_VERSION,
+        "bayesmoe_version": __version__,
+        "law": law.name,
+        "law_description": law.description,
+        "priors": spec_to_json(priors),
+        "groups": json.dumps(list(design.groups)),
+        "anchor": json.dumps(dict(design.anchor)),
+        "log_loss_ref": design.log_loss_ref,
+        "log_loss_min": design.log_loss_min,
+        "pooled_sites": json.dumps(list(pooled)),
+        "sampled_sites": json.dumps(list(sampled)),
+        "table_columns": json.dumps(list(hashed_columns)),
+        "table_sha256": table_hash(runs, hashed_columns),
+        "timings": json.dumps(dict(timings)),
+        "column_map": json.dumps(dict(column_map)),
+        "warnings": "[]",
+    }
+    attrs.update(extra or {})
+    return attrs
+
+
+def load(path: str | Path) -> FitResult:
+    """Read a result written by :meth:`FitResult.save`, checking schema, law and table hash."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such result file: {path}")
+    try:
+        tree = xr.open_datatree(path, engine="h5netcdf")
+        tree.load()
+        tree.close()
+    except (OSError, ValueError) as err:
+        raise LoadError(f"{path} is not a readable netCDF/HDF5 file: {err}") from None
+    attrs = tree.attrs
+    if attrs.get("schema") != SCHEMA_VERSION:
+        raise LoadError(
+            f"{path} has schema {attrs.get('schema')!r}, expected {SCHEMA_VERSION!r}: "
+            "it was not written by this version of bayesmoe.FitResult.save"
+        )
+    missing = [g for g in _REQUIRED_GROUPS if g not in tree.children]
+    if missing:
+        raise LoadError(f"{path} lacks the groups {missing}; it is incomplete or not a bayesmoe fit")
+    try:
+        law = get_law(attrs["law"])
+    except ValueError:
+        raise LoadError(
+            f"{path} was fitted with law {attrs['law']!r}, which is not registered in this session; "
+            "call bayesmoe.laws.register_law(...) with the same law before loading"
+        ) from None
+    absent = [p for p in law.params if p not in tree["posterior"].data_vars]
+    if absent:
+        raise LoadError(f"{path}: the posterior lacks {absent} of law {law.name!r}")
+    result_runs = FitResult.__new__(FitResult)
+    result_runs.tree = tree
+    runs = FitResult.runs.fget(result_runs)
+    columns = json.loads(attrs["table_columns"])
+    if table_hash(runs, columns) != attrs["table_sha256"]:
+        raise LoadError(
+            f"{path}: the stored run table does not hash to the recorded table_sha256; "
+            "the file was modified after saving, refusing to load it"
+        )
+    priors = spec_from_json(attrs["priors"])
+    diag = None
+    if "diagnostics" in attrs:
+        raw = json.loads(attrs["diagnostics"])
+        diag = Diagnostics(**raw)
+    result = FitResult(tree, law, priors, diag)
+    for w in result.warnings:
+        warnings.warn(f"{path}: {w}", ConvergenceWarning, stacklevel=2)
+    return result
