@@ -31,8 +31,8 @@ TRUTH: dict[str, dict[str, float]] = {
     "chinchilla": dict(PUBLISHED["chinchilla"]["besiroglu2024"]),
     # No published coefficients (LAWS.md §3.2): an illustrative truth with λ < 0 as the paper
     # reports, Chinchilla-like magnitudes, for recovery tests only.
-    "sparsity": dict(a=400.0, alpha=0.34, b=400.0, beta=0.28, c=0.3, d=30.0, e=1.7,
-                     gamma=0.15, delta=0.4, **{"lambda": -0.5}),
+    "sparsity": dict(a=400.0, alpha=0.34, b=400.0, beta=0.28, c=0.3, d=2.0, e=1.7,
+                     gamma=0.1, delta=-0.2, **{"lambda": -0.5}),
 }
 
 

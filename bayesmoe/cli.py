@@ -1,0 +1,114 @@
+"""Command line: a thin argparse layer over the public API; flags mirror the Python keywords.
+
+    bayesmoe fit data/example_runs_simulated_joint.csv --law joint --out models/example.nc
+    bayesmoe summary models/example.nc
+
+Bad input prints the validation message without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bayesmoe", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fit", help="fit a scaling law to a CSV of runs and print the posterior")
+    f.add_argument("runs", help="CSV with one row per run (columns: see bayesmoe.data)")
+    f.add_argument("--law", default="joint", help="joint | fine_grained | sparsity | chinchilla (default joint)")
+    f.add_argument("--priors", default="literature",
+                   help="'literature', 'weak', or a JSON object of per-site overrides, "
+                        "e.g. '{\"e_start\": 2.0732, \"e_max\": 290.4521}'")
+    f.add_argument("--num-chains", type=int, default=4, help="NUTS chains (default 4)")
+    f.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain")
+    f.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
+    f.add_argument("--seed", type=int, default=0, help="sampler seed")
+    f.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance")
+    f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
+                   help="a failed convergence check: exit with an error (raise) or keep it (warn)")
+    f.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
+    f.add_argument("--out", help="save the result to this netCDF path")
+    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    s = sub.add_parser("summary", help="print the posterior summary of a saved result")
+    s.add_argument("path", help="a file written by `bayesmoe fit --out`")
+    s.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
+    return p
+
+
+def _print_result(result, ci_prob: float) -> None:
+    import pandas as pd
+
+    attrs = result.tree.attrs
+    n_runs = result.tree["observed_data"].sizes["run"]
+    print(f"law: {result.law.name}  {result.law.description}")
+    print(f"runs: {n_runs}  groups: {', '.join(result.groups)}  priors: see saved file attrs")
+    timings = json.loads(attrs.get("timings", "{}"))
+    if timings:
+        print(f"NUTS: {result.diagnostics.num_chains} chains x {result.diagnostics.num_draws} draws, "
+              f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
+              f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps/iteration, {timings['chain_method']} on {timings['device']}")
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        print("\nposterior summary")
+        print(result.summary(ci_prob=ci_prob).to_string())
+        print("\ndiagnostics")
+        print(result.diagnostics.table().to_string())
+    print("\nstatus:", "ok" if result.diagnostics.ok else "PROBLEMS: " + "; ".join(result.diagnostics.problems))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "fit":
+        # one CPU device per chain, before JAX initialises (the library itself never does this)
+        import numpyro
+
+        numpyro.set_host_device_count(max(args.num_chains, 1))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    import pandas as pd
+
+    import bayesmoe
+    from bayesmoe.errors import BayesMoEError
+
+    try:
+        if args.command == "fit":
+            try:
+                runs = pd.read_csv(args.runs)
+            except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+                print(f"bayesmoe: cannot read {args.runs}: {err}", file=sys.stderr)
+                return 2
+            priors = args.priors
+            if priors.strip().startswith("{"):
+                try:
+                    priors = json.loads(priors)
+                except json.JSONDecodeError as err:
+                    print(f"bayesmoe: --priors is not valid JSON: {err}", file=sys.stderr)
+                    return 2
+            result = bayesmoe.fit(
+                runs, law=args.law, priors=priors, num_chains=args.num_chains,
+                num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
+                target_accept=args.target_accept, on_bad_fit=args.on_bad_fit,
+                progress=False if args.no_progress else None,
+            )
+            _print_result(result, args.ci_prob)
+            if args.out:
+                print(f"\nsaved: {result.save(args.out)}")
+            return 0
+        result = bayesmoe.load(args.path)
+        _print_result(result, args.ci_prob)
+        return 0
+    except bayesmoe.ConvergenceError as err:
+        print(f"bayesmoe: {err}", file=sys.stderr)
+        return 1
+    except (BayesMoEError, ValueError, FileNotFoundError) as err:
+        print(f"bayesmoe: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

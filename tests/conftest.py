@@ -1,0 +1,23 @@
+"""Shared fixtures. JAX must see one CPU device per chain before anything imports it."""
+
+import os
+
+os.environ.setdefault("CI", "1")  # no progress bars in test logs
+
+import numpyro  # noqa: E402
+
+numpyro.set_host_device_count(4)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data: third-party tables read in place; absent on a user's machine."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent (it is not shipped with bayesmoe)")
+    return SHARED_DATA

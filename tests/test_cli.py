@@ -1,0 +1,44 @@
+"""The README's commands and the CLI, run as subprocesses with tiny NUTS settings."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "bayesmoe.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+
+
+def test_readme_main_job_fits_example_table_and_saves(tmp_path):
+    out = tmp_path / "example.nc"
+    proc = run_cli("fit", "data/example_runs_simulated_joint.csv", "--law", "joint", "--out", str(out),
+                   "--num-warmup", "300", "--num-samples", "300", "--on-bad-fit", "warn")
+    assert proc.returncode == 0, proc.stderr
+    assert "posterior summary" in proc.stdout and "diagnostics" in proc.stdout
+    assert "alpha" in proc.stdout and "max R-hat" in proc.stdout
+    again = run_cli("summary", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "posterior summary" in again.stdout
+
+
+def test_bad_input_exits_2_with_message_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"N": [1e8, -1.0], "D": [1e10, 2e10], "L": [3.0, 2.9]}).to_csv(bad, index=False)
+    proc = run_cli("fit", str(bad), "--law", "chinchilla")
+    assert proc.returncode == 2
+    assert "n_active: rows [1] are <= 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert run_cli("fit", str(tmp_path / "missing.csv")).returncode == 2
+    assert run_cli("summary", str(tmp_path / "missing.nc")).returncode == 2
+
+
+def test_readme_commands_are_the_ci_commands():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_cmd = 'python3 -m venv .venv && .venv/bin/pip install -e ".[dev,runs,ray]" && .venv/bin/python -m pytest'
+    assert test_cmd in readme and test_cmd in ci

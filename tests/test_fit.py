@@ -1,0 +1,95 @@
+"""NUTS fits on simulated tables: recovery, hierarchy, diagnostics. Seeds fixed throughout."""
+
+import numpy as np
+import pytest
+
+import bayesmoe
+from bayesmoe.testing import TRUTH, interval_contains, synthetic_runs
+
+FAST = dict(num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=False)
+
+
+@pytest.mark.parametrize("law", ["joint", "fine_grained", "sparsity", "chinchilla"])
+def test_recovery_truth_inside_95_percent_intervals(law):
+    """~1 % noise on a realistic grid: every law parameter's 95 % interval holds the truth."""
+    runs = synthetic_runs(law, noise_sd=0.01, seed=1)
+    result = bayesmoe.fit(runs, law=law, **FAST)
+    assert result.diagnostics.ok, result.diagnostics.problems
+    assert result.diagnostics.divergences == 0
+    names = [p for p in result.law.params if p not in ("e_max",)]  # E_max: prior-dominated for E <= 32
+    assert interval_contains(result, TRUTH[law], prob=0.95, names=names) == {}
+    assert set(result.law.params) <= set(result.posterior.data_vars)
+
+
+@pytest.fixture(scope="module")
+def hierarchical_fits():
+    """Chinchilla law, three setups: exponents differing by 0.1, and all alike."""
+    base = TRUTH["chinchilla"]
+    differ = {"g1": {"alpha": 0.30}, "g2": {"alpha": 0.40}, "g3": {"alpha": 0.35}}
+    alike = {"g1": {}, "g2": {}, "g3": {}}
+    fits = {}
+    for name, groups in (("differ", differ), ("alike", alike)):
+        runs = synthetic_runs("chinchilla", base, n_runs=50, noise_sd=0.01, seed=2, groups=groups)
+        fits[name] = (groups, bayesmoe.fit(runs, law="chinchilla", **FAST))
+    return fits
+
+
+def test_hierarchical_recovers_distinct_group_exponents(hierarchical_fits):
+    groups, result = hierarchical_fits["differ"]
+    alpha = result.posterior["alpha"]
+    assert alpha.dims == ("chain", "draw", "group")
+    for g, over in groups.items():
+        lo, hi = alpha.sel(group=g).quantile([0.025, 0.975]).values
+        assert lo < over["alpha"] < hi, (g, lo, hi)
+    diff = (alpha.sel(group="g2") - alpha.sel(group="g1")).values
+    assert np.quantile(diff, 0.025) > 0  # the 0.1 gap is resolved
+
+
+def test_hierarchical_shrinks_alike_groups(hierarchical_fits):
+    _, alike = hierarchical_fits["alike"]
+    _, differ = hierarchical_fits["differ"]
+    a = alike.posterior["alpha"]
+    spread_alike = np.abs((a.sel(group="g2") - a.sel(group="g1")).values)
+    # alike groups are pooled: their difference stays well inside the 0.1 that the other fit resolves
+    assert np.quantile(spread_alike, 0.95) < 0.05
+    assert float(alike.posterior["alpha_tau"].median()) < float(differ.posterior["alpha_tau"].median())
+
+
+def test_one_group_is_the_plain_model():
+    runs = synthetic_runs("chinchilla", n_runs=40, seed=3).assign(group="only")
+    result = bayesmoe.fit(runs, law="chinchilla", **FAST)
+    assert not result.hierarchical
+    assert "group" not in result.posterior["alpha"].dims
+    assert not any(v.endswith(("_tau", "_z")) for v in result.tree["posterior"].data_vars)
+
+
+def test_bad_fit_raises_naming_parameters_and_warn_keeps_it():
+    runs = synthetic_runs("chinchilla", n_runs=40, seed=4)
+    tiny = dict(num_chains=2, num_warmup=20, num_samples=20, seed=0, progress=False)
+    with pytest.raises(bayesmoe.ConvergenceError) as info:
+        bayesmoe.fit(runs, law="chinchilla", **tiny)
+    msg = str(info.value)
+    assert "ESS" in msg and "alpha" in msg and "num_warmup" in msg
+    with pytest.warns(bayesmoe.ConvergenceWarning):
+        result = bayesmoe.fit(runs, law="chinchilla", on_bad_fit="warn", **tiny)
+    assert result.warnings and "ESS" in result.warnings[0]
+    assert not result.diagnostics.ok
+
+
+def test_fit_rejects_bad_arguments():
+    runs = synthetic_runs("chinchilla", n_runs=20, seed=5)
+    with pytest.raises(ValueError, match="on_bad_fit"):
+        bayesmoe.fit(runs, law="chinchilla", on_bad_fit="ignore")
+    with pytest.raises(ValueError, match="unknown law"):
+        bayesmoe.fit(runs, law="kaplan")
+    with pytest.raises(bayesmoe.DataValidationError, match="experts"):
+        bayesmoe.fit(runs.drop(columns=[]), law="sparsity")  # needs n_total and experts
+    with pytest.raises(bayesmoe.PriorError, match="unknown prior sites"):
+        bayesmoe.fit(runs, law="chinchilla", priors={"alhpa": 0.3})
+
+
+def test_fixed_e_hat_parameters():
+    runs = synthetic_runs("joint", n_runs=120, seed=6)
+    result = bayesmoe.fit(runs, law="joint", priors={"e_start": 2.0732, "e_max": 290.4521}, **FAST)
+    assert float(result.posterior["e_start"].std()) == 0.0
+    assert float(result.posterior["e_start"].mean()) == pytest.approx(2.0732, rel=1e-6)

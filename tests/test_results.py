@@ -1,0 +1,98 @@
+"""FitResult: predictions, summaries, storage. Most use fake results (no NUTS)."""
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import bayesmoe
+from bayesmoe.testing import TRUTH, fake_result, synthetic_runs
+
+
+@pytest.fixture(scope="module")
+def real_fit():
+    runs = synthetic_runs("chinchilla", n_runs=40, seed=7, groups={"a": {}, "b": {"alpha": 0.4}})
+    return bayesmoe.fit(runs, law="chinchilla", num_chains=4, num_warmup=400, num_samples=400, seed=0, progress=False)
+
+
+def test_predict_mean_matches_law_at_truth():
+    result = fake_result("joint", rel_sd=1e-6)
+    new = pd.DataFrame({"N": [1e9], "D": [2e10], "E": [8]})
+    pred = result.predict(new)
+    assert pred.dims == ("chain", "draw", "run")
+    assert float(pred.median()) == pytest.approx(2.508777, rel=1e-4)  # LAWS.md row 10
+
+
+def test_predict_new_run_adds_noise_of_fitted_size():
+    result = fake_result("chinchilla", rel_sd=1e-6, sigma=0.02, num_draws=2000)
+    new = pd.DataFrame({"n_active": [1e9], "tokens": [2e10]})
+    mean = result.predict(new)
+    noisy = result.predict(new, kind="new_run", seed=3)
+    log_ratio = np.log(noisy.values / mean.values).ravel()
+    # Student-t(4) with scale 0.02 has sd 0.02·√2; 4000 draws give the sd to about ±5 %
+    assert np.std(log_ratio) == pytest.approx(0.02 * np.sqrt(2), rel=0.15)
+    with pytest.raises(ValueError, match="kind"):
+        result.predict(new, kind="median")
+
+
+def test_predict_known_group_and_new_setup(real_fit):
+    new = pd.DataFrame({"n_active": [1e9], "tokens": [2e10]})
+    pa, pb = real_fit.predict(new, group="a"), real_fit.predict(new, group="b")
+    assert float(pb.median()) < float(pa.median())  # group b has the steeper N exponent
+    unseen = real_fit.predict(new, seed=1)
+    # an unseen setup is less certain than either known one
+    assert float(unseen.std()) > max(float(pa.std()), float(pb.std()))
+    with pytest.raises(ValueError, match="unknown group"):
+        real_fit.predict(new, group="zzz")
+
+
+def test_summary_has_medians_intervals_and_diagnostics(real_fit):
+    table = real_fit.summary(ci_prob=0.9)
+    for col in ("median", "eti90_lb", "eti90_ub", "r_hat", "ess_bulk", "ess_tail"):
+        assert col in table.columns, table.columns
+    assert any(i.startswith("alpha[") for i in table.index)
+    assert "alpha_tau" in table.index
+
+
+def test_save_load_round_trip_is_exact(real_fit, tmp_path):
+    path = real_fit.save(tmp_path / "fit.nc")
+    back = bayesmoe.load(path)
+    xr.testing.assert_identical(back.tree["posterior"].to_dataset(), real_fit.tree["posterior"].to_dataset())
+    xr.testing.assert_identical(back.tree["sample_stats"].to_dataset(), real_fit.tree["sample_stats"].to_dataset())
+    assert back.tree.attrs["priors"] == real_fit.tree.attrs["priors"]
+    assert back.priors == real_fit.priors
+    assert back.law is real_fit.law and back.groups == real_fit.groups
+    pd.testing.assert_frame_equal(back.runs, real_fit.runs)
+    new = pd.DataFrame({"n_active": [3e8], "tokens": [6e9]})
+    np.testing.assert_array_equal(back.predict(new, group="a").values, real_fit.predict(new, group="a").values)
+
+
+def test_load_refuses_tampered_table_and_foreign_files(real_fit, tmp_path):
+    path = real_fit.save(tmp_path / "fit.nc")
+    with h5py.File(path, "r+") as f:
+        f["constant_data/loss"][0] = f["constant_data/loss"][0] * 1.01
+    with pytest.raises(bayesmoe.LoadError, match="does not hash"):
+        bayesmoe.load(path)
+    other = tmp_path / "other.nc"
+    xr.Dataset({"x": ("i", [1.0])}).to_netcdf(other, engine="h5netcdf")
+    with pytest.raises(bayesmoe.LoadError, match="schema"):
+        bayesmoe.load(other)
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"not a netcdf file")
+    with pytest.raises(bayesmoe.LoadError, match="not a readable"):
+        bayesmoe.load(junk)
+
+
+def test_fake_result_round_trips(tmp_path):
+    result = fake_result("joint")
+    back = bayesmoe.load(result.save(tmp_path / "fake.nc"))
+    assert float(back.posterior["alpha"].median()) == pytest.approx(TRUTH["joint"]["alpha"], rel=0.01)
+
+
+def test_import_does_not_pull_torch():
+    code = "import sys, bayesmoe, bayesmoe.testing; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
