@@ -1,0 +1,457 @@
+"""Joint MoE law, fitted two ways on the paper's own design: NUTS vs the field's bootstrap.
+
+The design is the 270-run grid of Ludziejewski et al. 2025 (App. E), read in place from
+``../shared/data/joint-law-grid/joint_law_runs_grid.csv`` (column ``n_act`` is the active
+parameter count). Losses are simulated from the paper's Table 3 coefficients
+(``bayesmoe.testing.TRUTH["joint"]``) with Gaussian noise of sd 0.0062 on ln L, the paper's
+training RMSE. Both methods then fit the same table, one after the other, in one process::
+
+    python bench/bench_joint_nuts_vs_bootstrap.py            # full benchmark, a few minutes
+    python bench/bench_joint_nuts_vs_bootstrap.py --quick    # smoke run
+
+What is measured, and how
+-------------------------
+All clocks are ``time.perf_counter`` wall time; imports and data simulation are not counted.
+
+NUTS (bayesmoe, float32, 4 chains on 4 host devices, literature priors)
+    * *total wall*: one ``bayesmoe.fit(runs, law="joint", num_chains=4, num_warmup=W,
+      num_samples=S)`` call, the first fit in the process, so it includes every first-use cost,
+      validation, tracing and compilation, warmup, sampling, ArviZ conversion and diagnostics.
+    * *compile estimate*: wall of a second, tiny fit on the same table (2 warmup iterations,
+      4 draws, the least ``fit`` accepts) right after it. NumPyro traces and compiles again on
+      every call, so this is the per-fit first-call overhead (trace + compile + fixed
+      costs); *sampling estimate* = total wall - compile estimate.
+    * *warmup phase* / *sampling phase*: bayesmoe's own split of the full fit
+      (``result.tree.attrs["timings"]``): trace + compile + warmup, then sampling (which
+      includes compiling the sampling loop).
+    * min bulk / tail ESS, max R-hat over all sampled sites, divergences: ``result.diagnostics``.
+      ESS/s is min bulk ESS divided by total wall (and by the sampling estimate).
+
+Baseline, the field's usual method (LAWS.md §1.7; ENV.md, "The field's usual method"), float64
+    * 11 free parameters: ln a, ln b, ln c, α, β, γ, ζ, δ, ω, ln E_start, ln E_max, with bounds
+      only on Ê's (E_start in [0.5, 30], E_max in [32, 1e5], which keeps E_start < E_max so that
+      Ê is defined, and stops E_max drifting to infinity where the data cannot see it; on this
+      table the best fit sits on the E_max bound).
+    * objective: the sum over runs of Huber(predicted ln L - observed ln L) with δ = 1e-3
+      (ENV.md's setting; the joint paper used 0.01), its gradient from ``jax.grad`` of the
+      ``jax.jit``-compiled objective; the first call (trace + compile) is timed on its own.
+    * fit: ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` from ``--num-starts``
+      starts drawn without replacement from a grid over α, β, δ, ω, γ, ζ, ln a, ln b, c, E_start
+      and E_max (see ``grid_of_starts``); the lowest objective is kept.
+    * tolerances: ``ftol=1e-15, gtol=1e-11, maxcor=30`` (``LBFGS_OPTIONS``). SciPy's ``ftol`` is
+      relative to ``max(|f|, 1)`` and the summed Huber objective is about 1e-3 here, so at
+      SciPy's defaults the fits stop early. In a check on this table (seed 0, 40 resamples):
+      the best of 64 default-tolerance fits had α = -0.161 where the converged optimum has
+      -0.182, and warm-started refits stopped after about 23 gradient evaluations, barely
+      moved, so the bootstrap sds came out 30-3000x too small. With these settings the
+      bootstrap sds were within 3 % of those of refits run to ``ftol=0``, at about 270
+      evaluations per refit; with SciPy's default ``maxcor=10`` the same tolerances needed
+      about 6400. ``--scipy-defaults`` runs the cheap, unconverged variant (what ENV.md timed).
+    * ``OPENBLAS_NUM_THREADS=1`` is set (unless already set) before NumPy loads: L-BFGS-B calls
+      OpenBLAS on tiny matrices, and OpenBLAS's thread pool on a busy 2-core host made one fit
+      about 20x slower (1.2 s instead of 0.05 s). NUTS runs in XLA and does not use OpenBLAS.
+    * bootstrap: ``--num-bootstrap`` nonparametric resamples of the 270 runs (as multinomial
+      run weights), each refitted from the best fit. A refit fails when L-BFGS-B does not
+      report success or the objective is not finite; intervals are the 2.5 / 97.5 %
+      percentiles of the successful refits.
+    * total wall = compile + grid + bootstrap.
+
+The comparison table puts each method's 95 % interval (NUTS: equal-tailed posterior interval;
+bootstrap: percentile interval) for α, β, γ, ζ, δ, ω, c next to Table 3's value. The last line
+checks the issue's target: NUTS (4 chains x 1000 draws) in less wall time than the bootstrap,
+with min bulk ESS >= 1000.
+
+The host is shared and noisy (ENV.md: the same NUTS fit took 6.3-14.2 s over 10 runs): compare
+the two methods within one run only.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads; see the docstring
+
+import numpyro  # noqa: E402
+
+# One CPU device per chain, so the four chains run in parallel. This must happen before
+# anything initialises JAX.
+numpyro.set_host_device_count(4)
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scipy.optimize  # noqa: E402
+
+import bayesmoe  # noqa: E402
+from bayesmoe.laws import JOINT  # noqa: E402
+from bayesmoe.testing import TRUTH, synthetic_runs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "joint-law-grid" / "joint_law_runs_grid.csv"
+PAPER_RMSE = 0.0062  # Ludziejewski et al. 2025, §5.2: training RMSE on ln L
+COMPARED = ("alpha", "beta", "gamma", "zeta", "delta", "omega", "c")
+NUM_CHAINS = 4
+
+#: Baseline coordinates: scales, the irreducible loss and Ê's parameters as logs.
+THETA = ("log_a", "log_b", "log_c", "alpha", "beta", "gamma", "zeta", "delta", "omega",
+         "log_e_start", "log_e_max")
+BOUNDS = [(None, None)] * 9 + [(np.log(0.5), np.log(30.0)), (np.log(32.0), np.log(1e5))]
+#: L-BFGS-B settings under which refits converge (see the module docstring).
+LBFGS_OPTIONS = {"ftol": 1e-15, "gtol": 1e-11, "maxcor": 30, "maxiter": 5000}
+#: SciPy's own defaults (ftol 2.2e-9, gtol 1e-5, maxcor 10, maxiter 15000).
+SCIPY_DEFAULT_OPTIONS: dict = {}
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so that stdout holds only the result."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def load_runs(path: Path, seed: int) -> pd.DataFrame:
+    """The paper's design with losses simulated from Table 3 at the paper's RMSE."""
+    if not path.is_file():
+        sys.exit(
+            f"error: the joint-law design {path} is missing. It is shared data, read in place "
+            "(never copied into the repo); pass --data PATH if it lives elsewhere."
+        )
+    grid = pd.read_csv(path).rename(columns={"n_act": "n_active"})
+    design = grid[["n_active", "n_total", "tokens", "experts"]].astype("float64")
+    return synthetic_runs("joint", design=design, noise_sd=PAPER_RMSE, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# NUTS
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_nuts(runs: pd.DataFrame, *, num_warmup: int, num_samples: int, seed: int) -> dict:
+    """Time a full bayesmoe fit, then a tiny one for the compile estimate; collect diagnostics."""
+
+    def timed_fit(warmup: int, samples: int):
+        t0 = time.perf_counter()
+        result = bayesmoe.fit(runs, law="joint", num_chains=NUM_CHAINS, num_warmup=warmup,
+                              num_samples=samples, seed=seed, progress=False, on_bad_fit="warn")
+        return result, time.perf_counter() - t0
+
+    log(f"NUTS: {NUM_CHAINS} chains x ({num_warmup} warmup + {num_samples} draws)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result, total_s = timed_fit(num_warmup, num_samples)
+    log("NUTS: tiny fit (2 warmup + 4 draws) for the compile estimate")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 4-draw fit cannot converge; only its time matters
+        _, compile_s = timed_fit(2, 4)
+
+    timings = json.loads(result.tree.attrs["timings"])
+    diag = result.diagnostics
+    sampling_s = total_s - compile_s
+    post = result.posterior
+    intervals = {}
+    for name in COMPARED:
+        draws = np.asarray(post[name].values, dtype="float64").ravel()
+        lo, med, hi = np.quantile(draws, [0.025, 0.5, 0.975])
+        intervals[name] = {"median": med, "lo": lo, "hi": hi}
+    return {
+        "num_chains": NUM_CHAINS,
+        "num_warmup": num_warmup,
+        "num_samples": num_samples,
+        "total_wall_s": total_s,
+        "compile_estimate_s": compile_s,
+        "sampling_estimate_s": sampling_s,
+        "warmup_phase_s": timings["warmup_s"],
+        "sampling_phase_s": timings["sampling_s"],
+        "mean_leapfrog_steps": timings["mean_leapfrog_steps"],
+        "chain_method": timings["chain_method"],
+        "min_ess_bulk": diag.min_ess_bulk,
+        "min_ess_tail": diag.min_ess_tail,
+        "max_rhat": diag.max_rhat,
+        "divergences": diag.divergences,
+        "ess_bulk_per_s": diag.min_ess_bulk / total_s,
+        "ess_bulk_per_sampling_s": diag.min_ess_bulk / sampling_s if sampling_s > 0 else float("nan"),
+        "problems": list(diag.problems),
+        "warnings": [str(w.message) for w in caught],
+        "intervals": intervals,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline: Huber on ln L, L-BFGS-B from a grid of starts, bootstrap refits
+# ---------------------------------------------------------------------------------------------
+
+
+def paper_params(theta: jax.Array) -> dict[str, jax.Array]:
+    """Paper-form parameters of JOINT from a baseline coordinate vector."""
+    p = dict(zip(THETA, theta))
+    out = {k: p[k] for k in ("alpha", "beta", "gamma", "zeta", "delta", "omega")}
+    for name in ("a", "b", "c", "e_start", "e_max"):
+        out[name] = jnp.exp(p[f"log_{name}"])
+    return out
+
+
+def huber(r: jax.Array, delta: float) -> jax.Array:
+    """Huber loss: quadratic within ``delta`` of zero, linear outside."""
+    abs_r = jnp.abs(r)
+    return jnp.where(abs_r <= delta, 0.5 * r**2, delta * (abs_r - 0.5 * delta))
+
+
+def make_objective(runs: pd.DataFrame, huber_delta: float):
+    """Jitted ``(theta, weights) -> (objective, gradient)``: weighted sum of Huber residuals.
+
+    Call it inside ``jax.enable_x64(True)``; run weights of ones give the plain fit, bootstrap
+    resamples are multinomial counts, so every refit reuses one compiled function.
+    """
+    x = {k: jnp.asarray(runs[k].to_numpy(dtype="float64")) for k in JOINT.inputs}
+    observed = jnp.asarray(np.log(runs["loss"].to_numpy(dtype="float64")))
+    if observed.dtype != jnp.float64:
+        raise RuntimeError("make_objective needs jax.enable_x64(True)")
+
+    def objective(theta, weights):
+        residual = JOINT.log_loss(paper_params(theta), x) - observed
+        return jnp.sum(weights * huber(residual, huber_delta))
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+
+    def fun(theta: np.ndarray, weights: jax.Array) -> tuple[float, np.ndarray]:
+        value, grad = value_and_grad(jnp.asarray(theta), weights)
+        return float(value), np.asarray(grad, dtype="float64")
+
+    return fun
+
+
+def grid_of_starts(num_starts: int, seed: int) -> np.ndarray:
+    """``num_starts`` distinct points of a product grid (signed exponents, as in Table 3).
+
+    α, β ∈ {-0.1, -0.2, -0.3}; δ, ω ∈ {-0.5, 0, 0.5}; γ, ζ ∈ {-0.02, 0, 0.02};
+    ln a, ln b ∈ {3, 4}; c ∈ {1, 1.5}; E_start ∈ {1.5, 4}; E_max ∈ {100, 1000}
+    (23 328 points; the joint paper's own grid is in LAWS.md §1.7).
+    """
+    axes = {
+        "log_a": [3.0, 4.0], "log_b": [3.0, 4.0], "log_c": np.log([1.0, 1.5]),
+        "alpha": [-0.1, -0.2, -0.3], "beta": [-0.1, -0.2, -0.3],
+        "gamma": [-0.02, 0.0, 0.02], "zeta": [-0.02, 0.0, 0.02],
+        "delta": [-0.5, 0.0, 0.5], "omega": [-0.5, 0.0, 0.5],
+        "log_e_start": np.log([1.5, 4.0]), "log_e_max": np.log([100.0, 1000.0]),
+    }
+    grid = np.array(list(itertools.product(*(axes[k] for k in THETA))), dtype="float64")
+    rng = np.random.default_rng(seed)
+    return grid[rng.choice(len(grid), size=min(num_starts, len(grid)), replace=False)]
+
+
+def lbfgs(fun, theta0: np.ndarray, weights: jax.Array, options: dict) -> scipy.optimize.OptimizeResult:
+    return scipy.optimize.minimize(fun, theta0, args=(weights,), jac=True, method="L-BFGS-B",
+                                   bounds=BOUNDS, options=options)
+
+
+def refit_ok(res: scipy.optimize.OptimizeResult) -> bool:
+    return bool(res.success) and bool(np.isfinite(res.fun))
+
+
+def compared_values(theta: np.ndarray) -> dict[str, float]:
+    p = dict(zip(THETA, theta))
+    return {name: float(np.exp(p["log_c"]) if name == "c" else p[name]) for name in COMPARED}
+
+
+def bench_baseline(runs: pd.DataFrame, *, num_starts: int, num_bootstrap: int,
+                   huber_delta: float, options: dict, seed: int) -> dict:
+    """Grid of L-BFGS-B starts, then warm-started bootstrap refits; all in float64."""
+    with jax.enable_x64(True):
+        fun = make_objective(runs, huber_delta)
+        ones = jnp.ones(len(runs), dtype=jnp.float64)
+        starts = grid_of_starts(num_starts, seed)
+
+        t0 = time.perf_counter()
+        fun(starts[0], ones)  # trace + compile
+        compile_s = time.perf_counter() - t0
+
+        log(f"baseline: L-BFGS-B from {len(starts)} grid starts")
+        t0 = time.perf_counter()
+        fits = [lbfgs(fun, s, ones, options) for s in starts]
+        grid_s = time.perf_counter() - t0
+        finite = [f for f in fits if np.isfinite(f.fun)]
+        best = min(finite, key=lambda f: f.fun)
+
+        log(f"baseline: {num_bootstrap} bootstrap refits from the best fit")
+        rng = np.random.default_rng(seed + 1)
+        n = len(runs)
+        refits = []
+        t0 = time.perf_counter()
+        for _ in range(num_bootstrap):
+            counts = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
+            refits.append(lbfgs(fun, best.x, jnp.asarray(counts), options))
+        bootstrap_s = time.perf_counter() - t0
+
+    ok = [r for r in refits if refit_ok(r)]
+    boot = np.array([list(compared_values(r.x).values()) for r in ok]).reshape(len(ok), len(COMPARED))
+    intervals = {}
+    for j, name in enumerate(COMPARED):
+        lo, med, hi = np.quantile(boot[:, j], [0.025, 0.5, 0.975]) if len(ok) else [np.nan] * 3
+        intervals[name] = {"median": med, "lo": lo, "hi": hi}
+    failures = len(refits) - len(ok)
+    messages = pd.Series([str(r.message) for r in refits if not refit_ok(r)]).value_counts()
+    return {
+        "num_starts": len(starts),
+        "num_bootstrap": num_bootstrap,
+        "huber_delta": huber_delta,
+        "lbfgs_options": options,
+        "compile_s": compile_s,
+        "grid_s": grid_s,
+        "bootstrap_s": bootstrap_s,
+        "total_wall_s": compile_s + grid_s + bootstrap_s,
+        "grid_successes": sum(refit_ok(f) for f in fits),
+        "best_objective": float(best.fun),
+        "best_fit": compared_values(best.x) | {
+            "e_start": float(np.exp(best.x[THETA.index("log_e_start")])),
+            "e_max": float(np.exp(best.x[THETA.index("log_e_max")])),
+        },
+        "bootstrap_failures": failures,
+        "bootstrap_failure_rate": failures / max(len(refits), 1),
+        "failure_messages": messages.to_dict(),
+        "median_refit_iterations": float(np.median([r.nit for r in refits])) if refits else float("nan"),
+        "median_refit_evaluations": float(np.median([r.nfev for r in refits])) if refits else float("nan"),
+        "intervals": intervals,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def results_table(nuts: dict, base: dict) -> pd.DataFrame:
+    """One row per number: value and how it is measured."""
+    w, s = nuts["num_warmup"], nuts["num_samples"]
+    rows = [
+        ("NUTS", "total wall [s]", f"{nuts['total_wall_s']:.2f}",
+         f"bayesmoe.fit, {NUM_CHAINS} chains x ({w} warmup + {s} draws), first fit in process"),
+        ("NUTS", "compile estimate [s]", f"{nuts['compile_estimate_s']:.2f}",
+         "wall of a tiny fit (2 warmup + 4 draws) on the same table, run after"),
+        ("NUTS", "sampling estimate [s]", f"{nuts['sampling_estimate_s']:.2f}",
+         "total wall - compile estimate"),
+        ("NUTS", "warmup phase [s]", f"{nuts['warmup_phase_s']:.2f}",
+         "bayesmoe timings: trace + compile + warmup"),
+        ("NUTS", "sampling phase [s]", f"{nuts['sampling_phase_s']:.2f}",
+         "bayesmoe timings: sampling, incl. compiling its loop"),
+        ("NUTS", "mean leapfrog steps", f"{nuts['mean_leapfrog_steps']:.1f}",
+         f"per draw, chain method {nuts['chain_method']!r}"),
+        ("NUTS", "min bulk ESS", f"{nuts['min_ess_bulk']:.0f}", "over all sampled sites"),
+        ("NUTS", "min tail ESS", f"{nuts['min_ess_tail']:.0f}", "over all sampled sites"),
+        ("NUTS", "ESS/s (total wall)", f"{nuts['ess_bulk_per_s']:.1f}",
+         "min bulk ESS / total wall"),
+        ("NUTS", "ESS/s (sampling)", f"{nuts['ess_bulk_per_sampling_s']:.1f}",
+         "min bulk ESS / sampling estimate"),
+        ("NUTS", "max R-hat", f"{nuts['max_rhat']:.4f}", "over all sampled sites"),
+        ("NUTS", "divergences", f"{nuts['divergences']}", "after warmup, all chains"),
+        ("bootstrap", "objective compile [s]", f"{base['compile_s']:.2f}",
+         "first call of jitted value_and_grad (float64)"),
+        ("bootstrap", "grid fits [s]", f"{base['grid_s']:.2f}",
+         f"L-BFGS-B from {base['num_starts']} starts, {base['grid_successes']} converged; "
+         f"Huber delta {base['huber_delta']:g}; options {base['lbfgs_options'] or 'SciPy defaults'}"),
+        ("bootstrap", "best fit E_start, E_max", f"{base['best_fit']['e_start']:.3g}, "
+         f"{base['best_fit']['e_max']:.4g}", "bounds [0.5, 30] and [32, 1e5]; Table 3: 2.07, 290"),
+        ("bootstrap", "bootstrap refits [s]", f"{base['bootstrap_s']:.2f}",
+         f"{base['num_bootstrap']} resamples, warm-started from the best fit"),
+        ("bootstrap", "iterations per refit", f"{base['median_refit_iterations']:.0f}",
+         f"median L-BFGS-B iterations ({base['median_refit_evaluations']:.0f} gradient evaluations)"),
+        ("bootstrap", "failed refits", f"{base['bootstrap_failures']} "
+         f"({100 * base['bootstrap_failure_rate']:.1f} %)", "L-BFGS-B success False or non-finite"),
+        ("bootstrap", "total wall [s]", f"{base['total_wall_s']:.2f}",
+         "compile + grid + bootstrap"),
+    ]
+    table = pd.DataFrame(rows, columns=["method", "metric", "value", "how it is measured"])
+    return table.set_index(["method", "metric"])
+
+
+def interval_table(nuts: dict, base: dict) -> pd.DataFrame:
+    """95 % intervals of both methods next to Table 3's value."""
+    truth = TRUTH["joint"]
+    rows = []
+    for name in COMPARED:
+        t, n, b = truth[name], nuts["intervals"][name], base["intervals"][name]
+        rows.append({
+            "param": name, "Table 3": t,
+            "NUTS median": n["median"], "NUTS 2.5%": n["lo"], "NUTS 97.5%": n["hi"],
+            "NUTS covers": "yes" if n["lo"] <= t <= n["hi"] else "no",
+            "best fit": base["best_fit"][name], "boot 2.5%": b["lo"], "boot 97.5%": b["hi"],
+            "boot covers": "yes" if b["lo"] <= t <= b["hi"] else "no",
+        })
+    return pd.DataFrame(rows).set_index("param")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the simulated losses, NUTS, the start grid and the bootstrap")
+    parser.add_argument("--num-bootstrap", type=int, default=None, help="default 1000 (100 with --quick)")
+    parser.add_argument("--num-starts", type=int, default=None, help="default 64 (16 with --quick)")
+    parser.add_argument("--num-warmup", type=int, default=None, help="default 1000 (300 with --quick)")
+    parser.add_argument("--num-samples", type=int, default=None, help="default 1000 (300 with --quick)")
+    parser.add_argument("--huber-delta", type=float, default=1e-3)
+    parser.add_argument("--scipy-defaults", action="store_true",
+                        help="baseline with SciPy's default L-BFGS-B tolerances (refits stop early)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer draws, starts and refits")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the joint-law design CSV")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args(argv)
+
+    def pick(value, full, quick):
+        return value if value is not None else (quick if args.quick else full)
+
+    num_bootstrap = pick(args.num_bootstrap, 1000, 100)
+    num_starts = pick(args.num_starts, 64, 16)
+    num_warmup = pick(args.num_warmup, 1000, 300)
+    num_samples = pick(args.num_samples, 1000, 300)
+
+    runs = load_runs(args.data, args.seed)
+    log(f"{len(runs)} runs from {args.data}, ln-loss noise sd {PAPER_RMSE}, seed {args.seed}; "
+        f"{jax.local_device_count()} JAX devices")
+    nuts = bench_nuts(runs, num_warmup=num_warmup, num_samples=num_samples, seed=args.seed)
+    base = bench_baseline(runs, num_starts=num_starts, num_bootstrap=num_bootstrap,
+                          huber_delta=args.huber_delta, seed=args.seed,
+                          options=SCIPY_DEFAULT_OPTIONS if args.scipy_defaults else LBFGS_OPTIONS)
+
+    faster = nuts["total_wall_s"] < base["total_wall_s"]
+    enough_ess = nuts["min_ess_bulk"] >= 1000
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_colwidth", 90)
+    print(f"Joint law, {len(runs)} runs of the paper's design, losses from Table 3 + N(0, "
+          f"{PAPER_RMSE}) on ln L (seed {args.seed})\n")
+    print(results_table(nuts, base).to_string())
+    print("\n95 % intervals (NUTS: equal-tailed posterior; bootstrap: percentiles of "
+          f"{base['num_bootstrap'] - base['bootstrap_failures']} successful refits)\n")
+    print(interval_table(nuts, base).to_string(float_format=lambda v: f"{v:.4f}"))
+    for message in nuts["warnings"]:
+        print(f"\nNUTS warning: {message}")
+    if args.quick:
+        print("\n(quick run: not the benchmark configuration)")
+    print(f"\ntarget: NUTS wall < bootstrap wall: {'yes' if faster else 'no'}; "
+          f"min bulk ESS >= 1000: {'yes' if enough_ess else 'no'}")
+
+    report = {
+        "config": {"seed": args.seed, "data": str(args.data), "n_runs": len(runs),
+                   "noise_sd": PAPER_RMSE, "quick": args.quick, "truth": TRUTH["joint"]},
+        "nuts": nuts,
+        "baseline": base,
+        "target": {"nuts_faster": faster, "min_ess_bulk_ge_1000": enough_ess},
+    }
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+        log(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
