@@ -117,6 +117,7 @@ def train_run(cfg: MoEConfig, budgets: list[int], tc: TrainConfig, *, corpus: Co
     gen = torch.Generator()
 
     def run_steps(model, opt, start, stop, lr_at):
+        ce = aux = torch.tensor(float("nan"))
         for s in range(start, stop):
             gen.manual_seed(tc.seed * 1_000_003 + s)
             x, y = corpus.batch(gen, tc.batch_size, cfg.seq_len)
@@ -167,7 +168,8 @@ def train_run(cfg: MoEConfig, budgets: list[int], tc: TrainConfig, *, corpus: Co
     model, opt = build()
     step, trunk_s = 0, 0.0
     for i, S in enumerate(steps):
-        fork = max(warmup, S - round(tc.cooldown_frac * S))
+        # budgets closer than the cooldown fraction share the trunk: the later cooldown is shorter
+        fork = max(warmup, step, S - round(tc.cooldown_frac * S))
         t0 = time.perf_counter()
         run_steps(model, opt, step, fork, warm)
         trunk_s += time.perf_counter() - t0
@@ -177,10 +179,10 @@ def train_run(cfg: MoEConfig, budgets: list[int], tc: TrainConfig, *, corpus: Co
             snap = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
 
         def lr_cool(s, S=S, fork=fork):
-            return warm(s) * (S - s) / (S - fork)
+            return warm(s) * (S - s) / max(1, S - fork)
 
         t0 = time.perf_counter()
-        ce, aux = run_steps(model, opt, fork, S, lr_cool) if S > fork else (float("nan"),) * 2
+        ce, aux = run_steps(model, opt, fork, S, lr_cool)
         branch_s = time.perf_counter() - t0
         # wall time a standalone run of this budget would take: trunk so far + this cooldown
         finish(model, S, trunk_s + branch_s, ce, aux)

@@ -226,3 +226,12 @@ def test_ray_executor_runs_the_smoke_grid_on_a_local_instance(tmp_path):
     rows = _read(out)
     assert [int(r["experts"]) for r in rows] == [4, 4]
     assert int(rows[0]["tokens"]) < int(rows[1]["tokens"])
+
+
+def test_budgets_closer_than_the_cooldown_share_the_trunk():
+    corpus = rdata.load_corpus("sample")
+    cfg = MoEConfig(d_model=32, n_blocks=1, seq_len=64, experts=2)
+    tc = TrainConfig(lr=4e-3, batch_size=8, eval_tokens=2048, warmup_steps=2)
+    rows = train_run(cfg, [10_240, 10_752, 10_752], tc, corpus=corpus)  # 20 and 21 steps
+    assert [r["tokens"] for r in rows] == [10_240, 10_752]
+    assert all(r["loss"] < 5.6 for r in rows)
