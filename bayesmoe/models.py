@@ -157,7 +157,8 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
 
     irr_site = f"{law.irreducible}_rel"
     irr_prior = spec[irr_site]
-    xf = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in design.frontier.items()}
+    # one group: scalars, so the irreducible loss gets no spurious length-1 axis
+    xf = {k: jnp.asarray(v if hierarchical else v[0], dtype=jnp.float32) for k, v in design.frontier.items()}
 
     def frontier_terms(shape, log_scales):
         """Sum of the law's terms at each group's lowest-loss run, shape (groups,)."""
