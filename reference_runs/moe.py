@@ -210,6 +210,20 @@ def grouped_mm_available(device: torch.device | str, dtype: torch.dtype) -> bool
     return _GROUPED_OK[key]
 
 
+def resolve_expert_impl(cfg: MoEConfig, device: torch.device | str,
+                        dtype: torch.dtype = torch.float32) -> str:
+    """What ``expert_impl="auto"`` runs: ``grouped`` where grouped_mm runs and every row stride
+    is a multiple of 16 bytes (grouped_mm's requirement, e.g. d_expert = 18 fails in float32),
+    else ``split``; ``dense`` for E·G = 1, which has no MoE layer."""
+    if cfg.expert_impl != "auto":
+        return cfg.expert_impl
+    if cfg.is_dense:
+        return "dense"
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    aligned = all(n * itemsize % 16 == 0 for n in (cfg.d_model, cfg.d_expert))
+    return "grouped" if aligned and grouped_mm_available(device, dtype) else "split"
+
+
 def _contiguous_grad(g: torch.Tensor) -> torch.Tensor:
     return g.contiguous()  # grouped_mm's CPU backward rejects expanded (stride-0) gradients
 
@@ -263,7 +277,7 @@ class MoELayer(nn.Module):
     def _resolved_impl(self, x: torch.Tensor) -> str:
         if self.impl != "auto":
             return self.impl
-        return "grouped" if grouped_mm_available(x.device, x.dtype) else "split"
+        return resolve_expert_impl(self.cfg, x.device, x.dtype)
 
     def _gates(self, top_p: torch.Tensor) -> torch.Tensor:
         norm = self.cfg.gate_norm

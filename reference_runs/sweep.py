@@ -198,15 +198,22 @@ def run_local(units, out, workers, progress=True):
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                              initializer=_init_worker) as ex:
-        futures = {ex.submit(run_unit, u, str(out), skip) for u in todo}
+        futures = {ex.submit(run_unit, u, str(out), skip): u for u in todo}
         start = len(done_ids(out))
-        while futures:
-            finished, futures = wait(futures, timeout=10, return_when=FIRST_COMPLETED)
+        pending, failed = set(futures), []
+        while pending:
+            finished, pending = wait(pending, timeout=10, return_when=FIRST_COMPLETED)
             for f in finished:
-                f.result()  # re-raise a worker's exception here
+                if f.exception() is not None:  # report, keep the other units going
+                    u = futures[f]
+                    failed.append(f"{u['block']} {u['size']} E={u['experts']} "
+                                  f"G={u['granularity']} seed={u['seed']}: {f.exception()!r}")
+                    print(f"unit failed: {failed[-1]}", file=sys.stderr)
             # workers append rows as each budget finishes; count them from the file
             bar.update(len(done_ids(out)) - start - bar.n)
     bar.close()
+    if failed:
+        raise SystemExit(f"{len(failed)} unit(s) failed:\n  " + "\n  ".join(failed))
 
 
 def run_ray(units, out, address=None, progress=True):

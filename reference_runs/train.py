@@ -37,7 +37,7 @@ from reference_runs.moe import (  # noqa: E402
     MoETransformer,
     count_flops_per_token,
     count_params,
-    grouped_mm_available,
+    resolve_expert_impl,
 )
 
 
@@ -231,9 +231,7 @@ def result_row(cfg, tc, tokens, loss, train_s, tokens_per_s, device, corpus_name
         "weight_decay": tc.weight_decay,
         "eval_tokens": tc.eval_tokens,
         "corpus": corpus_name,
-        "expert_impl": (cfg.expert_impl if cfg.expert_impl != "auto" else
-                        ("dense" if cfg.is_dense else
-                         "grouped" if grouped_mm_available(device, torch.float32) else "split")),
+        "expert_impl": resolve_expert_impl(cfg, device),
         "tokens_per_s": round(float(tokens_per_s), 1),
         "wall_s": round(float(train_s), 2),
         "threads": torch.get_num_threads(),

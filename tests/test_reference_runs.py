@@ -238,3 +238,14 @@ def test_budgets_closer_than_the_cooldown_share_the_trunk():
     rows = train_run(cfg, [10_240, 10_752, 10_752], tc, corpus=corpus)  # 20 and 21 steps
     assert [r["tokens"] for r in rows] == [10_240, 10_752]
     assert all(r["loss"] < 5.6 for r in rows)
+
+
+def test_auto_impl_avoids_grouped_mm_when_rows_are_not_16_byte_aligned():
+    from reference_runs.moe import resolve_expert_impl
+
+    cfg = MoEConfig(d_model=24, experts=4, granularity=4)  # d_expert = 18 floats = 72 bytes
+    assert resolve_expert_impl(cfg, "cpu") == "split"
+    y, gx = _grads(MoELayer(cfg), torch.randn(2, 5, 24))
+    assert torch.isfinite(y).all() and torch.isfinite(gx).all()
+    assert resolve_expert_impl(MoEConfig(d_model=32, experts=4), "cpu") in ("grouped", "split")
+    assert resolve_expert_impl(MoEConfig(d_model=32), "cpu") == "dense"
