@@ -74,6 +74,33 @@ def tokens_per_s(model, args, device) -> float:
     return args.steps * x.numel() / statistics.median(times)
 
 
+def layer_tokens_per_s(experts: int, impl: str, args, device) -> float:
+    """Forward + backward of one MoE layer alone (no attention, embeddings or optimizer)."""
+    torch.manual_seed(0)
+    cfg = MoEConfig(d_model=args.d_model, experts=experts, expert_impl=impl)
+    layer = MoELayer(cfg).to(device)
+    x = torch.randn(args.batch_size * args.seq_len, args.d_model, device=device,
+                    requires_grad=True)
+
+    def step():
+        y, aux = layer(x)
+        (y.square().mean() + 0.01 * aux).backward()
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return args.steps * x.shape[0] / statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -89,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--layer", action="store_true",
+                   help="time one MoE layer's forward + backward instead of whole training steps")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -98,12 +127,14 @@ def main(argv: list[str] | None = None) -> None:
           f"d_model {args.d_model}, n_blocks {args.n_blocks}, "
           f"batch {args.batch_size}x{args.seq_len} tokens")
     header = f"{'E':>4} " + " ".join(f"{i:>10}" for i in ["dense"] + impls) + "   loop slowdown"
-    print("tokens/s of training steps")
+    print("tokens/s of one MoE layer, forward + backward" if args.layer else
+          "tokens/s of training steps")
     print(header)
     for e in args.experts:
         cells = {}
-        for impl in (["dense"] if e == 1 else []) + impls:
-            cells[impl] = tokens_per_s(build(e, impl, args, device), args, device)
+        for impl in (["dense"] if e == 1 and not args.layer else []) + impls:
+            cells[impl] = (layer_tokens_per_s(e, impl, args, device) if args.layer else
+                           tokens_per_s(build(e, impl, args, device), args, device))
         line = f"{e:>4} " + " ".join(
             f"{cells[i]:>10.0f}" if i in cells else f"{'-':>10}" for i in ["dense"] + impls)
         if "loop" in cells and "grouped" in cells:
