@@ -51,6 +51,8 @@ def hierarchical_fits():
 
 
 @_hier
+@pytest.mark.xfail(strict=True, reason="measured 2026-11-23: 2.5% bound of alpha[g4]-alpha[g0] is -0.023; "
+                   "the funnelling hierarchy over-shrinks (see the issue note)")
 def test_hierarchical_recovers_distinct_group_exponents(hierarchical_fits):
     groups, result = hierarchical_fits["differ"]
     alpha = result.posterior["alpha"]
