@@ -194,13 +194,11 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             # divergences. The expected loss at each group's best run is pinned by the data, so
             # sample that and derive c = L_best - sum of terms there; the Jacobian dc/dln L_best
             # = L_best keeps the prior on c_rel = ln(c / L_min) exactly as specified.
-            per_group = n_groups if hierarchical else None
-            with numpyro.plate("group", n_groups) if per_group else _nullcontext():
+            with numpyro.plate("group", n_groups) if hierarchical else _nullcontext():
                 log_best = numpyro.sample(
                     "log_loss_best", dist.ImproperUniform(dist.constraints.real, (), ())
                 )
-            g_shape = {k: v for k, v in shape.items()}
-            gap = jnp.exp(log_best) - frontier_terms(g_shape, log_scales)
+            gap = jnp.exp(log_best) - frontier_terms(shape, log_scales)
             ok = gap > 0
             c_rel = jnp.log(jnp.where(ok, gap, 1.0)) - design.log_loss_min
             if irr_site in pooled_set:

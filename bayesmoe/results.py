@@ -34,6 +34,13 @@ SCHEMA_VERSION = "bayesmoe-fit/1"
 _REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 
 
+def _runs_from_tree(tree: xr.DataTree) -> pd.DataFrame:
+    cd = tree["constant_data"].to_dataset()
+    df = pd.DataFrame({k: cd[k].values for k in cd.data_vars}, index=cd["run"].values)
+    df.index.name = None
+    return df
+
+
 class FitResult:
     """Posterior of a scaling-law fit.
 
@@ -93,10 +100,7 @@ class FitResult:
     @property
     def runs(self) -> pd.DataFrame:
         """The validated run table the fit used (inputs, loss, group)."""
-        cd = self.tree["constant_data"].to_dataset()
-        df = pd.DataFrame({k: cd[k].values for k in cd.data_vars}, index=cd["run"].values)
-        df.index.name = None
-        return df
+        return _runs_from_tree(self.tree)
 
     @property
     def design(self) -> Design:
@@ -254,9 +258,7 @@ def load(path: str | Path) -> FitResult:
     absent = [p for p in law.params if p not in tree["posterior"].data_vars]
     if absent:
         raise LoadError(f"{path}: the posterior lacks {absent} of law {law.name!r}")
-    result_runs = FitResult.__new__(FitResult)
-    result_runs.tree = tree
-    runs = FitResult.runs.fget(result_runs)
+    runs = _runs_from_tree(tree)
     columns = json.loads(attrs["table_columns"])
     if table_hash(runs, columns) != attrs["table_sha256"]:
         raise LoadError(

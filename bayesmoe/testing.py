@@ -8,7 +8,6 @@ known values, so queries, plots and reports can be tested without NUTS.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp

@@ -47,18 +47,8 @@ def build(experts: int, impl: str, args, device) -> MoETransformer:
     return model.to(device)
 
 
-def tokens_per_s(model, args, device) -> float:
-    opt = make_optimizer(model, TrainConfig(lr=1e-3), device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (args.batch_size, args.seq_len), generator=g).to(device)
-    y = torch.randint(0, 256, (args.batch_size, args.seq_len), generator=g).to(device)
-
-    def step():
-        _, ce, aux = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        (ce + 0.01 * aux).backward()
-        opt.step()
-
+def _median_seconds(step, args, device) -> float:
+    """Median wall time of ``args.steps`` calls of ``step`` over ``args.repeats``, after warmup."""
     for _ in range(args.warmup):
         step()
     times = []
@@ -71,7 +61,22 @@ def tokens_per_s(model, args, device) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return args.steps * x.numel() / statistics.median(times)
+    return statistics.median(times)
+
+
+def tokens_per_s(model, args, device) -> float:
+    opt = make_optimizer(model, TrainConfig(lr=1e-3), device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (args.batch_size, args.seq_len), generator=g).to(device)
+    y = torch.randint(0, 256, (args.batch_size, args.seq_len), generator=g).to(device)
+
+    def step():
+        _, ce, aux = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        (ce + 0.01 * aux).backward()
+        opt.step()
+
+    return args.steps * x.numel() / _median_seconds(step, args, device)
 
 
 def layer_tokens_per_s(experts: int, impl: str, args, device) -> float:
@@ -86,19 +91,7 @@ def layer_tokens_per_s(experts: int, impl: str, args, device) -> float:
         y, aux = layer(x)
         (y.square().mean() + 0.01 * aux).backward()
 
-    for _ in range(args.warmup):
-        step()
-    times = []
-    for _ in range(args.repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return args.steps * x.shape[0] / statistics.median(times)
+    return args.steps * x.shape[0] / _median_seconds(step, args, device)
 
 
 def main(argv: list[str] | None = None) -> None:
