@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from functools import partial
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,10 +114,14 @@ def summary_table(tree: xr.DataTree, var_names: Sequence[str] | None = None, ci_
     """Median, equal-tailed interval, R-hat and ESS per parameter (one row per scalar)."""
     if not 0 < ci_prob < 1:
         raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
-    stats = arviz_stats.summary(
-        tree, var_names=list(var_names) if var_names else None, kind="all", ci_prob=ci_prob,
-        ci_kind="eti", round_to="none",
-    )
+    with warnings.catch_warnings():
+        # Fixed parameters (e.g. nu) have zero variance: arviz-stats divides 0/0 for their R-hat and
+        # says so; NaN is the right entry in the table, the warning is noise.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        kw = dict(var_names=list(var_names) if var_names else None, ci_prob=ci_prob, ci_kind="eti",
+                  round_to="none")
+        stats = arviz_stats.summary(tree, kind="all", **kw)  # mean, sd, interval, bulk/tail ESS, R-hat
+        stats.insert(0, "median", arviz_stats.summary(tree, kind="stats_median", **kw)["median"])
     return stats
 
 
