@@ -16,7 +16,7 @@ from bayesmoe.data import validate_runs
 from bayesmoe.errors import ConvergenceWarning
 from bayesmoe.inference import diagnose, raise_or_warn, run_nuts
 from bayesmoe.laws import Law, get_law
-from bayesmoe.models import Design, build_model, init_values, make_design, pooled_sites
+from bayesmoe.models import Design, build_model, init_values, make_design
 from bayesmoe.priors import resolve_priors
 from bayesmoe.results import FitResult, provenance_attrs
 
@@ -113,8 +113,8 @@ def fit(
         unknown = [p for p in pooled if p not in law.params]
         if unknown:
             raise ValueError(f"pooled names {unknown} are not parameters of {law.name!r}: {law.params}")
-    pooled_set = pooled_sites(law, spec, tuple(pooled) if pooled is not None else None) if design.n_groups > 1 else ()
     model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
+    pooled_set = model.pooled_sites
 
     sampled, group_sites = _site_layout(model, design)
     coords = {"group": list(design.groups), "run": _run_labels(table.index)}

@@ -28,31 +28,34 @@ def test_recovery_truth_inside_95_percent_intervals(law):
     assert set(result.law.params) <= set(result.posterior.data_vars)
 
 
-# Known problem (see the issue note): with groups, the irreducible loss is pooled through the
-# frontier coordinate, which makes its hierarchy centred; NUTS then funnels on c_rel_tau (a few
-# divergences when groups differ, ~100 when they are alike). The fits below therefore keep their
-# result with on_bad_fit="warn"; recovery and shrinkage are asserted on it, and the strict xfail
-# test turns red the day the diagnostics pass.
+# Five setups whose N exponents differ (0.30 ... 0.40) and five alike. As real setups do, the
+# groups that differ share their loss at the design's centre and differ in slope: a is moved with
+# alpha so that a·N0^-alpha is the same for every group (changing alpha alone would also move the
+# loss level by a factor 8 at 1B parameters). 60 runs per group: alone, 30 runs at 1 % noise give
+# alpha = 0.40 an interval of ±0.15, too wide for any model to resolve a 0.1 gap.
+# Known problem: the pooled scale levels still funnel in the tail of their spread (a_level_tau
+# > 0.03): 3 and 22 divergences at target_accept 0.95 (see the issue note), so the fits keep
+# their result with on_bad_fit="warn" and the strict xfail turns red the day diagnostics pass.
 ALPHAS = [0.30, 0.325, 0.35, 0.375, 0.40]
 _hier = pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")
 
 
 @pytest.fixture(scope="module")
 def hierarchical_fits():
-    """Chinchilla law, five setups of 30 runs: N exponents 0.30...0.40, and all alike."""
+    """Chinchilla law, five setups of 60 runs: N exponents 0.30...0.40, and all alike."""
     base = TRUTH["chinchilla"]
-    differ = {f"g{i}": {"alpha": a} for i, a in enumerate(ALPHAS)}
+    n0 = float(np.exp(np.log(synthetic_runs("chinchilla", n_runs=60, seed=2)["n_active"]).mean()))
+    differ = {f"g{i}": {"alpha": a, "a": base["a"] * n0 ** (a - base["alpha"])} for i, a in enumerate(ALPHAS)}
     alike = {f"g{i}": {} for i in range(5)}
     fits = {}
     for name, groups in (("differ", differ), ("alike", alike)):
-        runs = synthetic_runs("chinchilla", base, n_runs=30, noise_sd=0.01, seed=2, groups=groups)
-        fits[name] = (groups, bayesmoe.fit(runs, law="chinchilla", on_bad_fit="warn", **FAST))
+        runs = synthetic_runs("chinchilla", base, n_runs=60, noise_sd=0.01, seed=2, groups=groups)
+        fits[name] = (groups, bayesmoe.fit(runs, law="chinchilla", on_bad_fit="warn",
+                                           **{**FAST, "target_accept": 0.95}))
     return fits
 
 
 @_hier
-@pytest.mark.xfail(strict=True, reason="measured 2026-11-23: 2.5% bound of alpha[g4]-alpha[g0] is -0.023; "
-                   "the funnelling hierarchy over-shrinks (see the issue note)")
 def test_hierarchical_recovers_distinct_group_exponents(hierarchical_fits):
     groups, result = hierarchical_fits["differ"]
     alpha = result.posterior["alpha"]
@@ -76,7 +79,8 @@ def test_hierarchical_shrinks_alike_groups(hierarchical_fits):
 
 
 @_hier
-@pytest.mark.xfail(strict=True, reason="c_rel hierarchy is centred via the frontier coordinate and funnels")
+@pytest.mark.xfail(strict=True, reason="measured 2026-11-23: 3 (differ) and 22 (alike) divergences, R-hat "
+                   "1.015-1.031 on the level spreads: the pooled scale levels funnel in their tail")
 def test_hierarchical_fits_pass_diagnostics(hierarchical_fits):
     for _, result in hierarchical_fits.values():
         assert result.diagnostics.ok, result.diagnostics.problems
@@ -121,8 +125,10 @@ def test_fixed_e_hat_parameters():
     runs = synthetic_runs("joint", n_runs=120, seed=6)
     result = bayesmoe.fit(runs, law="joint", priors={"e_start": 2.0732, "e_max": 290.4521},
                           on_bad_fit="warn", **FAST)
-    assert float(result.posterior["e_start"].std()) == 0.0
-    assert float(result.posterior["e_start"].mean()) == pytest.approx(2.0732, rel=1e-6)
+    # every draw is the fixed value (compared per draw: a float32 std of a constant is not exactly 0)
+    draws = result.posterior["e_start"].values
+    assert np.all(draws == draws.flat[0])
+    assert float(draws.flat[0]) == pytest.approx(2.0732, rel=1e-6)
 
 
 def test_one_group_parameters_are_scalars_per_draw():
