@@ -9,6 +9,7 @@ or whose law is not registered.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -190,6 +191,82 @@ class FitResult:
         coords = {"chain": self.tree["posterior"]["chain"].values,
                   "draw": self.tree["posterior"]["draw"].values, "run": table.index.values}
         return xr.DataArray(np.exp(mean), dims=("chain", "draw", "run"), coords=coords, name="loss")
+
+    def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None, ci_prob: float = 0.94,
+                      seed: int = 0) -> pd.DataFrame:
+        """Predict runs the fit did not see and compare with their observed ``loss``.
+
+        One row per run: the law's inputs, the observed loss, the posterior median of the law
+        (``kind="mean"``), the ``ci_prob`` interval of a new run (``kind="new_run"``, noise
+        included), the error ``predicted − observed`` (also relative) and whether the observed
+        loss lies inside the interval.
+        """
+        table = validate_runs(runs, required=self.law.inputs + ("loss",), unit_checks=False)
+        mean = self.predict(table, group=group, kind="mean", seed=seed)
+        new = self.predict(table, group=group, kind="new_run", seed=seed)
+        tail = (1 - ci_prob) / 2
+        lo, hi = (new.quantile(q, dim=("chain", "draw")).values for q in (tail, 1 - tail))
+        out = table[list(self.law.inputs) + ["loss"]].copy()
+        out["predicted"] = mean.median(dim=("chain", "draw")).values
+        out["new_run_lo"], out["new_run_hi"] = lo, hi
+        out["error"] = out["predicted"] - out["loss"]
+        out["rel_error"] = out["error"] / out["loss"]
+        out["inside"] = (out["loss"] >= lo) & (out["loss"] <= hi)
+        return out
+
+    def model_card(self, ci_prob: float = 0.94) -> str:
+        """A Markdown model card: law, priors, command, data, sampler, diagnostics, posterior."""
+        attrs = self.tree.attrs
+        d = self.diagnostics
+        timings = json.loads(attrs.get("timings", "{}"))
+        fmt = {"display.width": 200, "display.max_columns": 30, "display.float_format": "{:.4g}".format}
+
+        def block(df: pd.DataFrame) -> str:
+            with pd.option_context(*[x for kv in fmt.items() for x in kv]):
+                return "```\n" + df.to_string() + "\n```"
+
+        prior_rows = pd.DataFrame(
+            [{"site": k, "distribution": p.dist,
+              "arguments": ", ".join(f"{a}={float(b):g}" for a, b in p.args.items())}
+             for k, p in sorted(self.priors.items())]).set_index("site")
+        lines = [
+            f"# Model card: {self.law.name} law",
+            "",
+            f"{self.law.description}",
+            "",
+            "| | |", "|---|---|",
+            f"| command | `{attrs.get('command', '(fitted from Python)')}` |",
+            f"| bayesmoe version | {attrs.get('bayesmoe_version')} |",
+            f"| runs fitted | {self.tree['observed_data'].sizes['run']} |",
+            f"| groups | {', '.join(self.groups)} |",
+            f"| pooled sites | {', '.join(self.pooled) or '(one group: none)'} |",
+            f"| table SHA-256 ({', '.join(json.loads(attrs['table_columns']))}) | `{attrs['table_sha256']}` |",
+            f"| NUTS | {d.num_chains} chains × {d.num_draws} draws, seed {attrs.get('seed')}, "
+            f"target_accept {attrs.get('target_accept')} |",
+        ]
+        if timings:
+            lines.append(f"| time | warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
+                         f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
+                         f"{timings['chain_method']} on {timings['device']} |")
+        lines += [
+            "", "## Diagnostics", "",
+            f"Status: **{'ok' if d.ok else 'PROBLEMS: ' + '; '.join(d.problems)}**", "",
+            block(d.table()), "",
+            f"## Posterior ({ci_prob:.0%} equal-tailed intervals)", "",
+            block(self.summary(ci_prob=ci_prob)), "",
+        ]
+        if attrs.get("holdout"):
+            held = pd.read_json(io.StringIO(attrs["holdout"]), orient="records")
+            lines += ["## Held-out runs (not fitted)", "",
+                      f"Mean absolute error {held['error'].abs().mean():.4f} nats "
+                      f"({held['rel_error'].abs().mean():.2%}); {int(held['inside'].sum())} of "
+                      f"{len(held)} observed losses inside the 94 % interval of a new run.", "",
+                      block(held), ""]
+        lines += ["## Priors", "", block(prior_rows), ""]
+        if self.warnings:
+            lines += ["## Warnings", "", *[f"- {w}" for w in self.warnings], ""]
+        lines += ["Load it with `bayesmoe.load(path)`; `bayesmoe summary path` prints the tables above.", ""]
+        return "\n".join(lines)
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:

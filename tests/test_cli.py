@@ -14,16 +14,35 @@ def run_cli(*args, cwd=ROOT):
                           env={"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
 
 
-def test_readme_main_job_fits_example_table_and_saves(tmp_path):
-    out = tmp_path / "example.nc"
-    proc = run_cli("fit", "data/example_runs_simulated_joint.csv", "--law", "joint", "--out", str(out),
+def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path):
+    out = tmp_path / "reference.nc"
+    # the README's main job, with fewer draws
+    proc = run_cli("fit", "data/reference_runs.csv", "--law", "joint", "--where", "granularity == 1",
+                   "--holdout", "split == 'heldout'", "--target-accept", "0.95", "--out", str(out),
                    "--num-warmup", "300", "--num-samples", "300", "--on-bad-fit", "warn")
     assert proc.returncode == 0, proc.stderr
-    assert "posterior summary" in proc.stdout and "diagnostics" in proc.stdout
-    assert "alpha" in proc.stdout and "max R-hat" in proc.stdout
+    table = pd.read_csv(ROOT / "data" / "reference_runs.csv")
+    kept = int((table["granularity"] == 1).sum())
+    held = int(((table["granularity"] == 1) & (table["split"] == "heldout")).sum())
+    assert f"{kept} of {len(table)} rows kept, {len(table) - kept} left out" in proc.stdout
+    assert f"{held} rows set aside, {kept - held} fitted" in proc.stdout
+    assert "posterior summary" in proc.stdout and "max R-hat" in proc.stdout
+    assert "held-out runs" in proc.stdout
+    card = (tmp_path / "reference.md").read_text()
+    assert "--holdout" in card and "## Held-out runs" in card and "## Priors" in card
+    assert "libtpu" not in proc.stderr  # JAX's own logging stays out of the CLI's output
     again = run_cli("summary", str(out))
     assert again.returncode == 0, again.stderr
     assert "posterior summary" in again.stdout
+
+
+def test_bad_query_exits_2_naming_the_columns(tmp_path):
+    proc = run_cli("fit", "data/reference_runs.csv", "--where", "granularty == 1")
+    assert proc.returncode == 2
+    assert "--where 'granularty == 1' is not a valid query" in proc.stderr and "granularity" in proc.stderr
+    proc = run_cli("fit", "data/reference_runs.csv", "--holdout", "split == 'nope'")
+    assert proc.returncode == 2 and "matches no row" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_bad_input_exits_2_with_message_and_no_traceback(tmp_path):
