@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain")
     f.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
     f.add_argument("--seed", type=int, default=0, help="sampler seed")
-    f.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance")
+    f.add_argument("--target-accept", type=float, default=None,
+                   help="NUTS target acceptance (default 0.8 for one group, 0.99 for several)")
     f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
                    help="a failed convergence check: exit with an error (raise) or keep it (warn)")
     f.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")

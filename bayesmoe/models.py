@@ -17,8 +17,12 @@ Parametrisation (chosen for NUTS)
   ``<site>_tau`` and standard-normal offsets ``<site>_z`` (non-centred), so that
   ``<site>[g] = <site>_pop + <site>_tau · <site>_z[g]``. A pooled irreducible loss is sampled
   the same way: deriving it from the frontier run would make its hierarchy centred, and that
-  funnelled (132-371 divergences on 5 groups × 60 runs; 0-2 non-centred). One group: the plain
-  model.
+  funnelled (132-371 divergences on 5 groups × 60 runs; 0-7 non-centred).
+* The pooled scale levels share one offset per group, ``level_tau · level_z[g]``: a setup's
+  reducible loss is higher or lower as a whole (tokenizer, data), while its exponents and
+  irreducible loss get their own offsets. Separate offsets per scale are identified only through
+  their sum at the data and funnelled in the tail of their spreads (3-22 divergences at
+  target_accept 0.95 on the same tables; 0 shared). One group: the plain model.
 * Likelihood: ``ln L_obs ~ StudentT(nu, ln L(x; θ_group), sigma)``.
 """
 
@@ -37,7 +41,7 @@ import pandas as pd
 
 from bayesmoe.errors import PriorError
 from bayesmoe.laws import Law
-from bayesmoe.priors import Prior, site_of
+from bayesmoe.priors import LEVEL_TAU, Prior, site_of, tau_site
 
 __all__ = ["Design", "make_design", "latent_sites", "params_from_latents", "build_model"]
 
@@ -149,10 +153,11 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
     pooled_set = pooled_sites(law, spec, pooled) if hierarchical else ()
     irr_site = f"{law.irreducible}_rel"
     irr_prior = spec[irr_site]
-    from_frontier = not irr_prior.is_fixed and irr_site not in pooled_set
+    irr_free = not irr_prior.is_fixed
+    irr_pooled = irr_site in pooled_set
     for site in pooled_set:
-        if f"{site}_tau" not in spec:
-            raise PriorError(f"hierarchical fit needs a prior for {site + '_tau'!r}")
+        if tau_site(site) not in spec:
+            raise PriorError(f"hierarchical fit needs a prior for {tau_site(site)!r}")
     for p, (slope, _) in law.centred.items():
         if slope in law.centred:
             raise ValueError(f"law {law.name!r}: slope {slope!r} of centred {p!r} is itself centred")
@@ -166,8 +171,16 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
         v = jnp.asarray(v)
         return v[group_idx] if v.ndim == 1 else v
 
-    # one group: scalars, so the irreducible loss gets no spurious length-1 axis
-    xf = {k: jnp.asarray(v if hierarchical else v[0], dtype=jnp.float32) for k, v in design.frontier.items()}
+    # Where the irreducible loss is derived: each group's lowest-loss run (unpooled; one group:
+    # scalars, so c gets no spurious length-1 axis) or, when pooled, the table's lowest-loss run
+    # under the population parameters.
+    if irr_pooled or not hierarchical:
+        best = int(np.argmin(design.log_loss_frontier))
+        xf = {k: jnp.asarray(v[best], dtype=jnp.float32) for k, v in design.frontier.items()}
+        best_init = np.float32(design.log_loss_frontier[best])
+    else:
+        xf = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in design.frontier.items()}
+        best_init = design.log_loss_frontier.astype(np.float32)
 
     def frontier_terms(shape, log_scales):
         """Sum of the law's terms at each group's lowest-loss run, shape (groups,)."""
@@ -175,9 +188,9 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
         return jnp.exp(jax.scipy.special.logsumexp(jnp.stack(jnp.broadcast_arrays(*parts)), axis=0))
 
     def model(log_loss=None):
-        latents, population = {}, {}
+        latents, population, offsets = {}, {}, {}
         for site in order:
-            if site == irr_site and from_frontier:
+            if site == irr_site and irr_free:
                 continue  # derived below from the frontier loss
             prior, name = spec[site], coordinate(law, site)
             if prior.is_fixed:
@@ -188,32 +201,50 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             elif site in pooled_set:
                 pop_shape = {k: population.get(k, v) for k, v in latents.items()}
                 mu = numpyro.sample(f"{name}_pop", _prior_dist(law, site, prior, pop_shape, design))
-                tau = numpyro.sample(f"{site}_tau", spec[f"{site}_tau"].to_numpyro())
-                with numpyro.plate("group", n_groups):
-                    z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0))
-                latents[site] = numpyro.deterministic(name, mu + tau * z)
+                tau_name = tau_site(site)
+                if tau_name not in offsets:
+                    tau = numpyro.sample(tau_name, spec[tau_name].to_numpyro())
+                    with numpyro.plate("group", n_groups):
+                        z = numpyro.sample("level_z" if tau_name == LEVEL_TAU else f"{name}_z",
+                                           dist.Normal(0.0, 1.0))
+                    offsets[tau_name] = tau * z
+                latents[site] = numpyro.deterministic(name, mu + offsets[tau_name])
                 population[site] = mu
             else:
                 latents[site] = numpyro.sample(name, _prior_dist(law, site, prior, latents, design))
 
         shape, log_scales, _ = params_from_latents(law, latents, design)
-        if from_frontier:
+        if irr_free:
             # The irreducible loss is identified only through curvature: sampled directly it forms
             # a curved ridge with the scales and exponents that NUTS crossed with 50-100 steps and
-            # divergences. The expected loss at each group's best run is pinned by the data, so
-            # sample that and derive c = L_best - sum of terms there; the Jacobian dc/dln L_best
-            # = L_best keeps the prior on c_rel = ln(c / L_min) exactly as specified.
-            with numpyro.plate("group", n_groups) if hierarchical else _nullcontext():
-                log_best = numpyro.sample(
-                    "log_loss_best", dist.ImproperUniform(dist.constraints.real, (), ())
-                )
-            gap = jnp.exp(log_best) - frontier_terms(shape, log_scales)
+            # divergences. The expected loss at the best run is pinned by the data, so sample
+            # that and derive c = L_best - sum of terms there; the Jacobian dc/dln L_best = L_best
+            # keeps the prior on c_rel = ln(c / L_min) exactly as specified. Pooled: this is done
+            # for the population's c (its terms from the population parameters), and the groups'
+            # c get non-centred offsets around it, like every other pooled site.
+            if irr_pooled:
+                pop_latents = {k: population.get(k, v) for k, v in latents.items()}
+                at_shape, at_scales, _ = params_from_latents(law, pop_latents, design)
+                log_best = numpyro.sample("log_loss_best", dist.ImproperUniform(dist.constraints.real, (), ()))
+            else:
+                at_shape, at_scales = shape, log_scales
+                with numpyro.plate("group", n_groups) if hierarchical else _nullcontext():
+                    log_best = numpyro.sample(
+                        "log_loss_best", dist.ImproperUniform(dist.constraints.real, (), ())
+                    )
+            gap = jnp.exp(log_best) - frontier_terms(at_shape, at_scales)
             ok = gap > 0
             c_rel = jnp.log(jnp.where(ok, gap, 1.0)) - design.log_loss_min
             prior_lp = irr_prior.to_numpyro().log_prob(c_rel)
             # density of c_rel, times dc_rel/dc = 1/c, times dc/dlog_best = L_best
             lp = prior_lp - (c_rel + design.log_loss_min) + log_best
             numpyro.factor("irreducible_prior", jnp.sum(jnp.where(ok, lp, -jnp.inf)))
+            if irr_pooled:
+                population[irr_site] = numpyro.deterministic(f"{irr_site}_pop", c_rel)
+                tau = numpyro.sample(f"{irr_site}_tau", spec[f"{irr_site}_tau"].to_numpyro())
+                with numpyro.plate("group", n_groups):
+                    z = numpyro.sample(f"{irr_site}_z", dist.Normal(0.0, 1.0))
+                c_rel = c_rel + tau * z
             latents[irr_site] = numpyro.deterministic(irr_site, c_rel)
         log_irr = latents[irr_site] + design.log_loss_min
 
@@ -244,6 +275,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             numpyro.sample("log_loss", dist.StudentT(nu, mean, sigma), obs=log_loss)
 
     model.pooled_sites = pooled_set
+    model.init_values = {"log_loss_best": best_init}  # the improper site cannot be drawn
     return model
 
 
@@ -251,9 +283,3 @@ def _sample_or_fix(name: str, prior: Prior):
     if prior.is_fixed:
         return numpyro.deterministic(name, jnp.asarray(prior.args["value"], jnp.float32))
     return numpyro.sample(name, prior.to_numpyro())
-
-
-def init_values(design: Design) -> dict[str, np.ndarray]:
-    """Starting values for sites NUTS cannot draw from a prior (the best runs' log loss)."""
-    best = design.log_loss_frontier
-    return {"log_loss_best": best if design.n_groups > 1 else best[0]}

@@ -16,7 +16,9 @@ loss (c or e):
 ``nu``                 its degrees of freedom (fixed at 4 by default: heavy tails, the Bayesian
                        counterpart of the field's Huber loss).
 ``<site>_tau``         for a hierarchical fit (several groups): spread of the group-level values
-                       of a pooled site around its population value.
+                       of a pooled site around its population value, e.g. ``alpha_tau``.
+``level_tau``          the same for the scale levels, which share one offset per group (a
+                       setup's reducible loss moves as a whole; see :mod:`bayesmoe.models`).
 
 Two families: ``"literature"`` (exponents centred on the published fits, with widths that cover
 the spread across papers, LAWS.md §10) and ``"weak"``. Fix a parameter with
@@ -207,8 +209,18 @@ def sites(law: Law | str, *, hierarchical: bool = False, pooled: tuple[str, ...]
     law = get_law(law)
     names = [*law.shape_params, *(f"{s}_level" for s in law.scales), f"{law.irreducible}_rel", "sigma", "nu"]
     if hierarchical:
-        names += [f"{site_of(law, p)}_tau" for p in (law.pooled if pooled is None else pooled)]
+        for p in (law.pooled if pooled is None else pooled):
+            if tau_site(site_of(law, p)) not in names:
+                names.append(tau_site(site_of(law, p)))
     return names
+
+
+LEVEL_TAU = "level_tau"
+
+
+def tau_site(site: str) -> str:
+    """Prior site of a pooled site's spread: one shared ``level_tau`` for every scale level."""
+    return LEVEL_TAU if site.endswith("_level") else f"{site}_tau"
 
 
 def site_of(law: Law, param: str) -> str:
@@ -233,7 +245,7 @@ def default_priors(law: Law | str, family: str = "literature") -> PriorSpec:
     spec: PriorSpec = dict(_SHAPE[law.name][family])
     for s in law.scales:
         spec[f"{s}_level"] = _LEVEL[family]
-        spec[f"{s}_level_tau"] = _TAU_LEVEL
+    spec["level_tau"] = _TAU_LEVEL
     spec[f"{law.irreducible}_rel"] = _REL[family]
     spec[f"{law.irreducible}_rel_tau"] = _TAU_REL
     for p in law.shape_params:
@@ -254,7 +266,10 @@ def register_default_priors(law: Law, priors: Mapping[str, Mapping]) -> None:
         full.setdefault("sigma", _NOISE["sigma"])
         full.setdefault("nu", _NOISE["nu"])
         for p in law.pooled:
-            full.setdefault(f"{site_of(law, p)}_tau", _TAU_LEVEL if p in law.scales else _DEFAULT_SHAPE_TAU)
+            if p in law.scales:
+                full.setdefault("level_tau", _TAU_LEVEL)
+            else:
+                full.setdefault(f"{site_of(law, p)}_tau", _DEFAULT_SHAPE_TAU)
         missing = [s for s in sites(law) if s not in full]
         if missing:
             raise PriorError(f"priors[{fam!r}] for law {law.name!r} miss sites {missing}")

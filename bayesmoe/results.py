@@ -26,8 +26,8 @@ from bayesmoe.data import table_hash, validate_runs
 from bayesmoe.errors import ConvergenceWarning, LoadError
 from bayesmoe.inference import Diagnostics, diagnose, summary_table
 from bayesmoe.laws import Law, get_law
-from bayesmoe.models import Design, latent_sites, make_design, params_from_latents
-from bayesmoe.priors import Prior, spec_from_json, spec_to_json
+from bayesmoe.models import Design, coordinate, latent_sites, make_design, params_from_latents
+from bayesmoe.priors import Prior, spec_from_json, spec_to_json, tau_site
 
 __all__ = ["FitResult", "load", "SCHEMA_VERSION"]
 
@@ -89,8 +89,8 @@ class FitResult:
         names = [*self.law.params, "sigma", "nu"]
         if self.hierarchical:
             post = self.tree["posterior"]
-            extra = [f"{p}_pop" for p in self.law.params] + [f"{s}_tau" for s in self.pooled]
-            names += [n for n in extra if n in post.data_vars]
+            extra = [f"{p}_pop" for p in self.law.params] + [tau_site(s) for s in self.pooled]
+            names += [n for n in dict.fromkeys(extra) if n in post.data_vars]
         return names
 
     @property
@@ -138,13 +138,17 @@ class FitResult:
         """Parameters of an unseen group: pooled sites drawn from their population."""
         post = self.tree["posterior"].to_dataset()
         rng = np.random.default_rng(seed)
-        latents = {}
+        latents, offsets = {}, {}
         for site in latent_sites(self.law):
+            name = coordinate(self.law, site)  # the sampled coordinate (centred exponents)
             if site in self.pooled:
-                pop, tau = post[f"{site}_pop"].values, post[f"{site}_tau"].values
-                latents[site] = pop + tau * rng.standard_normal(pop.shape)
+                tau_name = tau_site(site)
+                if tau_name not in offsets:  # one offset per spread: the levels share theirs
+                    tau = post[tau_name].values
+                    offsets[tau_name] = tau * rng.standard_normal(tau.shape)
+                latents[site] = post[f"{name}_pop"].values + offsets[tau_name]
             else:
-                latents[site] = post[site].values
+                latents[site] = post[name].values
         shape, log_scales, log_irr = params_from_latents(self.law, latents, self.design)
         out = {p: np.asarray(v) for p, v in shape.items()}
         out.update({s: np.exp(np.asarray(v)) for s, v in log_scales.items()})
