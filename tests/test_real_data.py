@@ -1,7 +1,6 @@
 """Real data: the dense law on Epoch AI's digitised Chinchilla runs (read in place, never copied)."""
 
 import pandas as pd
-import pytest
 
 import bayesmoe
 
