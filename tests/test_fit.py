@@ -14,7 +14,9 @@ FAST = dict(num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=Fals
     pytest.param("fine_grained", marks=pytest.mark.xfail(
         strict=True, reason="measured 2026-11-23: c's 95% interval starts at 0.50 > truth 0.47 on this design")),
     pytest.param("sparsity", marks=pytest.mark.xfail(
-        strict=True, reason="measured 2026-11-23: R-hat 1.19, 50 divergences; 4-term law needs reparametrising")),
+        strict=True, reason="measured 2026-11-23: diagnostics pass (R-hat 1.005, bulk ESS 615, 0 divergences), "
+        "e's interval [0.84, 1.68] misses 1.7: this seed's noise pulls e 2.1 sd low (linearised), e is the "
+        "least-determined direction; seeds 2-4 hold every truth")),
     "chinchilla",
 ])
 def test_recovery_truth_inside_95_percent_intervals(law):
