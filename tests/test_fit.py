@@ -12,9 +12,13 @@ FAST = dict(num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=Fals
 @pytest.mark.parametrize("law", [
     "joint",
     pytest.param("fine_grained", marks=pytest.mark.xfail(
-        strict=True, reason="measured 2026-11-23: c's 95% interval starts at 0.50 > truth 0.47 on this design")),
+        strict=True, reason="measured 2026-11-23: c's 95% interval starts at 0.51 > truth 0.47 on this design: "
+        "prior pull, not a bug: the data cannot place c (linearised sd of ln c ~ 2 on 16B-130B tokens) and "
+        "c_rel ~ N(-0.5, 0.5) puts c = 0.47 (c_rel -1.76) at -2.5 sd; seeds 2 and 4 miss c too")),
     pytest.param("sparsity", marks=pytest.mark.xfail(
-        strict=True, reason="measured 2026-11-23: R-hat 1.19, 50 divergences; 4-term law needs reparametrising")),
+        strict=True, reason="measured 2026-11-23: diagnostics pass (R-hat 1.005, bulk ESS 615, 0 divergences), "
+        "e's interval [0.84, 1.68] misses 1.7: this seed's noise pulls e 2.1 sd low (linearised), e is the "
+        "least-determined direction; seeds 2-4 hold every truth")),
     "chinchilla",
 ])
 def test_recovery_truth_inside_95_percent_intervals(law):

@@ -89,16 +89,26 @@ def test_chinchilla_gopher_and_chinchilla_points():
 
 
 def test_sparsity_law_shape_and_sign():
-    """No published coefficients (LAWS.md row 20): with λ < 0, more sparsity lowers the loss."""
+    """No published coefficients (LAWS.md §3.2): the illustrative truth has λ < 0 and the paper's
+    shape (§3.5): at fixed N and compute, loss is parabolic in S and the optimal S grows with N."""
     from bayesmoe.testing import TRUTH
 
     p = {k: jnp.asarray(v) for k, v in TRUTH["sparsity"].items()}
+    assert float(p["lambda"]) < 0  # c/(1−S)^λ falls as S → 1
     x = {"n_total": jnp.asarray(1e9), "tokens": jnp.asarray(2e10), "experts": jnp.asarray([1.0, 4.0, 16.0])}
     loss = np.asarray(SPARSITY.loss(p, x))
-    assert np.all(np.diff(loss) < 0)
     # dense (S = 0) reduces to a/N^α + b/D^β + c + d/N^γ + e
     dense = (p["a"] / 1e9 ** p["alpha"] + p["b"] / 2e10 ** p["beta"] + p["c"] + p["d"] / 1e9 ** p["gamma"] + p["e"])
     assert loss[0] == pytest.approx(float(dense), rel=1e-12)
+    # fixed compute C = 6·N_active·D with N_active = N/E: D = C·E/(6N)
+    experts = jnp.geomspace(1.0, 1000.0, 400)
+    s_opt = []
+    for n in (1e8, 1e9, 1e10):
+        xs = {"n_total": jnp.asarray(n), "tokens": 1e20 * experts / (6 * n), "experts": experts}
+        ls = np.asarray(SPARSITY.loss(p, xs))
+        assert 0 < int(np.argmin(ls)) < len(ls) - 1  # an interior optimum
+        s_opt.append(1 - 1 / float(experts[int(np.argmin(ls))]))
+    assert np.all(np.diff(s_opt) > 0)
 
 
 def test_laws_vectorise_over_draws():
