@@ -1,0 +1,425 @@
+"""Uncertainty-aware optima: which configuration a budget should buy, and how sure we are.
+
+Every query is evaluated for each posterior draw, vectorised in JAX over budgets × draws ×
+expert counts (no Python loop over either). Definitions follow Ludziejewski et al. 2025 §4
+(LAWS.md §1.5 and "Conventions" 7):
+
+* compute-optimal: minimise L(N_act, D, E) subject to 6·N_act·D = F;
+* inference-aware: 6·N_act·D + 2·N_act·D_serve = F;
+* memory-limited: additionally weights + KV cache ≤ M (:class:`bayesmoe.shape.ModelShape`); the
+  memory-optimal model is the compute-optimal one truncated at the largest size that fits.
+
+At fixed E the joint law is a Chinchilla law in (N, D) with E-dependent coefficients
+``m = a·Ê^δ, µ = α + γ·ln Ê, n = b·Ê^ω, ν = β + ζ·ln Ê``; the compute-optimal point then has the
+closed form of Hoffmann et al. Eq. 4 with magnitudes ``α_c = −µ, β_c = −ν`` (LAWS.md §1.5 warns
+that Eq. 7 of the paper, coded literally, gives the reciprocal G). Inference-aware optima have no
+closed form and use a golden-section search over ln N_act per draw; the two agree to float32
+precision where both apply (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesmoe.laws import Law, e_hat
+from bayesmoe.shape import GB, ModelShape
+
+__all__ = ["Budget", "OptimalExperts", "optimal_experts", "optimal_config", "compare", "flop_savings",
+           "DEFAULT_EXPERTS"]
+
+DEFAULT_EXPERTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_GOLDEN_ITERS = 80  # 0.618^80 of a 25-wide log bracket: 5e-16 (the solvers run in float64)
+_N_MIN = 1e3  # search floor for N_act in the numerical path
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a training run may spend.
+
+    Parameters
+    ----------
+    flops : float or array
+        Training compute in FLOPs (6·N_act·D), or the total including serving when
+        ``serve_tokens`` is set.
+    memory_bytes : float, optional
+        Limit on weights + KV cache in bytes (``memory_gb`` is the same in GB = 1e9 bytes).
+    context_tokens : float
+        Tokens held in the KV cache (all sequences of a batch together) when memory is limited.
+    serve_tokens : float
+        Tokens to be served after training, priced at 2·N_act FLOPs each and taken out of
+        ``flops`` (inference-aware optimum).
+    shape : ModelShape
+        The architecture model behind N_total and the KV cache.
+    """
+
+    flops: float | Sequence[float] | np.ndarray
+    memory_bytes: float | None = None
+    context_tokens: float = 0.0
+    serve_tokens: float = 0.0
+    shape: ModelShape = field(default_factory=ModelShape)
+
+    @classmethod
+    def from_any(cls, budget, **kwargs) -> Budget:
+        if isinstance(budget, Budget):
+            if kwargs:
+                raise TypeError("pass budget options either in the Budget or as keywords, not both")
+            return budget
+        if "memory_gb" in kwargs:
+            gb = kwargs.pop("memory_gb")
+            kwargs["memory_bytes"] = None if gb is None else gb * GB
+        return cls(flops=budget, **kwargs)
+
+    def __post_init__(self):
+        flops = np.atleast_1d(np.asarray(self.flops, dtype="float64"))
+        if flops.ndim != 1 or flops.size == 0:
+            raise ValueError("flops must be a number or a 1-D array of numbers")
+        bad = np.flatnonzero(~np.isfinite(flops) | (flops <= 0))
+        if bad.size:
+            raise ValueError(f"flops must be finite and > 0; bad entries at positions {bad.tolist()}: "
+                             f"{flops[bad].tolist()}")
+        object.__setattr__(self, "flops", flops)
+        if self.memory_bytes is not None and not self.memory_bytes > 0:
+            raise ValueError(f"memory_bytes must be > 0, got {self.memory_bytes}")
+        if self.context_tokens < 0 or self.serve_tokens < 0:
+            raise ValueError("context_tokens and serve_tokens must be >= 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# per-draw coefficients and the two solvers
+# ---------------------------------------------------------------------------------------------
+
+
+def _isoflop_coefficients(law: Law, p: Mapping, experts):
+    """``(ln m, α_c, ln n, β_c)`` of ``L = m·N^-α_c + n·D^-β_c + c`` at fixed E, or None."""
+    if law.name == "joint":
+        le = jnp.log(e_hat(experts, p["e_start"], p["e_max"]))
+        return (jnp.log(p["a"]) + p["delta"] * le, -(p["alpha"] + p["gamma"] * le),
+                jnp.log(p["b"]) + p["omega"] * le, -(p["beta"] + p["zeta"] * le))
+    if law.name == "chinchilla":
+        one = jnp.ones_like(experts)
+        return jnp.log(p["a"]) * one, p["alpha"] * one, jnp.log(p["b"]) * one, p["beta"] * one
+    return None
+
+
+def _tokens(n, flops, serve):
+    return (flops - 2.0 * n * serve) / (6.0 * n)
+
+
+def _loss(law: Law, p, n, d, e):
+    return jnp.exp(law.log_loss(p, {"n_active": n, "tokens": d, "experts": e}))
+
+
+def _closed_form_n(coef, flops):
+    log_m, ac, log_n, bc = coef
+    log_g = (jnp.log(ac) + log_m - jnp.log(bc) - log_n) / (ac + bc)
+    return jnp.exp(log_g + bc / (ac + bc) * jnp.log(flops / 6.0))
+
+
+def _golden_n(law: Law, p, flops, serve, e):
+    """Loss-minimising N_act on the budget line, per element (loss is unimodal in ln N)."""
+    shape = jnp.broadcast_shapes(flops.shape, e.shape, *(v.shape for v in p.values()))
+    hi = jnp.where(serve > 0, flops / (2.0 * jnp.maximum(serve, 1e-30)), flops / 6.0)
+    hi = jnp.broadcast_to(jnp.log(hi) - 1e-4, shape)
+    lo = jnp.full(shape, jnp.log(_N_MIN), hi.dtype)
+    r = 0.5 * (jnp.sqrt(5.0) - 1.0)
+
+    def f(log_n):
+        n = jnp.exp(log_n)
+        return _loss(law, p, n, _tokens(n, flops, serve), e)
+
+    def step(_, s):
+        a, b = s
+        c1, c2 = b - r * (b - a), a + r * (b - a)
+        left = f(c1) < f(c2)
+        return jnp.where(left, a, c1), jnp.where(left, c2, b)
+
+    a, b = jax.lax.fori_loop(0, _GOLDEN_ITERS, step, (lo, hi))
+    return jnp.exp(0.5 * (a + b))
+
+
+_SOLVERS: dict = {}
+
+
+def _solver(law: Law, numerical: bool):
+    """A jitted :func:`_solve` per law and method (laws hold dicts, so they are not jit-static)."""
+    key = (law.name, id(law), numerical)
+    if key not in _SOLVERS:
+        _SOLVERS[key] = jax.jit(partial(_solve, law, numerical))
+    return _SOLVERS[key]
+
+
+def _solve(law: Law, numerical: bool, p, flops, serve, experts, n_max):
+    """Optimal (N_act, D, loss) per (budget, draw, expert count); ``n_max`` per expert count."""
+    pb = {k: v[None, :, None] for k, v in p.items()}  # draws on axis 1
+    f = flops[:, None, None]
+    e = experts[None, None, :]
+    coef = None if numerical else _isoflop_coefficients(law, pb, e)
+    if coef is None:
+        n = _golden_n(law, pb, f, serve, e)
+        bounded = jnp.ones(n.shape, bool)
+    else:
+        bounded = (coef[1] > 0) & (coef[3] > 0)  # both terms fall: an interior optimum exists
+        n = _closed_form_n(coef, f)
+    unconstrained = n
+    n = jnp.minimum(n, n_max[None, None, :])  # memory: truncate at the largest model that fits
+    d = _tokens(n, f, serve)
+    feasible = (d > 0) & (n_max[None, None, :] > 0)
+    loss = jnp.where(feasible & bounded, _loss(law, pb, n, d, e), jnp.inf)
+    return n, d, loss, jnp.broadcast_to(bounded, n.shape), n < unconstrained
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OptimalExperts:
+    """Per-draw optima over budgets and expert counts, with the decision and its odds.
+
+    Attributes
+    ----------
+    dataset : xarray.Dataset
+        ``experts``, ``n_active``, ``tokens``, ``loss`` of each draw's optimum (dims ``budget,
+        chain, draw``); ``p_experts`` = P(E* = e) (dims ``budget, expert_count``);
+        ``loss_at``, ``n_active_at``, ``tokens_at``: the optimum at each candidate E (dims
+        ``budget, expert_count, chain, draw``); ``extrapolation_decades`` per budget.
+    ci_prob : float
+        Probability of the equal-tailed intervals in :meth:`summary`.
+    """
+
+    dataset: xr.Dataset
+    ci_prob: float = 0.9
+
+    def _interval(self, da: xr.DataArray):
+        q = (1 - self.ci_prob) / 2
+        st = da.stack(sample=("chain", "draw"))
+        return (st.median("sample").values, st.quantile(q, "sample").values, st.quantile(1 - q, "sample").values)
+
+    @property
+    def decision(self) -> xr.DataArray:
+        """The E minimising posterior expected loss per budget (what a risk-neutral user picks)."""
+        expected = self.dataset["loss_at"].mean(("chain", "draw"))
+        return expected.idxmin("expert_count")
+
+    @property
+    def expected_regret(self) -> xr.DataArray:
+        """E[loss(decision) − loss(per-draw optimum)] per budget, in nats."""
+        chosen = self.dataset["loss_at"].sel(expert_count=self.decision)
+        return (chosen - self.dataset["loss"]).mean(("chain", "draw"))
+
+    def summary(self) -> pd.DataFrame:
+        """One row per budget: decision, its regret, E*, N*, D*, loss* intervals, P(E* = e)."""
+        ds = self.dataset
+        lo_name, hi_name = f"{self.ci_prob:.0%} lo", f"{self.ci_prob:.0%} hi"
+        out = pd.DataFrame(index=pd.Index(ds["budget"].values, name="flops"))
+        out["extrapolation_decades"] = ds["extrapolation_decades"].values
+        out["E_decision"] = self.decision.values
+        out["expected_regret"] = self.expected_regret.values
+        for var, label in (("experts", "E*"), ("n_active", "N_act*"), ("tokens", "D*"), ("loss", "loss*")):
+            med, lo, hi = self._interval(ds[var])
+            out[f"{label} median"], out[f"{label} {lo_name}"], out[f"{label} {hi_name}"] = med, lo, hi
+        for e in ds["expert_count"].values:
+            out[f"P(E*={int(e)})"] = ds["p_experts"].sel(expert_count=e).values
+        return out
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Long table of each draw's optimum: budget, chain, draw, experts, n_active, tokens, loss."""
+        return self.dataset[["experts", "n_active", "tokens", "loss"]].to_dataframe().reset_index()
+
+
+def _group_draws(result, group):
+    """Law parameters per draw, flattened to (draws,): a known group, or (hierarchical fits,
+    group=None) a new, unseen setup drawn from the population."""
+    if not result.hierarchical:
+        group = result.groups[0]
+    raw = result._group_params(group) if group is not None else result._new_setup_params(0)
+    post = result.tree["posterior"]
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    params = {k: jnp.asarray(np.asarray(v).reshape(-1), dtype=jnp.float32) for k, v in raw.items()}
+    return params, shape, {"chain": post["chain"].values, "draw": post["draw"].values}
+
+
+def _fitted_flops(result) -> tuple[float, float]:
+    runs = result.runs
+    flops = 6.0 * runs["n_active"].to_numpy(dtype="float64") * runs["tokens"].to_numpy(dtype="float64")
+    return float(flops.min()), float(flops.max())
+
+
+def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS, ci_prob: float = 0.9,
+                    group: str | None = None, **budget_kwargs) -> OptimalExperts:
+    """Per-draw loss-minimising E, N_act, D under a budget; see :class:`OptimalExperts`.
+
+    Parameters
+    ----------
+    result : FitResult
+        A fit of a law with an expert count (``joint``).
+    budget : float, array or Budget
+        Training FLOPs (one or many), or a :class:`Budget` with memory / serving terms; the
+        keywords ``memory_gb``, ``memory_bytes``, ``context_tokens``, ``serve_tokens``,
+        ``shape`` build one.
+    experts : sequence of int
+        Candidate expert counts (E = 1 is dense).
+    group : str, optional
+        For a hierarchical fit: a known group, or None for a new, unseen setup.
+    """
+    law = result.law
+    if "experts" not in law.inputs:
+        raise ValueError(f"law {law.name!r} has no expert count; use optimal_config(...) for its N*, D*")
+    return _optimise(result, budget, experts, ci_prob, group, budget_kwargs)
+
+
+def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float = 0.9,
+                   group: str | None = None, **budget_kwargs) -> OptimalExperts:
+    """Per-draw compute-optimal N_act*, D*, loss* at a fixed configuration.
+
+    For laws with an expert count, ``experts`` fixes E (default 1, dense); other laws ignore it.
+    """
+    law = result.law
+    if law.name not in ("joint", "chinchilla"):
+        raise NotImplementedError(f"optimal_config is implemented for the joint and chinchilla laws, not "
+                                  f"{law.name!r} (its granularity / sparsity optimum is not built yet)")
+    if experts is not None and "experts" not in law.inputs:
+        raise ValueError(f"law {law.name!r} has no expert count; drop experts=")
+    return _optimise(result, budget, (1 if experts is None else experts,), ci_prob, group, budget_kwargs)
+
+
+def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> OptimalExperts:
+    law = result.law
+    if law.name not in ("joint", "chinchilla"):
+        raise NotImplementedError(f"optima are implemented for the joint and chinchilla laws, not {law.name!r}")
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    b = Budget.from_any(budget, **budget_kwargs)
+    cands = np.asarray(sorted(set(int(e) for e in np.atleast_1d(experts))), dtype="float64")
+    if cands.size == 0 or cands.min() < 1:
+        raise ValueError(f"expert counts must be integers >= 1, got {list(np.atleast_1d(experts))}")
+    shape = b.shape
+    n_floor = float(shape.n_active_of_d(jnp.float32(shape.d_per_block if shape.n_blocks is None else 1.0)))
+    too_small = b.flops <= 6.0 * n_floor * (1.0 + b.serve_tokens / 3.0)
+    if too_small.any():
+        raise ValueError(
+            f"budget(s) {b.flops[too_small].tolist()} FLOPs cannot train even the smallest model of the shape "
+            f"({n_floor:.3g} active parameters, one block of d_model = {shape.d_per_block:g}) on one token")
+    if b.memory_bytes is not None:
+        with jax.enable_x64(True):
+            n_max = np.asarray(shape.max_n_active(b.memory_bytes, cands, b.context_tokens), dtype="float64")
+        n_max = np.where(n_max >= n_floor, n_max, 0.0)
+        if not (n_max > 0).any():
+            raise ValueError(
+                f"no configuration fits in {b.memory_bytes / GB:g} GB with a KV cache of {b.context_tokens:g} "
+                f"tokens: even the smallest model ({n_floor:.3g} active parameters) needs more for every "
+                f"E in {cands.astype(int).tolist()}")
+    else:
+        n_max = np.full(cands.shape, np.inf)
+
+    params, (n_chain, n_draw), coords = _group_draws(result, group)
+    numerical = b.serve_tokens > 0
+    # float64: in float32 a search along the flat valley of the loss misses ln N* by up to 0.008
+    # (ENV.md), and the closed form loses ~1e-6 relative in exp(ln N*)
+    with jax.enable_x64(True):
+        n, d, loss, bounded, truncated = _solver(law, numerical)(
+            {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, jnp.asarray(b.flops, jnp.float64),
+            jnp.float64(b.serve_tokens), jnp.asarray(cands, jnp.float64), jnp.asarray(n_max, jnp.float64))
+        n, d, loss = (np.asarray(v, dtype="float64") for v in (n, d, loss))
+        bounded, truncated = np.asarray(bounded), np.asarray(truncated)
+    # (budget, draws, E) -> (budget, E, chain, draw)
+    def grid(v):
+        return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
+
+    loss_at, n_at, d_at = grid(loss), grid(n), grid(d)
+    best = np.argmin(loss_at, axis=1)  # (budget, chain, draw)
+    take = lambda v: np.take_along_axis(v, best[:, None], axis=1)[:, 0]  # noqa: E731
+    p_experts = np.stack([(best == i).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)
+    fmin, fmax = _fitted_flops(result)
+    decades = np.maximum(0.0, np.maximum(np.log10(b.flops / fmax), np.log10(fmin / b.flops)))
+    dims4 = ("budget", "expert_count", "chain", "draw")
+    ds = xr.Dataset(
+        {
+            "experts": (("budget", "chain", "draw"), cands[best]),
+            "n_active": (("budget", "chain", "draw"), take(n_at)),
+            "tokens": (("budget", "chain", "draw"), take(d_at)),
+            "loss": (("budget", "chain", "draw"), take(loss_at)),
+            "p_experts": (("budget", "expert_count"), p_experts),
+            "loss_at": (dims4, loss_at),
+            "n_active_at": (dims4, n_at),
+            "tokens_at": (dims4, d_at),
+            "memory_truncated": (("budget", "expert_count"), grid(truncated).mean(axis=(2, 3))),
+            "no_interior_optimum": (("budget", "expert_count"), 1.0 - grid(bounded).mean(axis=(2, 3))),
+            "extrapolation_decades": (("budget",), decades),
+        },
+        coords={"budget": b.flops, "expert_count": cands.astype(int), **coords},
+        attrs={"law": law.name, "memory_bytes": -1.0 if b.memory_bytes is None else b.memory_bytes,
+               "context_tokens": b.context_tokens, "serve_tokens": b.serve_tokens,
+               "fitted_flops_min": fmin, "fitted_flops_max": fmax},
+    )
+    if not np.isfinite(loss_at).any(axis=1).all():
+        raise ValueError("for some draws no expert count has a finite optimum (exponents that do not fall "
+                         "with N or D, or no feasible model under the memory limit)")
+    return OptimalExperts(ds, ci_prob)
+
+
+def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.9, group: str | None = None) -> dict:
+    """P(config A reaches a lower expected loss than B) and the interval of loss(A) − loss(B).
+
+    Configs are mappings of the law's inputs, e.g. ``{"n_active": 1e9, "tokens": 2e10, "experts": 8}``.
+    """
+    table = pd.DataFrame([dict(config_a), dict(config_b)])
+    pred = result.predict(table, group=group, kind="mean")
+    diff = (pred.isel(run=0) - pred.isel(run=1)).values.ravel()
+    q = (1 - ci_prob) / 2
+    return {"p_a_better": float(np.mean(diff < 0)), "diff_median": float(np.median(diff)),
+            "diff_lo": float(np.quantile(diff, q)), "diff_hi": float(np.quantile(diff, 1 - q)),
+            "ci_prob": ci_prob}
+
+
+def flop_savings(result, budget, *, experts: int, ci_prob: float = 0.9, group: str | None = None) -> pd.DataFrame:
+    """Compute saved by the compute-optimal E-expert model over the compute-optimal dense model
+    trained with ``budget`` FLOPs, at equal loss: ``1 − F_MoE / F_dense`` per draw
+    (Ludziejewski et al. 2025 Fig. 2b: "an MoE matching a compute-optimal dense model trained with
+    1e20 FLOPs can be trained with just 6e19"), summarised per budget."""
+    law = result.law
+    if "experts" not in law.inputs or law.name != "joint":
+        raise ValueError(f"flop savings need a law with an expert count and a closed-form optimum (joint), "
+                         f"not {law.name!r}")
+    flops = np.atleast_1d(np.asarray(budget, dtype="float64"))
+    Budget(flops)  # validates
+    params, _, _ = _group_draws(result, group)
+
+    def optimal_loss(log_f, e):  # (budget, draws) -> optimal loss at F = exp(log_f) with E = e
+        pb = {k: v[None, :, None] for k, v in params.items()}
+        f = jnp.exp(log_f)[..., None]
+        e = jnp.full((1, 1, 1), e)
+        n = _closed_form_n(_isoflop_coefficients(law, pb, e), f)
+        return _loss(law, pb, n, _tokens(n, f, 0.0), e)[..., 0]
+
+    def step(_, s):
+        a, b_ = s
+        mid = 0.5 * (a + b_)
+        above = optimal_loss(mid, float(experts)) > target  # MoE still worse: needs more compute
+        return jnp.where(above, mid, a), jnp.where(above, b_, mid)
+
+    with jax.enable_x64(True):
+        params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+        log_dense = jnp.broadcast_to(jnp.log(jnp.asarray(flops))[:, None], (len(flops), len(params["a"])))
+        target = optimal_loss(log_dense, 1.0)
+        lo, hi = log_dense - jnp.log(1e4), log_dense + jnp.log(1e4)
+        a, b_ = jax.lax.fori_loop(0, 80, step, (lo, hi))
+        f_moe = np.exp(np.asarray(0.5 * (a + b_), dtype="float64"))
+    savings = 1.0 - f_moe / flops[:, None]
+    q = (1 - ci_prob) / 2
+    return pd.DataFrame({
+        "flops_dense": flops, "experts": experts,
+        "savings_median": np.median(savings, axis=1),
+        f"savings {ci_prob:.0%} lo": np.quantile(savings, q, axis=1),
+        f"savings {ci_prob:.0%} hi": np.quantile(savings, 1 - q, axis=1),
+        "flops_moe_median": np.median(f_moe, axis=1),
+    }).set_index("flops_dense")
