@@ -172,7 +172,12 @@ def _solve(law: Law, numerical: bool, p, flops, serve, experts, n_max):
     n = jnp.minimum(n, n_max[None, None, :])  # memory: truncate at the largest model that fits
     d = _tokens(n, f, serve)
     feasible = (d > 0) & (n_max[None, None, :] > 0)
-    loss = jnp.where(feasible & bounded, _loss(law, pb, n, d, e), jnp.inf)
+    if coef is None:
+        loss = _loss(law, pb, n, d, e)
+    else:  # the same law from its fixed-E coefficients: no second pass through Ê
+        log_m, ac, log_n, bc = coef
+        loss = jnp.exp(log_m - ac * jnp.log(n)) + jnp.exp(log_n - bc * jnp.log(d)) + pb[law.irreducible]
+    loss = jnp.where(feasible & bounded, loss, jnp.inf)
     return n, d, loss, jnp.broadcast_to(bounded, n.shape), n < unconstrained
 
 
