@@ -46,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="save the result to this netCDF path (and its model card beside it, .md)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    o = sub.add_parser("optimal", help="posterior of the best expert count, size and tokens for budgets")
+    o.add_argument("path", help="a file written by `bayesmoe fit --out`")
+    o.add_argument("--flops", type=float, nargs="+", required=True, help="training budgets in FLOPs")
+    o.add_argument("--experts", type=int, nargs="+", default=None,
+                   help="candidate expert counts (default 1 2 4 ... 256)")
+    o.add_argument("--memory-gb", type=float, default=None, help="limit on weights + KV cache, GB (1e9 bytes)")
+    o.add_argument("--context", type=float, default=0.0, help="tokens in the KV cache (with --memory-gb)")
+    o.add_argument("--serve-tokens", type=float, default=0.0,
+                   help="tokens to serve after training (2·N_act FLOPs each, taken out of --flops)")
+    o.add_argument("--group", default=None, help="a group of a hierarchical fit (default: a new setup)")
+    o.add_argument("--ci-prob", type=float, default=0.9, help="probability of the intervals")
+    o.add_argument("--json", action="store_true", help="print the table as JSON records")
+
     s = sub.add_parser("summary", help="print the posterior summary of a saved result")
     s.add_argument("path", help="a file written by `bayesmoe fit --out`")
     s.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
@@ -70,6 +83,38 @@ def _print_result(result, ci_prob: float) -> None:
         print("\ndiagnostics")
         print(result.diagnostics.table().to_string())
     print("\nstatus:", "ok" if result.diagnostics.ok else "PROBLEMS: " + "; ".join(result.diagnostics.problems))
+
+
+def _optimal(result, args) -> int:
+    import pandas as pd
+
+    if args.context and args.memory_gb is None:
+        print("bayesmoe: --context sizes the KV cache of a memory limit; give --memory-gb too", file=sys.stderr)
+        return 2
+    kwargs = dict(ci_prob=args.ci_prob, group=args.group, memory_gb=args.memory_gb,
+                  context_tokens=args.context, serve_tokens=args.serve_tokens)
+    if "experts" in result.law.inputs:
+        opt = result.optimal_experts(args.flops, experts=args.experts, **kwargs)
+    else:
+        if args.experts:
+            print(f"bayesmoe: law {result.law.name!r} has no expert count; drop --experts", file=sys.stderr)
+            return 2
+        opt = result.optimal_config(args.flops, **kwargs)
+    table = opt.summary()
+    if args.json:
+        print(table.reset_index().to_json(orient="records", indent=1))
+        return 0
+    limits = [f"memory {args.memory_gb:g} GB with {args.context:g} KV tokens" if args.memory_gb else "",
+              f"serving {args.serve_tokens:g} tokens" if args.serve_tokens else ""]
+    print(f"law: {result.law.name}; budgets: training FLOPs{''.join('; ' + x for x in limits if x)}")
+    with pd.option_context("display.width", 200, "display.max_columns", 60, "display.float_format", "{:.4g}".format):
+        print(table.T.to_string())
+    far = table.index[table["extrapolation_decades"] > 0]
+    if len(far):
+        print(f"\nextrapolation: {len(far)} budget(s) lie outside the fitted runs' compute "
+              f"({opt.dataset.attrs['fitted_flops_min']:.3g}-{opt.dataset.attrs['fitted_flops_max']:.3g} FLOPs); "
+              "their intervals carry the law's form as an assumption")
+    return 0
 
 
 def _quote(arg: str) -> str:
@@ -167,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nsaved: {path}\nmodel card: {card}")
             return 0
         result = bayesmoe.load(args.path)
+        if args.command == "optimal":
+            return _optimal(result, args)
         _print_result(result, args.ci_prob)
         return 0
     except bayesmoe.ConvergenceError as err:

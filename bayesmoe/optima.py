@@ -228,6 +228,8 @@ class OptimalExperts:
         out = pd.DataFrame(index=pd.Index(ds["budget"].values, name="flops"))
         out["extrapolation_decades"] = ds["extrapolation_decades"].values
         out["E_decision"] = self.decision.values
+        # loss still falling at the largest candidate: the search range, not the law, set E*
+        out["E_at_edge"] = (self.decision.values == ds["expert_count"].values.max()) & (ds.sizes["expert_count"] > 1)
         out["expected_regret"] = self.expected_regret.values
         for var, label in (("experts", "E*"), ("n_active", "N_act*"), ("tokens", "D*"), ("loss", "loss*")):
             med, lo, hi = self._interval(ds[var])

@@ -1,5 +1,6 @@
 """The README's commands and the CLI, run as subprocesses with tiny NUTS settings."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,18 @@ def test_readme_commands_are_the_ci_commands():
     ci = (ROOT / ".ci" / "run").read_text()
     test_cmd = 'python3 -m venv .venv && .venv/bin/pip install -e ".[dev,runs,ray]" && .venv/bin/python -m pytest'
     assert test_cmd in readme and test_cmd in ci
+
+
+def test_optimal_prints_the_decision_table_and_json():
+    proc = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "1e19", "--experts", "1", "4", "16")
+    assert proc.returncode == 0, proc.stderr
+    assert "E_decision" in proc.stdout and "P(E*=16)" in proc.stdout
+    assert "extrapolation: 1 budget(s)" in proc.stdout
+    js = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "--json")
+    assert js.returncode == 0, js.stderr
+    rows = json.loads(js.stdout)
+    assert rows[0]["flops"] == 1e13 and abs(sum(v for k, v in rows[0].items() if k.startswith("P(E*=")) - 1) < 1e-9
+    bad = run_cli("optimal", "models/reference_joint.nc", "--flops", "-5")
+    assert bad.returncode == 2 and "flops must be finite and > 0" in bad.stderr and "Traceback" not in bad.stderr
+    mem = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "--memory-gb", "1e-9")
+    assert mem.returncode == 2 and "no configuration fits" in mem.stderr
