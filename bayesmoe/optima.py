@@ -210,37 +210,47 @@ class OptimalExperts:
         return (st.median("sample").values, st.quantile(q, "sample").values, st.quantile(1 - q, "sample").values)
 
     @property
+    def _names(self) -> tuple[str, str, str, str]:
+        """(choice variable, its candidate dim, size variable, short label): E or G."""
+        a = self.dataset.attrs
+        return a.get("choice", "experts"), a.get("choice_dim", "expert_count"), a.get("size", "n_active"), \
+            a.get("label", "E")
+
+    @property
     def decision(self) -> xr.DataArray:
-        """The E minimising posterior expected loss per budget (what a risk-neutral user picks)."""
+        """The E (or G) minimising posterior expected loss per budget (a risk-neutral user's pick)."""
         expected = self.dataset["loss_at"].mean(("chain", "draw"))
-        return expected.idxmin("expert_count")
+        return expected.idxmin(self._names[1])
 
     @property
     def expected_regret(self) -> xr.DataArray:
         """E[loss(decision) − loss(per-draw optimum)] per budget, in nats."""
-        chosen = self.dataset["loss_at"].sel(expert_count=self.decision)
+        chosen = self.dataset["loss_at"].sel({self._names[1]: self.decision})
         return (chosen - self.dataset["loss"]).mean(("chain", "draw"))
 
     def summary(self) -> pd.DataFrame:
         """One row per budget: decision, its regret, E*, N*, D*, loss* intervals, P(E* = e)."""
         ds = self.dataset
+        choice, dim, size, x = self._names
         lo_name, hi_name = f"{self.ci_prob:.0%} lo", f"{self.ci_prob:.0%} hi"
         out = pd.DataFrame(index=pd.Index(ds["budget"].values, name="flops"))
         out["extrapolation_decades"] = ds["extrapolation_decades"].values
-        out["E_decision"] = self.decision.values
-        # loss still falling at the largest candidate: the search range, not the law, set E*
-        out["E_at_edge"] = (self.decision.values == ds["expert_count"].values.max()) & (ds.sizes["expert_count"] > 1)
+        out[f"{x}_decision"] = self.decision.values
+        # loss still falling at the largest candidate: the search range, not the law, set the optimum
+        out[f"{x}_at_edge"] = (self.decision.values == ds[dim].values.max()) & (ds.sizes[dim] > 1)
         out["expected_regret"] = self.expected_regret.values
-        for var, label in (("experts", "E*"), ("n_active", "N_act*"), ("tokens", "D*"), ("loss", "loss*")):
+        size_label = "N_act*" if size == "n_active" else "N_total*"
+        for var, label in ((choice, f"{x}*"), (size, size_label), ("tokens", "D*"), ("loss", "loss*")):
             med, lo, hi = self._interval(ds[var])
             out[f"{label} median"], out[f"{label} {lo_name}"], out[f"{label} {hi_name}"] = med, lo, hi
-        for e in ds["expert_count"].values:
-            out[f"P(E*={int(e)})"] = ds["p_experts"].sel(expert_count=e).values
+        for e in ds[dim].values:
+            out[f"P({x}*={int(e)})"] = ds[f"p_{choice}"].sel({dim: e}).values
         return out
 
     def to_dataframe(self) -> pd.DataFrame:
         """Long table of each draw's optimum: budget, chain, draw, experts, n_active, tokens, loss."""
-        return self.dataset[["experts", "n_active", "tokens", "loss"]].to_dataframe().reset_index()
+        choice, _, size, _ = self._names
+        return self.dataset[[choice, size, "tokens", "loss"]].to_dataframe().reset_index()
 
 
 def _group_draws(result, group):
@@ -286,14 +296,19 @@ def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS,
 
 def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float = 0.9,
                    group: str | None = None, **budget_kwargs) -> OptimalExperts:
-    """Per-draw compute-optimal N_act*, D*, loss* at a fixed configuration.
+    """Per-draw compute-optimal configuration.
 
-    For laws with an expert count, ``experts`` fixes E (default 1, dense); other laws ignore it.
+    ``joint``: N_act*, D*, loss* at a fixed E (``experts``, default 1 = dense). ``chinchilla``:
+    N*, D*. ``fine_grained``: N_total*, D*, G* with its probabilities, under the FLOPs model of
+    Krajewski et al. Eq. 10 (keywords ``granularities``, ``expansion``, ``n_total``: see
+    :func:`_optimise_granularity`).
     """
     law = result.law
+    if law.name == "fine_grained":
+        return _optimise_granularity(result, budget, ci_prob=ci_prob, group=group, **budget_kwargs)
     if law.name not in ("joint", "chinchilla"):
-        raise NotImplementedError(f"optimal_config is implemented for the joint and chinchilla laws, not "
-                                  f"{law.name!r} (its granularity / sparsity optimum is not built yet)")
+        raise NotImplementedError(f"optimal_config is implemented for the joint, chinchilla and fine_grained "
+                                  f"laws, not {law.name!r} (the sparsity optimum is not built yet)")
     if experts is not None and "experts" not in law.inputs:
         raise ValueError(f"law {law.name!r} has no expert count; drop experts=")
     return _optimise(result, budget, (1 if experts is None else experts,), ci_prob, group, budget_kwargs)
@@ -430,3 +445,128 @@ def flop_savings(result, budget, *, experts: int, ci_prob: float = 0.9, group: s
         f"savings {ci_prob:.0%} hi": np.quantile(savings, 1 - q, axis=1),
         "flops_moe_median": np.median(f_moe, axis=1),
     }).set_index("flops_dense")
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-grained law: granularity under Krajewski et al.'s FLOPs model
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_GRANULARITIES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def fine_grained_flops(n_total, tokens, granularity, *, expansion: float = 64.0, c_f: float = 6.0,
+                       c_r: float = 14.0):
+    """Training FLOPs of Krajewski et al. 2024 Eq. 10: ``(12·d²·c_f + d·E·G·c_r)·D·n_blocks``.
+
+    The shape follows the paper's §6.1: N_total (non-embedding, router excluded) =
+    d²·(8E + 4)·n_blocks with d = 64·n_blocks, so d = (64·N/(8E + 4))^(1/3).
+    """
+    d = (64.0 * n_total / (8.0 * expansion + 4.0)) ** (1.0 / 3.0)
+    return (12.0 * d**2 * c_f + d * expansion * granularity * c_r) * tokens * (d / 64.0)
+
+
+def _fg_tokens(n, flops, g, expansion):
+    return flops / fine_grained_flops(n, 1.0, g, expansion=expansion)
+
+
+def _solve_granularity(law: Law, p, flops, g, n_fixed, expansion):
+    pb = {k: v[None, :, None] for k, v in p.items()}
+    f, gg = flops[:, None, None], g[None, None, :]
+    shape = jnp.broadcast_shapes(f.shape, gg.shape, pb["a"].shape)
+
+    def loss(log_n):
+        n = jnp.exp(log_n)
+        return jnp.exp(law.log_loss(pb, {"n_total": n, "tokens": _fg_tokens(n, f, gg, expansion), "granularity": gg}))
+
+    if n_fixed is not None:
+        log_n = jnp.broadcast_to(jnp.log(n_fixed)[:, None, None], shape)
+    else:  # golden section over ln N_total along the budget line (unimodal)
+        r = 0.5 * (jnp.sqrt(5.0) - 1.0)
+
+        def step(_, s):
+            a, b = s
+            c1, c2 = b - r * (b - a), a + r * (b - a)
+            left = loss(c1) < loss(c2)
+            return jnp.where(left, a, c1), jnp.where(left, c2, b)
+
+        lo = jnp.full(shape, jnp.log(1e4))
+        hi = jnp.broadcast_to(jnp.log(f / 6.0), shape)
+        a, b = jax.lax.fori_loop(0, _GOLDEN_ITERS, step, (lo, hi))
+        log_n = 0.5 * (a + b)
+    n = jnp.exp(log_n)
+    return n, _fg_tokens(n, f, gg, expansion), loss(log_n)
+
+
+def _optimise_granularity(result, budget, *, ci_prob: float = 0.9, group: str | None = None,
+                          granularities: Sequence[int] = DEFAULT_GRANULARITIES, expansion: float = 64.0,
+                          n_total=None) -> OptimalExperts:
+    """Per-draw compute-optimal (N_total, D, G) of the fine-grained law at F = Eq. 10 FLOPs.
+
+    ``n_total`` (one per budget) fixes the model size and optimises G and D only, as in the
+    paper's Table 2 ("which G for this model and budget"). ``expansion`` is E (64 in the paper).
+    """
+    law = result.law
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    b = Budget(budget)
+    cands = np.asarray(sorted(set(int(g) for g in np.atleast_1d(granularities))), dtype="float64")
+    if cands.size == 0 or cands.min() < 1:
+        raise ValueError(f"granularities must be integers >= 1, got {list(np.atleast_1d(granularities))}")
+    fixed = None
+    if n_total is not None:
+        fixed = np.broadcast_to(np.asarray(n_total, dtype="float64"), b.flops.shape)
+        if not (np.isfinite(fixed) & (fixed > 0)).all():
+            raise ValueError("n_total must be finite and > 0, one per budget")
+    params, (n_chain, n_draw), coords = _group_draws(result, group)
+    with jax.enable_x64(True):
+        n, d, loss = _granularity_solver(law, fixed is not None)(
+            {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, jnp.asarray(b.flops, jnp.float64),
+            jnp.asarray(cands, jnp.float64), None if fixed is None else jnp.asarray(fixed, jnp.float64),
+            jnp.float64(expansion))
+        n, d, loss = (np.asarray(v, dtype="float64") for v in (n, d, loss))
+    loss = np.where(d > 0, loss, np.inf)
+
+    def grid(v):
+        return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
+
+    loss_at, n_at, d_at = grid(loss), grid(n), grid(d)
+    best = np.argmin(loss_at, axis=1)
+    take = lambda v: np.take_along_axis(v, best[:, None], axis=1)[:, 0]  # noqa: E731
+    runs = result.runs
+    fitted = fine_grained_flops(runs["n_total"].to_numpy(float), runs["tokens"].to_numpy(float),
+                                runs["granularity"].to_numpy(float), expansion=expansion)
+    fmin, fmax = float(fitted.min()), float(fitted.max())
+    decades = np.maximum(0.0, np.maximum(np.log10(b.flops / fmax), np.log10(fmin / b.flops)))
+    dims4 = ("budget", "granularity_level", "chain", "draw")
+    ds = xr.Dataset(
+        {
+            "granularity": (("budget", "chain", "draw"), cands[best]),
+            "n_total": (("budget", "chain", "draw"), take(n_at)),
+            "tokens": (("budget", "chain", "draw"), take(d_at)),
+            "loss": (("budget", "chain", "draw"), take(loss_at)),
+            "p_granularity": (("budget", "granularity_level"),
+                              np.stack([(best == i).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)),
+            "loss_at": (dims4, loss_at),
+            "n_total_at": (dims4, n_at),
+            "tokens_at": (dims4, d_at),
+            "extrapolation_decades": (("budget",), decades),
+        },
+        coords={"budget": b.flops, "granularity_level": cands.astype(int), **coords},
+        attrs={"law": law.name, "choice": "granularity", "choice_dim": "granularity_level", "size": "n_total",
+               "label": "G", "expansion": expansion, "fitted_flops_min": fmin, "fitted_flops_max": fmax},
+    )
+    return OptimalExperts(ds, ci_prob)
+
+
+_GRANULARITY_SOLVERS: dict = {}
+
+
+def _granularity_solver(law: Law, fixed: bool):
+    key = (law.name, id(law), fixed)
+    if key not in _GRANULARITY_SOLVERS:
+        if fixed:
+            fn = jax.jit(lambda p, f, g, n, e: _solve_granularity(law, p, f, g, n, e))
+        else:
+            fn = jax.jit(lambda p, f, g, n, e: _solve_granularity(law, p, f, g, None, e))
+        _GRANULARITY_SOLVERS[key] = fn
+    return _GRANULARITY_SOLVERS[key]
