@@ -18,14 +18,18 @@ from bayesmoe.errors import (
 )
 from bayesmoe.fitting import fit
 from bayesmoe.laws import Law, Term, get_law, register_law
+from bayesmoe.optima import Budget
 from bayesmoe.priors import Prior
 from bayesmoe.results import FitResult, load
+from bayesmoe.shape import ModelShape
 
 __all__ = [
     "__version__",
     "fit",
     "load",
     "FitResult",
+    "Budget",
+    "ModelShape",
     "validate_runs",
     "Law",
     "Term",
