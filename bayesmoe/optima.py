@@ -261,7 +261,7 @@ def _group_draws(result, group):
     raw = result._group_params(group) if group is not None else result._new_setup_params(0)
     post = result.tree["posterior"]
     shape = (post.sizes["chain"], post.sizes["draw"])
-    params = {k: jnp.asarray(np.asarray(v).reshape(-1), dtype=jnp.float32) for k, v in raw.items()}
+    params = {k: np.asarray(v, dtype="float64").reshape(-1) for k, v in raw.items()}  # float64 downstream
     return params, shape, {"chain": post["chain"].values, "draw": post["draw"].values}
 
 
@@ -291,6 +291,8 @@ def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS,
     law = result.law
     if "experts" not in law.inputs:
         raise ValueError(f"law {law.name!r} has no expert count; use optimal_config(...) for its N*, D*")
+    if law.name == "sparsity":
+        return _optimise_sparsity(result, budget, experts, ci_prob, group, **budget_kwargs)
     return _optimise(result, budget, experts, ci_prob, group, budget_kwargs)
 
 
@@ -306,9 +308,12 @@ def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float
     law = result.law
     if law.name == "fine_grained":
         return _optimise_granularity(result, budget, ci_prob=ci_prob, group=group, **budget_kwargs)
+    if law.name == "sparsity":
+        return _optimise_sparsity(result, budget, (1 if experts is None else experts,), ci_prob, group,
+                                  **budget_kwargs)
     if law.name not in ("joint", "chinchilla"):
-        raise NotImplementedError(f"optimal_config is implemented for the joint, chinchilla and fine_grained "
-                                  f"laws, not {law.name!r} (the sparsity optimum is not built yet)")
+        raise NotImplementedError(f"optimal_config is implemented for the joint, chinchilla, fine_grained and "
+                                  f"sparsity laws, not {law.name!r}")
     if experts is not None and "experts" not in law.inputs:
         raise ValueError(f"law {law.name!r} has no expert count; drop experts=")
     return _optimise(result, budget, (1 if experts is None else experts,), ci_prob, group, budget_kwargs)
@@ -570,3 +575,94 @@ def _granularity_solver(law: Law, fixed: bool):
             fn = jax.jit(lambda p, f, g, n, e: _solve_granularity(law, p, f, g, None, e))
         _GRANULARITY_SOLVERS[key] = fn
     return _GRANULARITY_SOLVERS[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# sparsity law (Abnar et al. 2025): N is the total count, compute 6·N_active·D
+# ---------------------------------------------------------------------------------------------
+
+
+def _solve_sparsity(law: Law, shape: ModelShape, p, flops, experts):
+    """Golden section over ln d_model per (budget, draw, E): N_total and N_active are explicit
+    in d (:class:`ModelShape`), D = F / (6·N_active)."""
+    pb = {k: v[None, :, None] for k, v in p.items()}
+    f, e = flops[:, None, None], experts[None, None, :]
+    out_shape = jnp.broadcast_shapes(f.shape, e.shape, pb["a"].shape)
+
+    def parts(log_d):
+        d = jnp.exp(log_d)
+        n_tot, n_act = shape.n_total_of_d(d, e), shape.n_active_of_d(d)
+        tokens = f / (6.0 * n_act)
+        return n_tot, tokens, jnp.exp(law.log_loss(pb, {"n_total": n_tot, "tokens": tokens, "experts": e}))
+
+    r = 0.5 * (jnp.sqrt(5.0) - 1.0)
+
+    def step(_, s):
+        a, b = s
+        c1, c2 = b - r * (b - a), a + r * (b - a)
+        left = parts(c1)[2] < parts(c2)[2]
+        return jnp.where(left, a, c1), jnp.where(left, c2, b)
+
+    lo = jnp.full(out_shape, jnp.log(8.0))
+    hi = jnp.full(out_shape, jnp.log(1e6))  # d_model up to 1e6: far beyond any trainable model
+    a, b = jax.lax.fori_loop(0, _GOLDEN_ITERS, step, (lo, hi))
+    n_tot, tokens, loss = parts(0.5 * (a + b))
+    return n_tot, tokens, loss, shape.n_active_of_d(jnp.exp(0.5 * (a + b))) * jnp.ones_like(loss)
+
+
+_SPARSITY_SOLVERS: dict = {}
+
+
+def _optimise_sparsity(result, budget, experts, ci_prob, group, *, shape: ModelShape | None = None) -> OptimalExperts:
+    """Per-draw compute-optimal (N_total, D, E) of the sparsity law, with S = 1 − 1/E."""
+    law = result.law
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    b = Budget(budget)
+    shape = shape or ModelShape()
+    cands = np.asarray(sorted(set(int(e) for e in np.atleast_1d(experts))), dtype="float64")
+    if cands.size == 0 or cands.min() < 1:
+        raise ValueError(f"expert counts must be integers >= 1, got {list(np.atleast_1d(experts))}")
+    key = (id(law), shape)
+    if key not in _SPARSITY_SOLVERS:
+        _SPARSITY_SOLVERS[key] = jax.jit(partial(_solve_sparsity, law, shape))
+    params, (n_chain, n_draw), coords = _group_draws(result, group)
+    with jax.enable_x64(True):
+        n, d, loss, n_act = _SPARSITY_SOLVERS[key](
+            {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, jnp.asarray(b.flops, jnp.float64),
+            jnp.asarray(cands, jnp.float64))
+        n, d, loss, n_act = (np.asarray(v, dtype="float64") for v in (n, d, loss, n_act))
+
+    def grid(v):
+        return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
+
+    loss_at, n_at, d_at, act_at = grid(loss), grid(n), grid(d), grid(n_act)
+    best = np.argmin(loss_at, axis=1)
+    take = lambda v: np.take_along_axis(v, best[:, None], axis=1)[:, 0]  # noqa: E731
+    runs = result.runs
+    # the fitted runs' compute with the paper's rough active count (1 − S)·N = N / E (the stored
+    # table holds the law's inputs only)
+    fitted = 6.0 * runs["n_total"].to_numpy(float) / runs["experts"].to_numpy(float) * runs["tokens"].to_numpy(float)
+    fmin, fmax = float(fitted.min()), float(fitted.max())
+    decades = np.maximum(0.0, np.maximum(np.log10(b.flops / fmax), np.log10(fmin / b.flops)))
+    dims4 = ("budget", "expert_count", "chain", "draw")
+    ds = xr.Dataset(
+        {
+            "experts": (("budget", "chain", "draw"), cands[best]),
+            "n_total": (("budget", "chain", "draw"), take(n_at)),
+            "n_active": (("budget", "chain", "draw"), take(act_at)),
+            "tokens": (("budget", "chain", "draw"), take(d_at)),
+            "loss": (("budget", "chain", "draw"), take(loss_at)),
+            "p_experts": (("budget", "expert_count"),
+                          np.stack([(best == i).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)),
+            "loss_at": (dims4, loss_at),
+            "n_total_at": (dims4, n_at),
+            "n_active_at": (dims4, act_at),
+            "tokens_at": (dims4, d_at),
+            "extrapolation_decades": (("budget",), decades),
+        },
+        coords={"budget": b.flops, "expert_count": cands.astype(int), **coords},
+        attrs={"law": law.name, "choice": "experts", "choice_dim": "expert_count", "size": "n_total",
+               "label": "E", "fitted_flops_min": fmin, "fitted_flops_max": fmax},
+    )
+    return OptimalExperts(ds, ci_prob)

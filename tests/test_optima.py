@@ -240,3 +240,28 @@ def test_fine_grained_free_optimum_picks_the_published_granularity():
     assert opt.decision.values.astype(int).tolist() == [16, 32]
     table = opt.summary()
     assert {"G_decision", "N_total* median", "P(G*=64)"} <= set(table)
+
+
+def test_sparsity_optimum_matches_a_brute_force_grid_and_the_papers_trend():
+    """Abnar et al.: at fixed compute, the optimal total N grows with sparsity and the active N
+    shrinks. The golden-section optimum must agree with a dense grid over d_model (float64)."""
+    result = fake_result("sparsity", rel_sd=0.0, num_draws=2)
+    experts = (1, 4, 16, 64)
+    opt = result.optimal_experts([1e20], experts=experts)
+    n_tot = opt.dataset["n_total_at"].isel(budget=0, chain=0, draw=0).values
+    loss = opt.dataset["loss_at"].isel(budget=0, chain=0, draw=0).values
+    assert np.all(np.diff(n_tot) > 0)
+    n_act = opt.dataset["n_active_at"].isel(budget=0, chain=0, draw=0).values
+    assert np.all(np.diff(n_act) < 0)
+    shape, p = ModelShape(), result.law
+    truth = {k: float(v.values.flat[0]) for k, v in result.posterior.items() if k in p.params}
+    d = np.exp(np.linspace(np.log(64), np.log(1e5), 200001))
+    for i, e in enumerate(experts):
+        nt, na = np.asarray(shape.n_total_of_d(d, e)), np.asarray(shape.n_active_of_d(d))
+        tokens = 1e20 / (6 * na)
+        grid_loss = (truth["a"] * nt ** -truth["alpha"] + truth["b"] * tokens ** -truth["beta"]
+                     + truth["c"] * e ** truth["lambda"] + truth["d"] * e ** truth["delta"] * nt ** -truth["gamma"]
+                     + truth["e"])
+        j = np.argmin(grid_loss)
+        assert loss[i] <= grid_loss[j] + 1e-9  # never worse than the grid
+        assert n_tot[i] == pytest.approx(nt[j], rel=1e-3)  # grid step in d is 5e-5: N within 2e-4
