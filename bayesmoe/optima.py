@@ -19,6 +19,7 @@ precision where both apply (tested).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -239,6 +240,8 @@ class OptimalExperts:
         # loss still falling at the largest candidate: the search range, not the law, set the optimum
         out[f"{x}_at_edge"] = (self.decision.values == ds[dim].values.max()) & (ds.sizes[dim] > 1)
         out["expected_regret"] = self.expected_regret.values
+        if "p_no_optimum" in ds:
+            out["P(no optimum)"] = ds["p_no_optimum"].values
         size_label = "N_act*" if size == "n_active" else "N_total*"
         for var, label in ((choice, f"{x}*"), (size, size_label), ("tokens", "D*"), ("loss", "loss*")):
             med, lo, hi = self._interval(ds[var])
@@ -364,15 +367,28 @@ def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> Optimal
 
     loss_at, n_at, d_at = grid(loss), grid(n), grid(d)
     best = np.argmin(loss_at, axis=1)  # (budget, chain, draw)
-    take = lambda v: np.take_along_axis(v, best[:, None], axis=1)[:, 0]  # noqa: E731
-    p_experts = np.stack([(best == i).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)
+    # a draw whose exponents do not fall with N or D (or that no candidate fits in memory) has no
+    # optimum: it is kept, its optimum is NaN, and P(no optimum) says how many there are
+    valid = np.isfinite(loss_at).any(axis=1)
+
+    def take(v):
+        return np.where(valid, np.take_along_axis(v, best[:, None], axis=1)[:, 0], np.nan)
+
+    p_experts = np.stack([((best == i) & valid).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)
+    p_none = 1.0 - valid.mean(axis=(1, 2))
+    if p_none.any():
+        warnings.warn(f"{p_none.max():.1%} of the posterior draws have no optimum at some budget (exponents "
+                      "that do not fall with N or D, or no candidate within the memory limit); their "
+                      "optimum is NaN and P(no optimum) reports the share", stacklevel=3)
+    loss_at = np.where(valid[:, None], loss_at, np.nan)  # expected losses over draws that have one
     fmin, fmax = _fitted_flops(result)
     decades = np.maximum(0.0, np.maximum(np.log10(b.flops / fmax), np.log10(fmin / b.flops)))
     dims4 = ("budget", "expert_count", "chain", "draw")
     ds = xr.Dataset(
         {
-            "experts": (("budget", "chain", "draw"), cands[best]),
+            "experts": (("budget", "chain", "draw"), np.where(valid, cands[best], np.nan)),
             "n_active": (("budget", "chain", "draw"), take(n_at)),
+            "p_no_optimum": (("budget",), p_none),
             "tokens": (("budget", "chain", "draw"), take(d_at)),
             "loss": (("budget", "chain", "draw"), take(loss_at)),
             "p_experts": (("budget", "expert_count"), p_experts),
@@ -388,9 +404,6 @@ def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> Optimal
                "context_tokens": b.context_tokens, "serve_tokens": b.serve_tokens,
                "fitted_flops_min": fmin, "fitted_flops_max": fmax},
     )
-    if not np.isfinite(loss_at).any(axis=1).all():
-        raise ValueError("for some draws no expert count has a finite optimum (exponents that do not fall "
-                         "with N or D, or no feasible model under the memory limit)")
     return OptimalExperts(ds, ci_prob)
 
 

@@ -265,3 +265,19 @@ def test_sparsity_optimum_matches_a_brute_force_grid_and_the_papers_trend():
         j = np.argmin(grid_loss)
         assert loss[i] <= grid_loss[j] + 1e-9  # never worse than the grid
         assert n_tot[i] == pytest.approx(nt[j], rel=1e-3)  # grid step in d is 5e-5: N within 2e-4
+
+
+def test_draws_without_an_optimum_are_kept_flagged_and_counted():
+    """A posterior whose N exponent is positive in some draws: those draws have no compute-optimal
+    size; they are reported (NaN, P(no optimum)) instead of failing the query or vanishing."""
+    truth = dict(PUBLISHED["joint"]["ludziejewski2025"])
+    result = fake_result("joint", {**truth, "gamma": 0.0}, rel_sd=0.0, num_draws=10)
+    alpha = result.tree["posterior"]["alpha"]
+    alpha[0, :5] = 0.05  # five of twenty draws: loss grows with N
+    with pytest.warns(UserWarning, match="25.0% of the posterior draws have no optimum"):
+        opt = result.optimal_experts([1e20], experts=(1, 8))
+    assert float(opt.dataset["p_no_optimum"].item()) == pytest.approx(0.25)
+    assert int(np.isnan(opt.dataset["loss"]).sum()) == 5
+    assert float(opt.dataset["p_experts"].sum()) == pytest.approx(0.75)
+    assert opt.summary()["P(no optimum)"].iloc[0] == pytest.approx(0.25)
+    assert np.isfinite(opt.expected_regret).all()
