@@ -319,6 +319,8 @@ def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_pro
         ax.axvline(v, color=f"C{3 + i}", ls="--", lw=1.3, label=f"{src}: {v:.4g}")
     if log_x:
         ax.set_xscale("log")
+    else:
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
     ax.set_yticks([])
     ax.set_xlabel(_GREEK.get(name, name))
     med = float(np.median(post))
