@@ -164,15 +164,15 @@ def _table(df: pd.DataFrame, *, index: bool = True, cls: str = "") -> dict:
 def _data_summary(result) -> dict:
     runs = result.runs
     law = result.law
-    rows = []
+    rows, counts = [], []
     for c in [*law.inputs, "loss"]:
         x = runs[c].astype(float)
         distinct = np.unique(x)
-        values = ", ".join(f"{v:g}" for v in distinct) if len(distinct) <= 5 else f"{len(distinct)} distinct"
         rows.append({"column": c, "min": x.min(), "median": float(np.median(x)), "max": x.max(),
-                     "values": values})
+                     "distinct": len(distinct)})
+        if c in ("n_active", "n_total", "tokens") and len(distinct) <= 8:  # a grid design
+            counts.append(f"{c} levels: " + ", ".join(f"{v:.3g}" for v in distinct))
     table = pd.DataFrame(rows).set_index("column")
-    counts = []
     for c in ("experts", "granularity"):
         if c in law.inputs:
             vc = runs[c].astype(float).value_counts().sort_index()
