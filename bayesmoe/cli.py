@@ -3,6 +3,7 @@
     bayesmoe fit data/reference_runs.csv --law joint --where "granularity == 1" \
         --holdout "split == 'heldout'" --target-accept 0.95 --out models/reference_joint.nc
     bayesmoe summary models/reference_joint.nc
+    bayesmoe report models/reference_joint.nc -o report.html
 
 ``--where`` and ``--holdout`` are pandas ``DataFrame.query`` expressions: the first selects the
 rows the fit may use, the second sets rows aside, predicts them and prints the errors. Both print
@@ -62,7 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="print the posterior summary of a saved result")
     s.add_argument("path", help="a file written by `bayesmoe fit --out`")
     s.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
+
+    r = sub.add_parser("report", help="write a self-contained HTML report of a saved result")
+    r.add_argument("path", help="a file written by `bayesmoe fit --out`")
+    r.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
+    r.add_argument("--flops", type=float, nargs="+", default=None,
+                   help="training compute budgets (FLOPs) for the recommendations section; shown "
+                        "only where this bayesmoe has FitResult.optimal_experts")
+    r.add_argument("--ci-prob", type=float, default=0.94, help="probability of the intervals")
     return p
+
+
+def _report(args) -> int:
+    import bayesmoe
+
+    result = bayesmoe.load(args.path)
+    try:
+        path = result.report(args.out, budgets=args.flops, ci_prob=args.ci_prob)
+    except OSError as err:
+        print(f"bayesmoe: cannot write the report to {args.out}: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
 
 
 def _print_result(result, ci_prob: float) -> None:
@@ -211,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 card.write_text(result.model_card())
                 print(f"\nsaved: {path}\nmodel card: {card}")
             return 0
+        if args.command == "report":
+            return _report(args)
         result = bayesmoe.load(args.path)
         if args.command == "optimal":
             return _optimal(result, args)

@@ -1,0 +1,397 @@
+"""Figures of a fitted result: matplotlib only, reading the result, never running NUTS.
+
+Every function is ``plot_*(result, ..., ax=None) -> Axes``: pass an Axes to draw into a figure of
+your own, or leave it out and get a new figure. Colours encode the expert count (or, for a law
+without experts, granularity) the same way in every figure, so a report reads as one piece.
+
+The prior of a parameter (:func:`plot_parameter`) is drawn by running the fit's own NumPyro model
+forward on its prior (``numpyro.infer.Predictive``), so a centred or derived coordinate shows
+the prior the paper-form parameter actually had, not the prior of the coordinate NUTS sampled.
+
+ArviZ's plotting package (``arviz-plots`` 0.8.0) fails to import with matplotlib 3.11 on
+Python 3.11 (ENV.md), so the diagnostics figures are drawn here from ``sample_stats`` and
+rank-normalised draws (Vehtari et al. 2021, "Rank-normalization, folding, and localization").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are rendered to files and reports; never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from bayesmoe.laws import PUBLISHED  # noqa: E402
+
+__all__ = [
+    "plot_predictive",
+    "plot_loss_curves",
+    "plot_parameter",
+    "plot_rank",
+    "plot_sampler",
+    "prior_draws",
+    "colour_variable",
+    "colours_for",
+]
+
+_SIZE_INPUTS = ("n_active", "n_total")
+_LABELS = {
+    "n_active": "active parameters N",
+    "n_total": "total parameters N",
+    "tokens": "training tokens D",
+    "experts": "E",
+    "granularity": "G",
+    "loss": "loss (nats/token)",
+}
+_GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "zeta": "ζ", "delta": "δ", "omega": "ω",
+          "lambda": "λ", "e_start": "E_start", "e_max": "E_max"}
+
+
+def _ax(ax: Axes | None, size=(5.5, 4.0)) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=size, layout="constrained")
+    return ax
+
+
+def _interval(ci_prob: float) -> tuple[float, float]:
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    tail = (1 - ci_prob) / 2
+    return tail, 1 - tail
+
+
+def colour_variable(result) -> str | None:
+    """The input that colours the figures: ``experts``, else ``granularity``, else none."""
+    for name in ("experts", "granularity"):
+        if name in result.law.inputs:
+            return name
+    return None
+
+
+def colours_for(values: Sequence[float]) -> dict[float, tuple]:
+    """One colour per distinct value, evenly spaced on a log scale (E = 1, 4, 16, 64 ...)."""
+    vals = sorted(set(float(v) for v in values))
+    cmap = plt.get_cmap("viridis")
+    pos = np.linspace(0.0, 0.85, len(vals)) if len(vals) > 1 else [0.35]
+    return {v: cmap(p) for v, p in zip(vals, pos)}
+
+
+def _group_arg(result, group):
+    if group is not None or not result.hierarchical:
+        return group
+    return None  # a new, unseen setup: the population with group spreads
+
+
+def plot_predictive(result, *, ci_prob: float = 0.94, group: str | None = None, seed: int = 0,
+                    ax: Axes | None = None) -> Axes:
+    """Observed loss of every fitted run against its posterior-predictive loss.
+
+    Each run's ``ci_prob`` interval is that of a new run (``predict(kind="new_run")``: the law
+    plus the fitted Student-t noise), its dot the posterior median of the law. Points on the
+    diagonal are predicted exactly; colour is the expert count. In a hierarchical fit each run
+    is predicted under its own group.
+    """
+    ax = _ax(ax)
+    runs = result.runs
+    lo_q, hi_q = _interval(ci_prob)
+    med = np.empty(len(runs))
+    lo = np.empty(len(runs))
+    hi = np.empty(len(runs))
+    groups = [group] if group is not None else list(dict.fromkeys(runs["group"].astype(str)))
+    for g in groups:
+        mask = (runs["group"].astype(str) == g).to_numpy()
+        # repeated seeds share their inputs: predict each distinct input once, then map back
+        inputs = runs.loc[mask, list(result.law.inputs)].reset_index(drop=True)
+        distinct = inputs.drop_duplicates().reset_index(drop=True)
+        where = inputs.merge(distinct.reset_index(), on=list(result.law.inputs), how="left")["index"]
+        mean = result.predict(distinct, group=g, kind="mean", seed=seed)
+        new = result.predict(distinct, group=g, kind="new_run", seed=seed)
+        med[mask] = mean.median(dim=("chain", "draw")).values[where]
+        lo[mask] = new.quantile(lo_q, dim=("chain", "draw")).values[where]
+        hi[mask] = new.quantile(hi_q, dim=("chain", "draw")).values[where]
+    obs = runs["loss"].to_numpy(dtype=float)
+    cvar = colour_variable(result)
+    keys = runs[cvar].to_numpy(dtype=float) if cvar else np.zeros(len(runs))
+    colours = colours_for(keys)
+    for k, c in colours.items():
+        m = keys == k
+        ax.errorbar(obs[m], med[m], yerr=[med[m] - lo[m], hi[m] - med[m]], fmt="o", ms=3.5,
+                    color=c, ecolor=(*c[:3], 0.45), elinewidth=1.2, capsize=0,
+                    label=f"{_LABELS.get(cvar, cvar)} = {k:g}" if cvar else "runs")
+    span = [min(obs.min(), lo.min()), max(obs.max(), hi.max())]
+    pad = 0.03 * (span[1] - span[0])
+    span = [span[0] - pad, span[1] + pad]
+    ax.plot(span, span, color="0.35", lw=1, ls="--", zorder=0, label="predicted = observed")
+    ax.set_xlim(span)
+    ax.set_ylim(span)
+    inside = float(np.mean((obs >= lo) & (obs <= hi)))
+    ax.set_xlabel("observed loss (nats/token)")
+    ax.set_ylabel("predicted loss (nats/token)")
+    ax.set_title(f"Posterior predictive per run: {inside:.0%} inside the {ci_prob:.0%} interval",
+                 fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.grid(alpha=0.25)
+    return ax
+
+
+def _slice_default(runs: pd.DataFrame, size: str, x: str) -> float:
+    """The most common value of the fixed quantity (tokens per parameter, or N) in the table."""
+    if x == "tokens":
+        values = runs[size].to_numpy(dtype=float)
+    else:
+        values = (runs["tokens"] / runs[size]).to_numpy(dtype=float)
+    # round in log space so a grid design (D/N = 5, 12, 30 ...) shows its own levels
+    keys = np.round(np.log(values), 1)
+    uniq, counts = np.unique(keys, return_counts=True)
+    if counts.max() == 1:  # no repeated level (a log-uniform design): the median
+        return float(np.median(values))
+    return float(np.exp(np.median(np.log(values[keys == uniq[np.argmax(counts)]]))))
+
+
+def plot_loss_curves(result, x: str = "n_active", *, at: float | None = None, ci_prob: float = 0.94,
+                     group: str | None = None, num_points: int = 60, tolerance: float = 1.25,
+                     ax: Axes | None = None) -> Axes:
+    """Loss against model size or tokens, one posterior curve and band per expert count.
+
+    Parameters
+    ----------
+    x : str
+        ``"n_active"`` / ``"n_total"`` (whichever the law reads) for loss vs N at a fixed number of
+        tokens per parameter, or ``"tokens"`` for loss vs D at a fixed N.
+    at : float, optional
+        The fixed value: tokens per parameter (D/N) for ``x`` = N, or N for ``x = "tokens"``.
+        Default: the most common value in the fitted table.
+    ci_prob : float
+        Probability of the band around the posterior median of the law (``kind="mean"``).
+    tolerance : float
+        Runs within this factor of the slice are drawn solid; all others faded, for context.
+    """
+    law = result.law
+    size = next((s for s in _SIZE_INPUTS if s in law.inputs), None)
+    if x in _SIZE_INPUTS and x != size:
+        raise ValueError(f"law {law.name!r} reads {size!r}, not {x!r}; pass x={size!r} or x='tokens'")
+    if x not in (size, "tokens") or size is None or "tokens" not in law.inputs:
+        raise ValueError(f"x must be one of {[size, 'tokens']} for law {law.name!r}, got {x!r}")
+    if tolerance < 1:
+        raise ValueError(f"tolerance is a factor >= 1, got {tolerance}")
+    ax = _ax(ax)
+    runs = result.runs
+    at = _slice_default(runs, size, x) if at is None else float(at)
+    if not at > 0:
+        raise ValueError(f"at must be > 0, got {at}")
+    cvar = colour_variable(result)
+    keys = runs[cvar].to_numpy(dtype=float) if cvar else np.zeros(len(runs))
+    colours = colours_for(keys)
+    lo_q, hi_q = _interval(ci_prob)
+    xs_data = runs[x].to_numpy(dtype=float)
+    grid = np.geomspace(xs_data.min() / 1.3, xs_data.max() * 1.3, num_points)
+    fixed = runs[size] if x == "tokens" else runs["tokens"] / runs[size]
+    in_slice = np.abs(np.log(fixed.to_numpy(dtype=float) / at)) <= np.log(tolerance)
+    other = {c: float(np.exp(np.log(runs[c].astype(float)).mean()))
+             for c in law.inputs if c not in (size, "tokens", cvar)}
+    for k, c in colours.items():
+        table = pd.DataFrame({size: grid * 0 + at if x == "tokens" else grid,
+                              "tokens": grid if x == "tokens" else grid * at, **other})
+        if cvar:
+            table[cvar] = k
+        pred = result.predict(table, group=_group_arg(result, group), kind="mean")
+        q = pred.quantile([lo_q, 0.5, hi_q], dim=("chain", "draw")).values
+        ax.fill_between(grid, q[0], q[2], color=c, alpha=0.22, lw=0)
+        ax.plot(grid, q[1], color=c, lw=1.6,
+                label=f"{_LABELS.get(cvar, cvar)} = {k:g}" if cvar else "posterior median")
+        m = keys == k
+        ax.scatter(xs_data[m & in_slice], runs["loss"].to_numpy()[m & in_slice], s=16, color=c,
+                   edgecolor="k", linewidth=0.4, zorder=3)
+        ax.scatter(xs_data[m & ~in_slice], runs["loss"].to_numpy()[m & ~in_slice], s=8, color=c,
+                   alpha=0.18, zorder=2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # losses span less than a decade: plain tick labels read better than 2×10⁰
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.1f"))
+    ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.1f"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_xlabel(_LABELS[x])
+    ax.set_ylabel(_LABELS["loss"])
+    what = f"D/N = {at:.3g}" if x != "tokens" else f"N = {at:.3g}"
+    ax.set_title(f"Loss vs {'N' if x != 'tokens' else 'D'} at {what} (median, {ci_prob:.0%} band)",
+                 fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], ls="", marker="o", mfc="0.5", mec="k", mew=0.4, ms=4))
+    labels.append(f"runs within ×{tolerance:g} of the slice ({int(in_slice.sum())})")
+    handles.append(plt.Line2D([], [], ls="", marker="o", color="0.5", alpha=0.25, ms=3))
+    labels.append("other runs")
+    ax.legend(handles, labels, fontsize=7.5, frameon=False)
+    ax.grid(alpha=0.25, which="both")
+    return ax
+
+
+def prior_draws(result, names: Sequence[str], *, num_samples: int = 4000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Draws of paper-form parameters from the fit's own model under its prior.
+
+    The model is run forward (``numpyro.infer.Predictive``) with its improper sites set to their
+    initial values, so every centring and derivation the sampler used applies; for a
+    hierarchical fit the population value ``<name>_pop`` is returned where the model has one.
+    """
+    import jax
+    from numpyro.infer import Predictive
+
+    from bayesmoe.models import build_model
+
+    model = build_model(result.law, result.priors, result.design, pooled=None if not result.hierarchical
+                        else tuple(p for p in result.law.params if _site_pooled(result, p)))
+    wanted = [f"{n}_pop" for n in names] + list(names) if result.hierarchical else list(names)
+    pred = Predictive(model, num_samples=num_samples, params=dict(model.init_values),
+                      return_sites=wanted)
+    out = pred(jax.random.PRNGKey(seed), log_loss=None)
+    draws = {}
+    for n in names:
+        v = out.get(f"{n}_pop", out.get(n)) if result.hierarchical else out.get(n)
+        if v is None:
+            raise KeyError(f"the model has no site {n!r}; parameters: {result.law.params}")
+        v = np.asarray(v, dtype=float)
+        draws[n] = v.reshape(num_samples, -1)[:, 0] if v.ndim > 1 else v
+    return draws
+
+
+def _site_pooled(result, param: str) -> bool:
+    from bayesmoe.priors import site_of
+
+    return site_of(result.law, param) in result.pooled
+
+
+def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_prob: float = 0.94,
+                   ax: Axes | None = None) -> Axes:
+    """Posterior density of one parameter, its prior beside it and the published values.
+
+    ``prior``: draws of the paper-form prior (default :func:`prior_draws`; pass them in to draw
+    many panels from one forward run). A fixed prior shows as a vertical line. For a hierarchical
+    fit the population value is shown.
+    """
+    if name not in result.law.params:
+        raise ValueError(f"{name!r} is not a parameter of law {result.law.name!r}: {result.law.params}")
+    ax = _ax(ax, size=(3.6, 2.6))
+    post_ds = result.tree["posterior"]
+    var = f"{name}_pop" if result.hierarchical and f"{name}_pop" in post_ds.data_vars else name
+    post = np.asarray(post_ds[var].values, dtype=float).ravel()
+    if prior is None:
+        prior = prior_draws(result, [name])[name]
+    prior = np.asarray(prior, dtype=float).ravel()
+    log_x = name in ("e_max",) or (post.min() > 0 and post.max() / max(post.min(), 1e-300) > 50)
+    tf = np.log if log_x else (lambda v: v)
+    lo_q, hi_q = _interval(ci_prob)
+    p_lo, p_hi = np.quantile(post, [lo_q, hi_q])
+    pr_lo, pr_hi = np.quantile(prior, [0.01, 0.99])
+    published = PUBLISHED.get(result.law.name, {})
+    pub = {src: vals[name] for src, vals in published.items() if name in vals}
+    xs = [p_lo, p_hi, pr_lo, pr_hi, *pub.values()]
+    lo, hi = tf(min(xs)), tf(max(xs))
+    pad = 0.08 * (hi - lo or abs(hi) or 1.0)
+    grid_t = np.linspace(lo - pad, hi + pad, 300)
+
+    def density(draws):
+        t = tf(draws)
+        if np.ptp(t) <= 0:
+            return None
+        return stats.gaussian_kde(t)(grid_t)
+
+    grid = np.exp(grid_t) if log_x else grid_t
+    d_prior = density(prior)
+    if d_prior is None:
+        ax.axvline(prior[0], color="0.45", ls=":", lw=1.5, label=f"prior: fixed {prior[0]:.4g}")
+    else:
+        ax.fill_between(grid, d_prior, color="0.6", alpha=0.35, lw=0, label="prior")
+    d_post = density(post)
+    if d_post is None:
+        ax.axvline(post[0], color="C0", lw=2, label=f"posterior: {post[0]:.4g}")
+    else:
+        ax.fill_between(grid, d_post, color="C0", alpha=0.35, lw=0)
+        ax.plot(grid, d_post, color="C0", lw=1.4, label="posterior")
+        ax.axvspan(p_lo, p_hi, ymax=0.04, color="C0", alpha=0.9, lw=0)
+    for i, (src, v) in enumerate(pub.items()):
+        ax.axvline(v, color=f"C{3 + i}", ls="--", lw=1.3, label=f"{src}: {v:.4g}")
+    if log_x:
+        ax.set_xscale("log")
+    else:
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
+    ax.set_yticks([])
+    ax.set_xlabel(_GREEK.get(name, name))
+    med = float(np.median(post))
+    ax.set_title(f"{_GREEK.get(name, name)} = {med:.4g} [{p_lo:.3g}, {p_hi:.3g}]", fontsize=9)
+    ax.legend(fontsize=6.5, frameon=False, loc="best")
+    return ax
+
+
+def plot_rank(result, name: str, *, bins: int = 20, ax: Axes | None = None) -> Axes:
+    """Rank plot of one parameter: a histogram of its pooled ranks per chain.
+
+    Well-mixed chains give flat histograms near the dashed uniform level; a chain stuck in one
+    region shows as a slope or a hump.
+    """
+    post_ds = result.tree["posterior"]
+    if name not in post_ds.data_vars:
+        raise ValueError(f"no posterior variable {name!r}; available: {sorted(post_ds.data_vars)}")
+    ax = _ax(ax, size=(3.6, 2.4))
+    v = np.asarray(post_ds[name].values, dtype=float)
+    v = v.reshape(v.shape[0], v.shape[1], -1)[..., 0]  # first group of a grouped site
+    n_chains, n_draws = v.shape
+    ranks = stats.rankdata(v.ravel()).reshape(v.shape)
+    edges = np.linspace(0, v.size, bins + 1)
+    for c in range(n_chains):
+        counts, _ = np.histogram(ranks[c], bins=edges)
+        ax.stairs(counts, edges, baseline=None, color=f"C{c}", lw=1.2, label=f"chain {c}")
+    expected = n_draws / bins
+    ax.axhline(expected, color="k", ls="--", lw=0.8)
+    ax.set_ylim(0, max(2 * expected, ax.get_ylim()[1]))
+    ax.set_xlim(0, v.size)
+    ax.set_yticks([])
+    ax.set_xlabel(f"rank of {_GREEK.get(name, name)} (all chains)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(_GREEK.get(name, name), fontsize=9)
+    return ax
+
+
+def plot_sampler(result, ax: Axes | None = None) -> Axes:
+    """Leapfrog steps per iteration, per chain, with each chain's divergences in its label.
+
+    NUTS doubles its trajectory, so steps come in powers of two: bars show how often each chain
+    used each length. A chain that needs much longer trajectories than the others, or
+    divergences at all, point at a badly shaped posterior. Without ``n_steps`` (e.g. a synthetic
+    result) the bars show divergences per chain instead.
+    """
+    ax = _ax(ax, size=(6.0, 2.6))
+    ss = result.tree["sample_stats"]
+    div = np.asarray(ss["diverging"].values, dtype=bool)
+    n_chains, n_draws = div.shape
+    width = 0.8 / n_chains
+    if "n_steps" in ss.data_vars:
+        steps = np.asarray(ss["n_steps"].values, dtype=float)
+        depth = np.ceil(np.log2(np.maximum(steps, 1) + 1)).astype(int)  # 2^k - 1 steps -> k
+        levels = np.arange(depth.min(), depth.max() + 1)
+        for c in range(n_chains):
+            share = [(depth[c] == k).mean() for k in levels]
+            ax.bar(np.arange(len(levels)) + (c - (n_chains - 1) / 2) * width, share, width,
+                   color=f"C{c}", label=f"chain {c}: {int(div[c].sum())} divergent")
+        ax.set_xticks(np.arange(len(levels)), [f"≤{2 ** k - 1}" for k in levels])
+        ax.set_xlabel("leapfrog steps per iteration")
+        ax.set_ylabel("share of draws")
+        title = f"mean {np.nanmean(steps):.0f} steps per iteration"
+    else:
+        ax.bar(np.arange(n_chains), div.sum(axis=1), color=[f"C{c}" for c in range(n_chains)])
+        ax.set_xticks(np.arange(n_chains), [f"chain {c}" for c in range(n_chains)])
+        ax.set_ylabel("divergent draws")
+        ax.set_ylim(0, max(1, div.sum(axis=1).max()) * 1.2)
+        title = "no per-iteration step counts stored"
+    ax.set_title(f"Sampler: {int(div.sum())} divergences in {n_chains} × {n_draws} draws; {title}",
+                 fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, frameon=False)
+    ax.grid(alpha=0.25, axis="y")
+    return ax

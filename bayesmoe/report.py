@@ -1,0 +1,346 @@
+"""One self-contained HTML page per fit: verdict, data, posterior, fit quality, priors, provenance.
+
+Every figure is a base64 PNG inside the page and the styles are inline: the file opens offline
+and can be mailed on its own (no scripts, fonts or external requests). Built with Jinja2 from
+``bayesmoe/templates/report.html.j2``.
+
+    result.report("report.html")                       # or render_report(result) -> str
+
+Recommendations (optimal expert counts for compute budgets) appear only when ``budgets`` are
+given and the result offers ``optimal_experts``; the table is whatever its ``summary()`` returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from bayesmoe import __version__
+from bayesmoe.inference import ESS_PER_CHAIN_MIN, RHAT_MAX
+
+__all__ = ["render_report", "write_report", "verdict", "Verdict"]
+
+#: R-hat above this (but below the hard limit) or bulk/tail ESS below twice the floor is amber.
+RHAT_AMBER = 1.005
+ESS_AMBER_FACTOR = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Traffic light for a fit: ``level`` is ``"green"``, ``"amber"`` or ``"red"``."""
+
+    level: str
+    headline: str
+    reasons: tuple[str, ...]
+
+
+def verdict(result, holdout: pd.DataFrame | None = None) -> Verdict:
+    """Green: every check passes with margin. Amber: passes, but close to a limit or a held-out
+    run falls outside its interval. Red: a convergence check fails (R-hat, ESS, divergences)."""
+    d = result.diagnostics
+    ess_min = ESS_PER_CHAIN_MIN * d.num_chains
+    if d.problems:
+        return Verdict("red", "Do not trust this fit: the sampler did not converge.",
+                       tuple(d.problems) + tuple(result.warnings))
+    reasons = []
+    if d.max_rhat >= RHAT_AMBER:
+        reasons.append(f"max R-hat {d.max_rhat:.4f} passes (< {RHAT_MAX}) but is above {RHAT_AMBER}")
+    for kind, value in (("bulk", d.min_ess_bulk), ("tail", d.min_ess_tail)):
+        if value < ESS_AMBER_FACTOR * ess_min:
+            reasons.append(f"min {kind} ESS {value:.0f} passes (>= {ess_min}) but is below "
+                           f"{ESS_AMBER_FACTOR * ess_min}: run more draws for stable tails")
+    if holdout is not None and len(holdout) and not holdout["inside"].all():
+        out = int((~holdout["inside"].astype(bool)).sum())
+        reasons.append(f"{out} of {len(holdout)} held-out runs lie outside the 94 % interval "
+                       "of a new run: extrapolation beyond the fitted sizes is doubtful")
+    if reasons:
+        return Verdict("amber", "Usable with care.", tuple(reasons))
+    checks = (f"max R-hat {d.max_rhat:.4f} < {RHAT_MAX}; min bulk / tail ESS "
+              f"{d.min_ess_bulk:.0f} / {d.min_ess_tail:.0f} >= {ess_min}; {d.divergences} divergences")
+    if holdout is not None and len(holdout):
+        checks += f"; all {len(holdout)} held-out runs inside their 94 % interval"
+    return Verdict("green", "The sampler converged and the checks pass.", (checks,))
+
+
+# ------------------------------------------------------------------------------ figures
+def _png(fig, dpi: int = 110) -> dict:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    data = buf.getvalue()
+    return {"src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+            "bytes": len(data)}
+
+
+def _figures(result, ci_prob: float) -> list[dict]:
+    import matplotlib.pyplot as plt
+
+    from bayesmoe import plots
+
+    figs = []
+    fig, ax = plt.subplots(figsize=(6.2, 4.6), layout="constrained")
+    plots.plot_predictive(result, ci_prob=ci_prob, ax=ax)
+    figs.append({"id": "fig-predictive", "title": "Observed vs predicted loss", **_png(fig),
+                 "caption": "Each fitted run: the dot is the posterior median of the law, the bar "
+                            f"the {ci_prob:.0%} interval of a new run (law plus fitted noise)."})
+    size = next((s for s in ("n_active", "n_total") if s in result.law.inputs), None)
+    if size and "tokens" in result.law.inputs:
+        fig, axes = plt.subplots(1, 2, figsize=(12.4, 4.6), layout="constrained")
+        plots.plot_loss_curves(result, size, ci_prob=ci_prob, ax=axes[0])
+        plots.plot_loss_curves(result, "tokens", ci_prob=ci_prob, ax=axes[1])
+        figs.append({"id": "fig-curves", "title": "Loss vs model size and vs tokens", **_png(fig),
+                     "caption": "Posterior median of the law and its band per expert count, along "
+                                "one slice of the table; runs in that slice are drawn solid, the "
+                                "others faded for context."})
+    names = list(result.law.shape_params)
+    prior = plots.prior_draws(result, names)
+    ncol = min(4, len(names))
+    nrow = -(-len(names) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.7 * nrow), layout="constrained",
+                             squeeze=False)
+    for name, ax in zip(names, axes.flat):
+        plots.plot_parameter(result, name, prior=prior[name], ci_prob=ci_prob, ax=ax)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    figs.append({"id": "fig-parameters", "title": "Exponents: posterior, prior and published value",
+                 **_png(fig),
+                 "caption": "Blue: posterior (bar: its interval). Grey: the prior, from the fit's own "
+                            "model run forward. Dashed: published values. Where blue is much "
+                            "narrower than grey, the data taught the fit something."})
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.1 * nrow), layout="constrained",
+                             squeeze=False)
+    for name, ax in zip(names, axes.flat):
+        plots.plot_rank(result, name, ax=ax)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    figs.append({"id": "fig-rank", "title": "Rank plots", **_png(fig),
+                 "caption": "Ranks of each parameter's draws across all chains, one line per chain: "
+                            "flat lines near the dashed level mean the chains agree."})
+    fig, ax = plt.subplots(figsize=(7.5, 2.9), layout="constrained")
+    plots.plot_sampler(result, ax=ax)
+    figs.append({"id": "fig-sampler", "title": "Sampler", **_png(fig),
+                 "caption": "Trajectory lengths of NUTS per chain and divergences."})
+    return figs
+
+
+# ------------------------------------------------------------------------------ tables
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return "–"
+        a = abs(v)
+        if a != 0 and (a >= 1e5 or a < 1e-3):
+            return f"{v:.3e}"
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(df: pd.DataFrame, *, index: bool = True, cls: str = "") -> dict:
+    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    rows = []
+    for idx, row in df.iterrows():
+        cells = ([_fmt(idx)] if index else []) + [_fmt(v) for v in row.tolist()]
+        rows.append(cells)
+    return {"columns": cols, "rows": rows, "cls": cls}
+
+
+def _data_summary(result) -> dict:
+    runs = result.runs
+    law = result.law
+    rows, counts = [], []
+    for c in [*law.inputs, "loss"]:
+        x = runs[c].astype(float)
+        distinct = np.unique(x)
+        rows.append({"column": c, "min": x.min(), "median": float(np.median(x)), "max": x.max(),
+                     "distinct": len(distinct)})
+        if c in ("n_active", "n_total", "tokens") and len(distinct) <= 8:  # a grid design
+            counts.append(f"{c} levels: " + ", ".join(f"{v:.3g}" for v in distinct))
+    table = pd.DataFrame(rows).set_index("column")
+    for c in ("experts", "granularity"):
+        if c in law.inputs:
+            vc = runs[c].astype(float).value_counts().sort_index()
+            counts.append(f"{c}: " + ", ".join(f"{k:g} ({n} runs)" for k, n in vc.items()))
+    groups = runs["group"].astype(str).value_counts().sort_index()
+    return {"n_runs": len(runs), "table": _table(table), "counts": counts,
+            "groups": [f"{g} ({n} runs)" for g, n in groups.items()],
+            "hierarchical": result.hierarchical, "pooled": list(result.pooled)}
+
+
+def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None) -> dict:
+    runs = result.runs
+    inputs = runs[list(result.law.inputs)]
+    log_obs = np.log(runs["loss"].to_numpy(dtype=float))
+    log_pred = np.empty(len(runs))
+    for g in dict.fromkeys(runs["group"].astype(str)):
+        m = (runs["group"].astype(str) == g).to_numpy()
+        distinct = inputs[m].drop_duplicates().reset_index(drop=True)
+        where = inputs[m].reset_index(drop=True).merge(distinct.reset_index(), how="left",
+                                                       on=list(inputs.columns))["index"]
+        pred = result.predict(distinct, group=g, kind="mean")
+        log_pred[m] = np.log(pred.median(dim=("chain", "draw")).values)[where]
+    resid = log_obs - log_pred
+    err = np.exp(log_pred) - np.exp(log_obs)
+    sigma = float(np.median(result.tree["posterior"]["sigma"].values))
+    rows = [
+        ("runs fitted", len(runs)),
+        ("residual sd of ln loss (≈ relative error)", float(np.std(resid, ddof=1)) if len(resid) > 1 else float("nan")),
+        ("fitted noise scale σ (posterior median, Student-t)", sigma),
+        ("RMSE (nats/token)", float(np.sqrt(np.mean(err ** 2)))),
+        ("max |error| (nats/token)", float(np.max(np.abs(err)))),
+        ("mean relative error", float(np.mean(np.abs(err) / np.exp(log_obs)))),
+    ]
+    out = {"table": _table(pd.DataFrame(rows, columns=["measure", "value"]).set_index("measure")),
+           "holdout": None}
+    if holdout is not None and len(holdout):
+        out["holdout"] = _table(holdout, index=False)
+        out["holdout_line"] = (f"Mean absolute error {holdout['error'].abs().mean():.4f} nats "
+                               f"({holdout['rel_error'].abs().mean():.2%}); "
+                               f"{int(holdout['inside'].sum())} of {len(holdout)} observed losses inside "
+                               "the 94 % interval of a new run.")
+    return out
+
+
+def _holdout(result) -> pd.DataFrame | None:
+    raw = result.tree.attrs.get("holdout")
+    if not raw:
+        return None
+    return pd.read_json(io.StringIO(raw), orient="records")
+
+
+def _recommendations(result, budgets, ci_prob: float) -> dict | None:
+    """The slot for ``result.optimal_experts`` (issue 5); ``None`` omits the section."""
+    if budgets is None:
+        return None
+    if not hasattr(result, "optimal_experts"):
+        return {"unavailable": "Budgets were given, but this version of bayesmoe has no "
+                               "FitResult.optimal_experts, so no recommendations are shown."}
+    optimum = result.optimal_experts(budgets)
+    table = optimum.summary()
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"optimal_experts(...).summary() must return a DataFrame, got {type(table).__name__}")
+    # P(E* = e) columns, if the summary has them, also as a heat strip of probabilities
+    prob_cols = [c for c in table.columns if re.match(r"^P\(E\*\s*=\s*\d+\)$", str(c))]
+    strip = None
+    if prob_cols:
+        strip = {"columns": prob_cols,
+                 "rows": [(_fmt(i), [(float(v), f"{float(v):.2f}") for v in r])
+                          for i, r in zip(table.index, table[prob_cols].to_numpy())]}
+    return {"table": _table(table), "strip": strip}
+
+
+def _priors(result) -> dict:
+    from bayesmoe.priors import sites
+
+    used = set(sites(result.law, hierarchical=result.hierarchical, pooled=None))
+    rows = [{"site": k, "distribution": p.dist,
+             "arguments": ", ".join(f"{a} = {float(b):g}" for a, b in p.args.items()),
+             "used": "yes" if k in used else "no (one group)"}
+            for k, p in sorted(result.priors.items())]
+    df = pd.DataFrame(rows).set_index("site")
+    if not result.hierarchical:
+        df = df[df["used"] == "yes"].drop(columns="used")
+    return _table(df)
+
+
+def _provenance(result) -> list[tuple[str, str]]:
+    attrs = result.tree.attrs
+    d = result.diagnostics
+    timings = json.loads(attrs.get("timings", "{}") or "{}")
+    rows = [
+        ("law", f"{result.law.name}: {result.law.description}"),
+        ("references", "; ".join(result.law.references) or "–"),
+        ("command", attrs.get("command", "(fitted from Python)")),
+        ("fitted with bayesmoe", str(attrs.get("bayesmoe_version", "?"))),
+        ("report written by bayesmoe", f"{__version__}, {_dt.datetime.now().isoformat(timespec='seconds')}"),
+        ("NUTS", f"{d.num_chains} chains × {d.num_draws} draws, seed {attrs.get('seed', '?')}, "
+                 f"target_accept {attrs.get('target_accept', '?')}"),
+        ("run table SHA-256", f"{attrs.get('table_sha256', '?')} over "
+                              f"{', '.join(json.loads(attrs.get('table_columns', '[]')))}"),
+    ]
+    if timings:
+        rows.append(("time", f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
+                             f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
+                             f"{timings['chain_method']} on {timings['device']}"))
+    cmap = json.loads(attrs.get("column_map", "{}") or "{}")
+    if cmap:
+        rows.append(("column aliases", ", ".join(f"{k} → {v}" for k, v in cmap.items())))
+    if attrs.get("fake") == "true":
+        rows.append(("synthetic", "made by bayesmoe.testing.fake_result: draws were not sampled"))
+    return rows
+
+
+# ------------------------------------------------------------------------------ page
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("bayesmoe", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2")
+
+
+def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0.94,
+                  title: str | None = None) -> str:
+    """The report of ``result`` as one HTML string (figures embedded as base64 PNG).
+
+    Parameters
+    ----------
+    result : FitResult
+    budgets : optional
+        Passed to ``result.optimal_experts`` for the recommendations section; ``None`` leaves
+        the section out.
+    ci_prob : float
+        Probability of every interval in the tables and figures.
+    """
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    holdout = _holdout(result)
+    v = verdict(result, holdout)
+    summary = result.summary(ci_prob=ci_prob)
+    pct = f"{ci_prob:.0%}"
+    summary = summary.rename(columns=lambda c: (f"{pct} low" if str(c).startswith("eti") and str(c).endswith("_lb")
+                                                else f"{pct} high" if str(c).startswith("eti") and str(c).endswith("_ub")
+                                                else {"ess_bulk": "ESS bulk", "ess_tail": "ESS tail",
+                                                      "r_hat": "R-hat", "mcse_mean": "MCSE mean"}.get(c, c)))
+    summary.index.name = "parameter"
+    context = {
+        "title": title or f"bayesmoe report: {result.law.name} law",
+        "law": result.law,
+        "verdict": v,
+        "diagnostics": _table(result.diagnostics.table()),
+        "warnings": list(result.warnings),
+        "data": _data_summary(result),
+        "summary": _table(summary),
+        "ci_prob": ci_prob,
+        "quality": _fit_quality(result, ci_prob, holdout),
+        "recommendations": _recommendations(result, budgets, ci_prob),
+        "priors": _priors(result),
+        "provenance": _provenance(result),
+        "figures": _figures(result, ci_prob),
+    }
+    return _template().render(**context)
+
+
+def write_report(result, path: str | Path, budgets: Sequence | None = None, *,
+                 ci_prob: float = 0.94) -> Path:
+    """Render the report and write it to ``path`` (parent folders are created)."""
+    path = Path(path)
+    text = render_report(result, budgets, ci_prob=ci_prob)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

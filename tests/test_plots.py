@@ -1,0 +1,135 @@
+"""Figures on results made without NUTS (fake_result) and on the shipped posterior."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from scipy import stats  # noqa: E402
+
+import bayesmoe  # noqa: E402
+from bayesmoe import plots  # noqa: E402
+from bayesmoe.laws import PUBLISHED  # noqa: E402
+from bayesmoe.testing import fake_result  # noqa: E402
+
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def joint():
+    return fake_result("joint", num_draws=100)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return bayesmoe.load(ROOT / "models" / "reference_joint.nc")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_predictive_one_series_per_expert_count_and_points_near_diagonal(joint):
+    ax = plots.plot_predictive(joint)
+    assert isinstance(ax, Axes)
+    n_experts = joint.runs["experts"].nunique()
+    assert len(ax.containers) == n_experts  # one errorbar series per E
+    xs = np.concatenate([c.lines[0].get_xdata() for c in ax.containers])
+    ys = np.concatenate([c.lines[0].get_ydata() for c in ax.containers])
+    assert len(xs) == len(joint.runs)
+    # draws sit at the truth and the data were simulated from it with 1 % noise
+    assert np.median(np.abs(np.log(ys / xs))) < 0.03
+    assert "inside the 94% interval" in ax.get_title()
+
+
+def test_predictive_handles_repeated_seeds_in_the_shipped_table(shipped):
+    ax = plots.plot_predictive(shipped)
+    assert sum(len(c.lines[0].get_xdata()) for c in ax.containers) == len(shipped.runs)
+
+
+@pytest.mark.parametrize("x", ["n_active", "tokens"])
+def test_loss_curves_draw_a_median_and_band_per_expert_count(shipped, x):
+    ax = plots.plot_loss_curves(shipped, x)
+    n_experts = shipped.runs["experts"].nunique()
+    medians = [ln for ln in ax.get_lines() if ln.get_label().startswith("E = ")]
+    assert len(medians) == n_experts
+    assert len(ax.collections) >= n_experts  # bands and points
+    for ln in medians:  # loss falls with size and with tokens along the slice
+        y = ln.get_ydata()
+        assert np.all(np.diff(y) < 0)
+    assert ax.get_xscale() == "log"
+
+
+def test_loss_curves_reject_an_input_the_law_does_not_read(joint):
+    with pytest.raises(ValueError, match="n_total"):
+        plots.plot_loss_curves(joint, "n_total")
+    with pytest.raises(ValueError, match="tolerance"):
+        plots.plot_loss_curves(joint, "tokens", tolerance=0.5)
+
+
+def test_loss_curves_without_experts_use_one_curve():
+    ax = plots.plot_loss_curves(fake_result("chinchilla", num_draws=50), "tokens")
+    assert [ln.get_label() for ln in ax.get_lines()][:1] == ["posterior median"]
+
+
+def test_prior_draws_give_the_paper_form_prior_of_centred_exponents(shipped):
+    # alpha and delta are sampled as centred coordinates; the model run forward must still give
+    # the prior the spec puts on the paper-form parameter
+    draws = plots.prior_draws(shipped, ["alpha", "delta", "e_max"], num_samples=4000)
+    for name in ("alpha", "delta"):
+        p = shipped.priors[name].args
+        res = stats.kstest(draws[name], "norm", args=(p["loc"], p["scale"]))
+        assert res.pvalue > 1e-3, (name, res)
+    p = shipped.priors["e_max"].args
+    assert stats.kstest(np.log(draws["e_max"]), "norm", args=(p["loc"], p["scale"])).pvalue > 1e-3
+
+
+def test_parameter_plot_marks_published_value_and_draws_prior(shipped):
+    ax = plots.plot_parameter(shipped, "alpha")
+    published = PUBLISHED["joint"]["ludziejewski2025"]["alpha"]
+    vlines = [ln for ln in ax.get_lines() if len(set(ln.get_xdata())) == 1]
+    assert any(np.isclose(ln.get_xdata()[0], published) for ln in vlines)
+    labels = ax.get_legend_handles_labels()[1]
+    assert "prior" in labels and "posterior" in labels
+    median = float(np.median(shipped.posterior["alpha"]))
+    assert f"{median:.4g}" in ax.get_title()
+    with pytest.raises(ValueError, match="not a parameter"):
+        plots.plot_parameter(shipped, "sigma_z")
+
+
+def test_parameter_plot_shows_a_fixed_prior_as_a_line():
+    result = fake_result("chinchilla", num_draws=50)
+    result.priors["alpha"] = bayesmoe.Prior.fixed(0.34)
+    ax = plots.plot_parameter(result, "alpha")
+    assert any("prior: fixed 0.34" == lab for lab in ax.get_legend_handles_labels()[1])
+
+
+def test_rank_plot_has_one_histogram_per_chain(shipped):
+    ax = plots.plot_rank(shipped, "beta")
+    assert len(ax.patches) == shipped.diagnostics.num_chains
+    with pytest.raises(ValueError, match="no posterior variable"):
+        plots.plot_rank(shipped, "nope")
+
+
+def test_sampler_plot_shares_sum_to_one_per_chain(shipped):
+    ax = plots.plot_sampler(shipped)
+    heights = np.array([p.get_height() for p in ax.patches]).reshape(shipped.diagnostics.num_chains, -1)
+    np.testing.assert_allclose(heights.sum(axis=1), 1.0)
+    assert "0 divergences" in ax.get_title()
+
+
+def test_sampler_plot_without_step_counts_counts_divergences(joint):
+    ax = plots.plot_sampler(joint)
+    assert [p.get_height() for p in ax.patches] == [0, 0]
+
+
+def test_plots_draw_into_a_given_axes(joint):
+    fig, ax = plt.subplots()
+    assert plots.plot_predictive(joint, ax=ax) is ax

@@ -1,0 +1,167 @@
+"""The HTML report: structure parsed from the HTML, and the page opened in headless Chromium."""
+
+import base64
+import dataclasses
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import bayesmoe
+from bayesmoe.report import render_report, verdict
+from bayesmoe.testing import fake_result
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURE_IDS = ["fig-parameters", "fig-predictive", "fig-curves", "fig-rank", "fig-sampler"]
+
+
+class _Page(HTMLParser):
+    """Tags and attributes that matter for self-containment."""
+
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.external, self.tags, self.ids = [], [], [], {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if "id" in a:
+            self.ids[a["id"]] = a
+        if tag == "img":
+            self.imgs.append(a)
+        for key in ("src", "href"):
+            v = a.get(key)
+            if v and not (v.startswith("data:") or v.startswith("#")):
+                self.external.append((tag, key, v))
+
+
+def parse(text: str) -> _Page:
+    page = _Page()
+    page.feed(text)
+    return page
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return bayesmoe.load(ROOT / "models" / "reference_joint.nc")
+
+
+@pytest.fixture(scope="module")
+def shipped_html(shipped, tmp_path_factory):
+    return shipped.report(tmp_path_factory.mktemp("report") / "reference.html")
+
+
+def test_page_is_self_contained_with_one_embedded_png_per_figure(shipped_html):
+    text = shipped_html.read_text()
+    page = parse(text)
+    assert page.external == []
+    assert "script" not in page.tags and "link" not in page.tags and "@import" not in text
+    assert len(page.imgs) == len(FIGURE_IDS)
+    for fid in FIGURE_IDS:
+        assert fid in page.ids
+    for img in page.imgs:
+        head, data = img["src"].split(",", 1)
+        assert head == "data:image/png;base64"
+        png = base64.b64decode(data)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_page_holds_verdict_tables_and_held_out_runs(shipped, shipped_html):
+    text = shipped_html.read_text()
+    assert 'data-level="green"' in text and "Verdict: GREEN" in text
+    assert "104 runs fitted" in text
+    assert "Held-out runs (not fitted)" in text and "4 of 4 observed losses inside" in text
+    median_alpha = shipped.summary().loc["alpha", "median"]
+    assert f"{median_alpha:.4g}" in text
+    assert "ludziejewski" in text.lower() and "table SHA-256" in text
+    assert "Recommendations" not in text  # no budgets: the section is left out
+
+
+def test_verdict_levels():
+    result = fake_result("joint", num_draws=500)
+    assert verdict(result).level == "green"
+    assert verdict(fake_result("joint", num_draws=100)).level == "amber"  # ESS 200: at the floor
+    held = pd.DataFrame({"inside": [True, False], "error": [0.0, 0.1], "rel_error": [0.0, 0.05]})
+    amber = verdict(result, held)
+    assert amber.level == "amber" and "1 of 2 held-out runs" in amber.reasons[0]
+    result.diagnostics = dataclasses.replace(result.diagnostics, max_rhat=1.2,
+                                             problems=["R-hat >= 1.01 for alpha (1.200)"])
+    red = verdict(result)
+    assert red.level == "red" and red.reasons[0].startswith("R-hat >= 1.01 for alpha")
+    assert 'data-level="red"' in render_report(result)
+
+
+class _Optimum:
+    """Stand-in with the agreed interface of ``optimal_experts(...)`` (issue 5)."""
+
+    def __init__(self, budgets):
+        self.budgets = budgets
+
+    def summary(self):
+        return pd.DataFrame({"E*": [4, 8], "N*": [1.2e9, 3.4e9], "loss*": [2.31, 2.12],
+                             "P(E*=4)": [0.7, 0.2], "P(E*=8)": [0.3, 0.8],
+                             "extrapolated": [False, True]},
+                            index=pd.Index(self.budgets, name="flops"))
+
+
+def test_recommendations_render_only_with_budgets_and_optimal_experts():
+    result = fake_result("joint", num_draws=100)
+    unavailable = render_report(result, budgets=[1e21, 1e22])
+    assert "has no FitResult.optimal_experts" in unavailable
+    result.optimal_experts = lambda budgets: _Optimum(budgets)  # the hook, not an optimum
+    text = render_report(result, budgets=[1e21, 1e22])
+    assert 'id="recommendations"' in text and "P(E*=8)" in text and "1.000e+21" in text
+    assert "rgba(43,93,155,0.800)" in text  # P = 0.8 drawn in the heat strip
+
+
+def test_cli_report_and_bad_input(tmp_path):
+    env = {"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "bayesmoe.cli", "report", *args],
+                              capture_output=True, text=True, cwd=tmp_path, env=env)
+
+    proc = run(str(ROOT / "models" / "reference_joint.nc"), "-o", "out/r.html")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "r.html").stat().st_size > 100_000
+    for args, message in [((str(tmp_path / "missing.nc"),), "no such result file"),
+                          ((str(ROOT / "data" / "reference_runs.csv"),), "not a readable netCDF"),
+                          ((str(ROOT / "models" / "reference_joint.nc"), "--ci-prob", "2"),
+                           "ci_prob must be in (0, 1)")]:
+        bad = run(*args)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no Chromium on PATH (CI installs Debian's `chromium` in .ci/run)")
+    return path
+
+
+def test_report_opens_in_headless_chromium(shipped_html):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the dev extra (playwright)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        failed, requested, errors = [], [], []
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.on("request", lambda r: requested.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(shipped_html.resolve().as_uri(), wait_until="load")
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight, e.src.slice(0, 22)])")
+        verdict_text = page.inner_text("#verdict")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        browser.close()
+    assert failed == [] and errors == []
+    assert all(u.startswith(("file:", "data:")) for u in requested), requested
+    assert len(images) == len(FIGURE_IDS)
+    for complete, width, height, src in images:
+        assert complete and width >= 400 and height >= 200 and src == "data:image/png;base64,"
+    assert "Verdict: GREEN" in verdict_text
+    assert overflow <= 0  # nothing wider than the window
