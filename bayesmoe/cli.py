@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
     f.add_argument("--out", help="save the result to this netCDF path (and its model card beside it, .md)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    f.add_argument("--flops", type=float, nargs="+", default=None,
+                   help="training budgets: print the recommended configuration for each (and put it in --report)")
+    f.add_argument("--report", help="also write the self-contained HTML report to this path")
 
     o = sub.add_parser("optimal", help="posterior of the best expert count, size and tokens for budgets")
     o.add_argument("path", help="a file written by `bayesmoe fit --out`")
@@ -139,6 +142,20 @@ def _optimal(result, args) -> int:
     return 0
 
 
+def _print_recommendations(result, flops) -> None:
+    import pandas as pd
+
+    opt = result.optimal_experts(flops) if "experts" in result.law.inputs else result.optimal_config(flops)
+    _, _, size, x = opt._names
+    table = opt.summary()
+    keep = ["extrapolation_decades", f"{x}_decision", "expected_regret", f"{x}* median",
+            f"{'N_act' if size == 'n_active' else 'N_total'}* median", "D* median", "loss* median"]
+    keep += [c for c in table.columns if c.startswith(f"P({x}*=") and table[c].max() >= 0.01]
+    print(f"\nrecommendations ({opt.ci_prob:.0%} intervals and every column: bayesmoe optimal, or the report)")
+    with pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.4g}".format):
+        print(table[keep].T.to_string())
+
+
 def _quote(arg: str) -> str:
     """Shell quoting that reads like the README: double quotes where they are safe."""
     if shlex.quote(arg) == arg or any(ch in arg for ch in '"$`\\!'):
@@ -227,11 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                     print("\nheld-out runs (not fitted): posterior median of the law and 94 % "
                           "interval of a new run")
                     print(checks.to_string())
+            if args.flops:
+                _print_recommendations(result, args.flops)
             if args.out:
                 path = result.save(args.out)
                 card = path.with_suffix(".md")
                 card.write_text(result.model_card())
                 print(f"\nsaved: {path}\nmodel card: {card}")
+            if args.report:
+                print(f"report: {result.report(args.report, budgets=args.flops)}")
             return 0
         if args.command == "report":
             return _report(args)

@@ -204,6 +204,35 @@ class OptimalExperts:
 
     dataset: xr.Dataset
     ci_prob: float = 0.9
+    result: object = field(default=None, repr=False)
+    group: str | None = None
+    budget: Budget | None = field(default=None, repr=False)
+
+    def isoflop_curve(self, budget_index: int, choice: float, sizes, *, max_draws: int = 400) -> np.ndarray:
+        """Loss per draw along budget ``budget_index``'s line at a fixed E (or G), for model
+        sizes ``sizes`` (N_act for the joint/chinchilla/sparsity optimum's size variable,
+        N_total for fine_grained); shape ``(draws, sizes)``, at most ``max_draws`` draws."""
+        if self.result is None:
+            raise ValueError("this optimum was built without its FitResult")
+        law = self.result.law
+        params, _, _ = _group_draws(self.result, self.group)
+        step = max(1, len(params[law.params[0]]) // max_draws)
+        p = {k: np.asarray(v)[::step, None] for k, v in params.items()}
+        f = float(self.dataset["budget"].values[budget_index])
+        n = np.asarray(sizes, dtype="float64")[None, :]
+        serve = 0.0 if self.budget is None else self.budget.serve_tokens
+        with jax.enable_x64(True):
+            pj = {k: jnp.asarray(v) for k, v in p.items()}
+            if law.name == "fine_grained":
+                g = jnp.float64(choice)
+                d = _fg_tokens(n, f, g, self.dataset.attrs.get("expansion", 64.0))
+                x = {"n_total": n, "tokens": d, "granularity": g}
+            elif law.name == "sparsity":
+                raise NotImplementedError("IsoFLOP curves of the sparsity optimum are not drawn yet")
+            else:
+                x = {"n_active": n, "tokens": _tokens(n, f, serve), "experts": jnp.float64(choice)}
+            loss = np.asarray(jnp.exp(law.log_loss(pj, x)), dtype="float64")
+        return np.where(np.asarray(x["tokens"]) > 0, loss, np.nan)
 
     def _interval(self, da: xr.DataArray):
         q = (1 - self.ci_prob) / 2
@@ -404,7 +433,7 @@ def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> Optimal
                "context_tokens": b.context_tokens, "serve_tokens": b.serve_tokens,
                "fitted_flops_min": fmin, "fitted_flops_max": fmax},
     )
-    return OptimalExperts(ds, ci_prob)
+    return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
 
 
 def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.9, group: str | None = None) -> dict:
@@ -573,7 +602,7 @@ def _optimise_granularity(result, budget, *, ci_prob: float = 0.9, group: str | 
         attrs={"law": law.name, "choice": "granularity", "choice_dim": "granularity_level", "size": "n_total",
                "label": "G", "expansion": expansion, "fitted_flops_min": fmin, "fitted_flops_max": fmax},
     )
-    return OptimalExperts(ds, ci_prob)
+    return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
 
 
 _GRANULARITY_SOLVERS: dict = {}
@@ -678,4 +707,4 @@ def _optimise_sparsity(result, budget, experts, ci_prob, group, *, shape: ModelS
         attrs={"law": law.name, "choice": "experts", "choice_dim": "expert_count", "size": "n_total",
                "label": "E", "fitted_flops_min": fmin, "fitted_flops_max": fmax},
     )
-    return OptimalExperts(ds, ci_prob)
+    return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)

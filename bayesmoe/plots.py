@@ -36,6 +36,8 @@ __all__ = [
     "plot_parameter",
     "plot_rank",
     "plot_sampler",
+    "plot_optimal_choice",
+    "plot_isoflop",
     "prior_draws",
     "colour_variable",
     "colours_for",
@@ -394,4 +396,78 @@ def plot_sampler(result, ax: Axes | None = None) -> Axes:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, frameon=False)
     ax.grid(alpha=0.25, axis="y")
+    return ax
+
+
+def plot_optimal_choice(optimum, *, ax: Axes | None = None) -> Axes:
+    """P(E* = e) (or G*) per budget as a heat strip, with the expected-loss decision marked.
+
+    ``optimum`` is what ``result.optimal_experts(...)`` / ``optimal_config(...)`` returned.
+    Budgets beyond the fitted runs' compute are hatched: there the answer leans on the law's
+    form more than on data.
+    """
+    ds = optimum.dataset
+    choice, dim, _, label = optimum._names
+    probs = ds[f"p_{choice}"].transpose(dim, "budget").values
+    budgets = ds["budget"].values
+    ax = _ax(ax, size=(6.5, 3.6))
+    x_edges = np.arange(len(budgets) + 1) - 0.5
+    y_edges = np.arange(probs.shape[0] + 1) - 0.5
+    mesh = ax.pcolormesh(x_edges, y_edges, probs, cmap="Blues", vmin=0, vmax=1)
+    decision = optimum.decision.values
+    rows = {int(v): i for i, v in enumerate(ds[dim].values)}
+    ax.plot(np.arange(len(budgets)), [rows[int(v)] for v in decision], "o-", color="#c0392b", lw=1.5,
+            label="expected-loss decision")
+    far = ds["extrapolation_decades"].values > 0
+    for i in np.flatnonzero(far):
+        ax.add_patch(plt.Rectangle((i - 0.5, -0.5), 1, probs.shape[0], fill=False, hatch="//",
+                                   edgecolor="0.8", lw=0))
+    ax.set_xticks(np.arange(len(budgets)), [f"{b:.0e}" for b in budgets], rotation=45, ha="right")
+    ax.set_yticks(np.arange(probs.shape[0]), [str(int(v)) for v in ds[dim].values])
+    ax.set_xlabel("training budget (FLOPs); hatched: beyond the fitted compute")
+    ax.set_ylabel(f"{label}*")
+    ax.set_title(f"P({label}* = {label.lower()}) per budget")
+    ax.figure.colorbar(mesh, ax=ax, label="posterior probability", fraction=0.05)
+    ax.legend(loc="upper left", fontsize=8, frameon=True)
+    return ax
+
+
+def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: float = 0.9,
+                 max_draws: int = 400, ax: Axes | None = None) -> Axes:
+    """Loss along each budget's IsoFLOP line at its decision E (or G), with credible bands.
+
+    The curve moves N along the budget line (D from the constraint), at the fixed choice; each
+    budget's optimum is marked with its N* interval. ``budgets`` picks some of the optimum's
+    budgets (default: up to four, spread out); at most ``max_draws`` draws are used per curve.
+    """
+    ds = optimum.dataset
+    choice, dim, size, label = optimum._names
+    all_b = ds["budget"].values
+    if budgets is None:
+        idx = np.unique(np.linspace(0, len(all_b) - 1, min(4, len(all_b))).round().astype(int))
+    else:
+        idx = [int(np.argmin(np.abs(np.log(all_b) - np.log(b)))) for b in budgets]
+    lo_q, hi_q = _interval(ci_prob)
+    ax = _ax(ax, size=(6.0, 4.0))
+    colours = plt.get_cmap("plasma")(np.linspace(0.1, 0.8, len(idx)))
+    for colour, i in zip(colours, idx):
+        pick = optimum.decision.values[i]
+        at = {k: ds[k].isel(budget=i).sel({dim: pick}) for k in ("loss_at", f"{size}_at")}
+        n_star = at[f"{size}_at"].values.reshape(-1)
+        centre = np.nanmedian(n_star)
+        grid = centre * np.logspace(-1.2, 1.2, 61)
+        curves = optimum.isoflop_curve(i, pick, grid, max_draws=max_draws)
+        med = np.nanmedian(curves, axis=0)
+        ax.fill_between(grid, np.nanquantile(curves, lo_q, axis=0), np.nanquantile(curves, hi_q, axis=0),
+                        color=colour, alpha=0.2, lw=0)
+        ax.plot(grid, med, color=colour, label=f"{all_b[i]:.0e} FLOPs, {label} = {int(pick)}")
+        loss_star = at["loss_at"].values.reshape(-1)
+        ax.errorbar([centre], [np.nanmedian(loss_star)],
+                    xerr=[[centre - np.nanquantile(n_star, lo_q)], [np.nanquantile(n_star, hi_q) - centre]],
+                    fmt="o", color=colour, ms=5, capsize=3)
+    ax.set_xscale("log")
+    ax.set_xlabel(_LABELS.get(size, size) + " along the budget line")
+    ax.set_ylabel(_LABELS["loss"])
+    ax.set_title(f"IsoFLOP profiles ({ci_prob:.0%} bands; dot: optimum with its interval)")
+    ax.legend(fontsize=8)
     return ax

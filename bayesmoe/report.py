@@ -225,24 +225,41 @@ def _holdout(result) -> pd.DataFrame | None:
 
 
 def _recommendations(result, budgets, ci_prob: float) -> dict | None:
-    """The slot for ``result.optimal_experts`` (issue 5); ``None`` omits the section."""
+    """Optimal configuration per budget (:mod:`bayesmoe.optima`); ``None`` omits the section."""
     if budgets is None:
         return None
-    if not hasattr(result, "optimal_experts"):
-        return {"unavailable": "Budgets were given, but this version of bayesmoe has no "
-                               "FitResult.optimal_experts, so no recommendations are shown."}
-    optimum = result.optimal_experts(budgets)
+    import matplotlib.pyplot as plt
+
+    from bayesmoe import plots
+
+    if "experts" in result.law.inputs:
+        optimum = result.optimal_experts(budgets, ci_prob=ci_prob)
+    else:
+        optimum = result.optimal_config(budgets, ci_prob=ci_prob)
     table = optimum.summary()
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"optimal_experts(...).summary() must return a DataFrame, got {type(table).__name__}")
-    # P(E* = e) columns, if the summary has them, also as a heat strip of probabilities
-    prob_cols = [c for c in table.columns if re.match(r"^P\(E\*\s*=\s*\d+\)$", str(c))]
+    # P(E* = e) (or G*) columns also as a heat strip of probabilities
+    prob_cols = [c for c in table.columns if re.match(r"^P\([EG]\*\s*=\s*\d+\)$", str(c))]
     strip = None
     if prob_cols:
         strip = {"columns": prob_cols,
                  "rows": [(_fmt(i), [(float(v), f"{float(v):.2f}") for v in r])
                           for i, r in zip(table.index, table[prob_cols].to_numpy())]}
-    return {"table": _table(table), "strip": strip}
+    figures = []
+    choice_dim = optimum._names[1]
+    if optimum.dataset.sizes[choice_dim] > 1:
+        fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+        plots.plot_optimal_choice(optimum, ax=ax)
+        figures.append({"id": "fig-optimal-choice", "title": "Optimal choice per budget", **_png(fig),
+                        "caption": "Posterior probability of each candidate being the per-draw optimum; "
+                                   "red: the choice that minimises expected loss. Hatched budgets lie "
+                                   "beyond the compute of the fitted runs."})
+    if result.law.name != "sparsity":
+        fig, ax = plt.subplots(figsize=(7.0, 4.4), layout="constrained")
+        plots.plot_isoflop(optimum, ci_prob=ci_prob, ax=ax)
+        figures.append({"id": "fig-isoflop", "title": "IsoFLOP profiles", **_png(fig),
+                        "caption": "Loss along each budget line at its decision, with the posterior band; "
+                                   "the dot is the optimum with its interval of model sizes."})
+    return {"table": _table(table.T), "strip": strip, "figures": figures}
 
 
 def _priors(result) -> dict:

@@ -40,10 +40,11 @@ def main() -> None:
     ap.add_argument("--html", default="report.html", help="where to write the report")
     ap.add_argument("--png", default="report.png", help="where to write the screenshot")
     ap.add_argument("--width", type=int, default=1280, help="viewport width in CSS pixels")
+    ap.add_argument("--flops", type=float, nargs="+", default=None, help="budgets for the recommendations")
     args = ap.parse_args()
     import bayesmoe
 
-    html = bayesmoe.load(args.fit).report(args.html)
+    html = bayesmoe.load(args.fit).report(args.html, budgets=args.flops)
     print(f"report: {html}\nscreenshot: {screenshot(html, Path(args.png), args.width)}")
 
 

@@ -20,6 +20,7 @@ def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path
     # the README's main job, with fewer draws
     proc = run_cli("fit", "data/reference_runs.csv", "--law", "joint", "--where", "granularity == 1",
                    "--holdout", "split == 'heldout'", "--target-accept", "0.95", "--out", str(out),
+                   "--report", str(tmp_path / "reference.html"), "--flops", "1e13", "1e16",
                    "--num-warmup", "300", "--num-samples", "300", "--on-bad-fit", "warn")
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(ROOT / "data" / "reference_runs.csv")
@@ -29,6 +30,9 @@ def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path
     assert f"{held} rows set aside, {kept - held} fitted" in proc.stdout
     assert "posterior summary" in proc.stdout and "max R-hat" in proc.stdout
     assert "held-out runs" in proc.stdout
+    assert "recommendations" in proc.stdout and "E_decision" in proc.stdout
+    html = (tmp_path / "reference.html").read_text()
+    assert 'id="recommendations"' in html and 'id="fig-isoflop"' in html
     card = (tmp_path / "reference.md").read_text()
     assert "--holdout" in card and "## Held-out runs" in card and "## Priors" in card
     assert "libtpu" not in proc.stderr  # JAX's own logging stays out of the CLI's output

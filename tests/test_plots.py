@@ -133,3 +133,30 @@ def test_sampler_plot_without_step_counts_counts_divergences(joint):
 def test_plots_draw_into_a_given_axes(joint):
     fig, ax = plt.subplots()
     assert plots.plot_predictive(joint, ax=ax) is ax
+
+
+def test_optimal_choice_strip_holds_the_probabilities_and_the_decision(shipped):
+    opt = shipped.optimal_experts([1e12, 1e14, 1e16], experts=(1, 4, 16, 64))
+    ax = plots.plot_optimal_choice(opt)
+    mesh = ax.collections[0]
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(4, 3),
+                               opt.dataset["p_experts"].transpose("expert_count", "budget").values)
+    line = ax.get_lines()[0]
+    rows = {1: 0, 4: 1, 16: 2, 64: 3}
+    assert list(line.get_ydata()) == [rows[int(e)] for e in opt.decision.values]
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == int((opt.dataset["extrapolation_decades"] > 0).sum())  # beyond the data
+    plt.close(ax.figure)
+
+
+def test_isoflop_profile_has_its_minimum_at_the_marked_optimum(shipped):
+    opt = shipped.optimal_experts([1e13, 1e15], experts=(1, 16))
+    ax = plots.plot_isoflop(opt)
+    curves = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 10]
+    assert len(curves) == 2
+    for i, curve in enumerate(curves):
+        x, y = np.asarray(curve.get_xdata()), np.asarray(curve.get_ydata())
+        n_star = float(opt.dataset["n_active_at"].isel(budget=i).sel(expert_count=opt.decision.values[i]).median())
+        # the median curve's minimum sits within one grid step (10^0.04) of the median optimum
+        assert abs(np.log10(x[np.argmin(y)]) - np.log10(n_star)) <= 0.041
+    plt.close(ax.figure)

@@ -95,27 +95,15 @@ def test_verdict_levels():
     assert 'data-level="red"' in render_report(result)
 
 
-class _Optimum:
-    """Stand-in with the agreed interface of ``optimal_experts(...)`` (issue 5)."""
-
-    def __init__(self, budgets):
-        self.budgets = budgets
-
-    def summary(self):
-        return pd.DataFrame({"E*": [4, 8], "N*": [1.2e9, 3.4e9], "loss*": [2.31, 2.12],
-                             "P(E*=4)": [0.7, 0.2], "P(E*=8)": [0.3, 0.8],
-                             "extrapolated": [False, True]},
-                            index=pd.Index(self.budgets, name="flops"))
-
-
-def test_recommendations_render_only_with_budgets_and_optimal_experts():
-    result = fake_result("joint", num_draws=100)
-    unavailable = render_report(result, budgets=[1e21, 1e22])
-    assert "has no FitResult.optimal_experts" in unavailable
-    result.optimal_experts = lambda budgets: _Optimum(budgets)  # the hook, not an optimum
+def test_recommendations_show_the_optimum_table_strip_and_figures():
+    result = fake_result("joint", rel_sd=0.1, num_draws=100)
+    assert 'id="recommendations"' not in render_report(result)  # no budgets, no section
     text = render_report(result, budgets=[1e21, 1e22])
-    assert 'id="recommendations"' in text and "P(E*=8)" in text and "1.000e+21" in text
-    assert "rgba(43,93,155,0.800)" in text  # P = 0.8 drawn in the heat strip
+    assert 'id="recommendations"' in text and "E_decision" in text and "P(E*=256)" in text
+    assert "1.000e+21" in text
+    assert 'id="fig-optimal-choice"' in text and 'id="fig-isoflop"' in text
+    p8 = result.optimal_experts([1e21, 1e22]).summary()["P(E*=256)"].iloc[0]
+    assert f"rgba(43,93,155,{p8:.3f})" in text  # the probability drawn in the heat strip
 
 
 def test_cli_report_and_bad_input(tmp_path):
