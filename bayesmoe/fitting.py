@@ -59,6 +59,7 @@ def fit(
     progress: bool | None = None,
     pooled: Sequence[str] | None = None,
     unit_checks: bool = True,
+    reference: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
 
@@ -95,6 +96,11 @@ def fit(
         exponents, irreducible loss and scales).
     unit_checks : bool
         Reject values that look like unit slips (see :func:`bayesmoe.data.validate_runs`).
+    reference : mapping, optional
+        Fixed reference points instead of the data's: ``anchor`` (input -> value),
+        ``log_loss_ref``, ``log_loss_min``. The priors on scale levels and on ``c_rel`` are
+        relative to these; simulation-based calibration fixes them so the prior does not depend
+        on the simulated data (:mod:`bayesmoe.validation`).
 
     Returns
     -------
@@ -111,7 +117,11 @@ def fit(
     law = get_law(law)
     spec = resolve_priors(law, priors)
     table = validate_runs(runs, required=law.inputs + ("loss",), unit_checks=unit_checks)
-    design = make_design(table, law)
+    ref = dict(reference or {})
+    unknown = set(ref) - {"anchor", "log_loss_ref", "log_loss_min"}
+    if unknown:
+        raise ValueError(f"unknown reference keys {sorted(unknown)}; use anchor, log_loss_ref, log_loss_min")
+    design = make_design(table, law, **ref)
     if pooled is not None:
         unknown = [p for p in pooled if p not in law.params]
         if unknown:
