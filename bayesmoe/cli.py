@@ -67,12 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("path", help="a file written by `bayesmoe fit --out`")
     s.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
 
-    r = sub.add_parser("report", help="write a self-contained HTML report of a saved result")
-    r.add_argument("path", help="a file written by `bayesmoe fit --out`")
+    r = sub.add_parser("report", help="write a self-contained HTML report of a saved result (or of a CSV, fitted first)")
+    r.add_argument("path", help="a file written by `bayesmoe fit --out`, or a CSV of runs to fit with defaults")
     r.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
     r.add_argument("--flops", type=float, nargs="+", default=None,
-                   help="training compute budgets (FLOPs) for the recommendations section; shown "
-                        "only where this bayesmoe has FitResult.optimal_experts")
+                   help="training compute budgets (FLOPs) for the recommendations section")
+    r.add_argument("--memory-gb", type=float, default=None, help="memory limit for the recommendations (GB)")
+    r.add_argument("--context", type=float, default=0.0, help="KV-cache tokens under --memory-gb")
+    r.add_argument("--law", default="joint", help="law to fit when PATH is a CSV (default joint)")
+    r.add_argument("--where", help="pandas query selecting the CSV rows to fit")
+    r.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain (CSV input)")
+    r.add_argument("--num-samples", type=int, default=1000, help="draws per chain (CSV input)")
     r.add_argument("--ci-prob", type=float, default=0.94, help="probability of the intervals")
     return p
 
@@ -80,9 +85,18 @@ def _parser() -> argparse.ArgumentParser:
 def _report(args) -> int:
     import bayesmoe
 
-    result = bayesmoe.load(args.path)
+    if args.path.lower().endswith(".csv"):  # straight from a table: fit with defaults, keep a bad fit (red verdict)
+        import pandas as pd
+
+        runs = pd.read_csv(args.path)
+        runs, _ = _select(runs, args.where, None)
+        result = bayesmoe.fit(runs, law=args.law, on_bad_fit="warn", num_warmup=args.num_warmup,
+                              num_samples=args.num_samples)
+    else:
+        result = bayesmoe.load(args.path)
     try:
-        path = result.report(args.out, budgets=args.flops, ci_prob=args.ci_prob)
+        path = result.report(args.out, budgets=args.flops, ci_prob=args.ci_prob, memory_gb=args.memory_gb,
+                             context_tokens=args.context)
     except OSError as err:
         print(f"bayesmoe: cannot write the report to {args.out}: {err}", file=sys.stderr)
         return 2
@@ -195,11 +209,11 @@ def _select(runs, where: str | None, holdout: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "fit":
+    if args.command == "fit" or (args.command == "report" and args.path.lower().endswith(".csv")):
         # one CPU device per chain, before JAX initialises (the library itself never does this)
         import numpyro
 
-        numpyro.set_host_device_count(max(args.num_chains, 1))
+        numpyro.set_host_device_count(max(getattr(args, "num_chains", 4), 1))
     # the package's own messages (e.g. which column aliases were mapped), not JAX's
     log = logging.getLogger("bayesmoe")
     if not log.handlers:

@@ -38,6 +38,7 @@ __all__ = [
     "plot_sampler",
     "plot_optimal_choice",
     "plot_isoflop",
+    "plot_memory_optimum",
     "prior_draws",
     "colour_variable",
     "colours_for",
@@ -470,4 +471,50 @@ def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: fl
     ax.set_ylabel(_LABELS["loss"])
     ax.set_title(f"IsoFLOP profiles ({ci_prob:.0%} bands; dot: optimum with its interval)")
     ax.legend(fontsize=8)
+    return ax
+
+
+def plot_memory_optimum(result, flops: float, *, memory_gb: Sequence[float] | None = None,
+                        experts: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), context_tokens: float = 0.0,
+                        shape=None, ci_prob: float = 0.9, limit_gb: float | None = None,
+                        ax: Axes | None = None) -> Axes:
+    """Best loss reachable with ``flops`` under a memory limit, per expert count, as the limit grows.
+
+    For each E the model is the compute-optimal one truncated at the largest size that fits
+    (weights + KV cache of ``context_tokens``; Ludziejewski et al. 2025 §4.2-4.3). Lines are
+    posterior medians per E, the band the ``ci_prob`` interval of the best E at each limit;
+    ``limit_gb`` draws the user's limit.
+    """
+    from bayesmoe.shape import ModelShape
+
+    shape = shape or ModelShape()
+    if memory_gb is None:
+        centre = limit_gb or 80.0
+        memory_gb = centre * np.logspace(-1.5, 1.5, 13)
+    lo_q, hi_q = _interval(ci_prob)
+    mem = np.asarray(memory_gb, dtype=float)
+    med = np.full((len(experts), len(mem)), np.nan)
+    best_lo, best_hi, best_med = (np.full(len(mem), np.nan) for _ in range(3))
+    for j, gb in enumerate(mem):
+        try:
+            opt = result.optimal_experts([flops], experts=experts, memory_gb=gb, context_tokens=context_tokens,
+                                         shape=shape)
+        except ValueError:  # nothing fits at this limit
+            continue
+        loss_at = opt.dataset["loss_at"].isel(budget=0)
+        med[:, j] = loss_at.median(("chain", "draw")).values
+        best = opt.dataset["loss"].isel(budget=0).values.reshape(-1)
+        best_med[j], best_lo[j], best_hi[j] = np.nanquantile(best, [0.5, lo_q, hi_q])
+    ax = _ax(ax, size=(6.0, 4.0))
+    colours = colours_for(experts)
+    for i, e in enumerate(experts):
+        ax.plot(mem, med[i], color=colours[float(e)], label=f"E = {int(e)}")
+    ax.fill_between(mem, best_lo, best_hi, color="0.5", alpha=0.2, lw=0, label=f"best E, {ci_prob:.0%}")
+    if limit_gb is not None:
+        ax.axvline(limit_gb, color="#c0392b", ls="--", lw=1, label=f"limit {limit_gb:g} GB")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"memory limit (GB, weights + KV cache of {context_tokens:g} tokens)")
+    ax.set_ylabel(_LABELS["loss"])
+    ax.set_title(f"Memory-constrained optimum at {flops:.0e} FLOPs")
+    ax.legend(fontsize=7, ncol=2)
     return ax

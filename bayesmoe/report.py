@@ -224,7 +224,8 @@ def _holdout(result) -> pd.DataFrame | None:
     return pd.read_json(io.StringIO(raw), orient="records")
 
 
-def _recommendations(result, budgets, ci_prob: float) -> dict | None:
+def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = None,
+                     context_tokens: float = 0.0) -> dict | None:
     """Optimal configuration per budget (:mod:`bayesmoe.optima`); ``None`` omits the section."""
     if budgets is None:
         return None
@@ -232,8 +233,11 @@ def _recommendations(result, budgets, ci_prob: float) -> dict | None:
 
     from bayesmoe import plots
 
+    limits = {} if memory_gb is None else {"memory_gb": memory_gb, "context_tokens": context_tokens}
     if "experts" in result.law.inputs:
-        optimum = result.optimal_experts(budgets, ci_prob=ci_prob)
+        optimum = result.optimal_experts(budgets, ci_prob=ci_prob, **limits)
+    elif limits:
+        raise ValueError(f"a memory limit needs a law with an expert count, not {result.law.name!r}")
     else:
         optimum = result.optimal_config(budgets, ci_prob=ci_prob)
     table = optimum.summary()
@@ -259,6 +263,15 @@ def _recommendations(result, budgets, ci_prob: float) -> dict | None:
         figures.append({"id": "fig-isoflop", "title": "IsoFLOP profiles", **_png(fig),
                         "caption": "Loss along each budget line at its decision, with the posterior band; "
                                    "the dot is the optimum with its interval of model sizes."})
+    if limits and result.law.name == "joint":
+        flops = float(np.max(np.atleast_1d(budgets)))
+        fig, ax = plt.subplots(figsize=(7.0, 4.4), layout="constrained")
+        plots.plot_memory_optimum(result, flops, context_tokens=context_tokens, limit_gb=memory_gb,
+                                  ci_prob=ci_prob, ax=ax)
+        figures.append({"id": "fig-memory", "title": "Memory-constrained optimum", **_png(fig),
+                        "caption": f"Best loss reachable with {flops:.0e} FLOPs per expert count as the memory "
+                                   "limit grows (each model truncated at the largest size that fits); the "
+                                   "dashed line is your limit."})
     return {"table": _table(table.T), "strip": strip, "figures": figures}
 
 
@@ -312,7 +325,7 @@ def _template() -> jinja2.Template:
 
 
 def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0.94,
-                  title: str | None = None) -> str:
+                  title: str | None = None, memory_gb: float | None = None, context_tokens: float = 0.0) -> str:
     """The report of ``result`` as one HTML string (figures embedded as base64 PNG).
 
     Parameters
@@ -323,6 +336,9 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0
         the section out.
     ci_prob : float
         Probability of every interval in the tables and figures.
+    memory_gb, context_tokens : optional
+        A memory limit (weights + KV cache of ``context_tokens``) for the recommendations, and
+        the memory-constrained optimum figure.
     """
     if not 0 < ci_prob < 1:
         raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
@@ -345,7 +361,7 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0
         "summary": _table(summary),
         "ci_prob": ci_prob,
         "quality": _fit_quality(result, ci_prob, holdout),
-        "recommendations": _recommendations(result, budgets, ci_prob),
+        "recommendations": _recommendations(result, budgets, ci_prob, memory_gb, context_tokens),
         "priors": _priors(result),
         "provenance": _provenance(result),
         "figures": _figures(result, ci_prob),
@@ -354,10 +370,10 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0
 
 
 def write_report(result, path: str | Path, budgets: Sequence | None = None, *,
-                 ci_prob: float = 0.94) -> Path:
+                 ci_prob: float = 0.94, memory_gb: float | None = None, context_tokens: float = 0.0) -> Path:
     """Render the report and write it to ``path`` (parent folders are created)."""
     path = Path(path)
-    text = render_report(result, budgets, ci_prob=ci_prob)
+    text = render_report(result, budgets, ci_prob=ci_prob, memory_gb=memory_gb, context_tokens=context_tokens)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

@@ -301,14 +301,16 @@ class FitResult:
         return flop_savings(self, budget, experts=experts, ci_prob=ci_prob, group=group)
 
     # ------------------------------------------------------------------ report
-    def report(self, path: str | Path, budgets=None, *, ci_prob: float = 0.94) -> Path:
+    def report(self, path: str | Path, budgets=None, *, ci_prob: float = 0.94, memory_gb: float | None = None,
+               context_tokens: float = 0.0) -> Path:
         """Write a self-contained HTML report (see :mod:`bayesmoe.report`) and return its path.
 
         ``budgets`` adds a recommendations section where ``optimal_experts`` is available.
         """
         from bayesmoe.report import write_report  # report imports plots and results: keep it lazy
 
-        return write_report(self, path, budgets, ci_prob=ci_prob)
+        return write_report(self, path, budgets, ci_prob=ci_prob, memory_gb=memory_gb,
+                            context_tokens=context_tokens)
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:

@@ -160,3 +160,17 @@ def test_isoflop_profile_has_its_minimum_at_the_marked_optimum(shipped):
         # the median curve's minimum sits within one grid step (10^0.04) of the median optimum
         assert abs(np.log10(x[np.argmin(y)]) - np.log10(n_star)) <= 0.041
     plt.close(ax.figure)
+
+
+def test_memory_optimum_curves_reach_the_unconstrained_optimum_with_ample_memory():
+    result = fake_result("joint", dict(PUBLISHED["joint"]["ludziejewski2025"]), rel_sd=0.0, num_draws=20)
+    ax = plots.plot_memory_optimum(result, 1e22, memory_gb=[10, 100, 1e5], experts=(1, 8, 32),
+                                   context_tokens=16384, limit_gb=80)
+    free = result.optimal_experts([1e22], experts=(1, 8, 32)).dataset["loss_at"].isel(budget=0, chain=0, draw=0)
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 3]
+    assert len(lines) == 3
+    for line, e in zip(lines, (1, 8, 32)):
+        y = np.asarray(line.get_ydata())
+        assert y[-1] == pytest.approx(float(free.sel(expert_count=e)), rel=1e-9)
+        assert np.all(np.diff(y) <= 1e-12)  # more memory never hurts
+    plt.close(ax.figure)

@@ -106,6 +106,29 @@ def test_recommendations_show_the_optimum_table_strip_and_figures():
     assert f"rgba(43,93,155,{p8:.3f})" in text  # the probability drawn in the heat strip
 
 
+def test_memory_limit_adds_the_memory_figure_and_constrains_the_table():
+    from bayesmoe.laws import PUBLISHED
+
+    result = fake_result("joint", dict(PUBLISHED["joint"]["ludziejewski2025"]), rel_sd=0.0, num_draws=100)
+    text = render_report(result, budgets=[1e22, 1e23], memory_gb=80, context_tokens=16384)
+    assert 'id="fig-memory"' in text
+    # LAWS.md Table 2 (recomputed): at 80 GB with 16k KV tokens, E* = 16 at 1e22 and 4 at 1e23
+    opt = result.optimal_experts([1e22, 1e23], memory_gb=80, context_tokens=16384, experts=(1, 2, 4, 8, 16, 32))
+    assert opt.decision.values.tolist() == [16, 4]
+
+
+def test_cli_report_straight_from_a_csv(tmp_path):
+    env = {"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "bayesmoe.cli", "report", str(ROOT / "data" / "reference_runs.csv"),
+                           "--where", "granularity == 1", "--num-warmup", "200", "--num-samples", "200",
+                           "--flops", "1e13", "-o", str(tmp_path / "r.html")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "108 of 120 rows kept" in proc.stdout
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="verdict"' in html and 'id="recommendations"' in html
+
+
 def test_cli_report_and_bad_input(tmp_path):
     env = {"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
 
