@@ -160,7 +160,7 @@ def _print_recommendations(result, flops) -> None:
     import pandas as pd
 
     opt = result.optimal_experts(flops) if "experts" in result.law.inputs else result.optimal_config(flops)
-    _, _, size, x = opt._names
+    _, _, size, x = opt.names
     table = opt.summary()
     keep = ["extrapolation_decades", f"{x}_decision", "expected_regret", f"{x}* median",
             f"{'N_act' if size == 'n_active' else 'N_total'}* median", "D* median", "loss* median"]

@@ -240,7 +240,7 @@ class OptimalExperts:
         return (st.median("sample").values, st.quantile(q, "sample").values, st.quantile(1 - q, "sample").values)
 
     @property
-    def _names(self) -> tuple[str, str, str, str]:
+    def names(self) -> tuple[str, str, str, str]:
         """(choice variable, its candidate dim, size variable, short label): E or G."""
         a = self.dataset.attrs
         return a.get("choice", "experts"), a.get("choice_dim", "expert_count"), a.get("size", "n_active"), \
@@ -250,18 +250,18 @@ class OptimalExperts:
     def decision(self) -> xr.DataArray:
         """The E (or G) minimising posterior expected loss per budget (a risk-neutral user's pick)."""
         expected = self.dataset["loss_at"].mean(("chain", "draw"))
-        return expected.idxmin(self._names[1])
+        return expected.idxmin(self.names[1])
 
     @property
     def expected_regret(self) -> xr.DataArray:
         """E[loss(decision) − loss(per-draw optimum)] per budget, in nats."""
-        chosen = self.dataset["loss_at"].sel({self._names[1]: self.decision})
+        chosen = self.dataset["loss_at"].sel({self.names[1]: self.decision})
         return (chosen - self.dataset["loss"]).mean(("chain", "draw"))
 
     def summary(self) -> pd.DataFrame:
         """One row per budget: decision, its regret, E*, N*, D*, loss* intervals, P(E* = e)."""
         ds = self.dataset
-        choice, dim, size, x = self._names
+        choice, dim, size, x = self.names
         lo_name, hi_name = f"{self.ci_prob:.0%} lo", f"{self.ci_prob:.0%} hi"
         out = pd.DataFrame(index=pd.Index(ds["budget"].values, name="flops"))
         out["extrapolation_decades"] = ds["extrapolation_decades"].values
@@ -281,7 +281,7 @@ class OptimalExperts:
 
     def to_dataframe(self) -> pd.DataFrame:
         """Long table of each draw's optimum: budget, chain, draw, experts, n_active, tokens, loss."""
-        choice, _, size, _ = self._names
+        choice, _, size, _ = self.names
         return self.dataset[[choice, size, "tokens", "loss"]].to_dataframe().reset_index()
 
 

@@ -408,7 +408,7 @@ def plot_optimal_choice(optimum, *, ax: Axes | None = None) -> Axes:
     form more than on data.
     """
     ds = optimum.dataset
-    choice, dim, _, label = optimum._names
+    choice, dim, _, label = optimum.names
     probs = ds[f"p_{choice}"].transpose(dim, "budget").values
     budgets = ds["budget"].values
     ax = _ax(ax, size=(6.5, 3.6))
@@ -442,7 +442,7 @@ def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: fl
     budgets (default: up to four, spread out); at most ``max_draws`` draws are used per curve.
     """
     ds = optimum.dataset
-    choice, dim, size, label = optimum._names
+    choice, dim, size, label = optimum.names
     all_b = ds["budget"].values
     if budgets is None:
         idx = np.unique(np.linspace(0, len(all_b) - 1, min(4, len(all_b))).round().astype(int))

@@ -249,7 +249,7 @@ def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = 
                  "rows": [(_fmt(i), [(float(v), f"{float(v):.2f}") for v in r])
                           for i, r in zip(table.index, table[prob_cols].to_numpy())]}
     figures = []
-    choice_dim = optimum._names[1]
+    choice_dim = optimum.names[1]
     if optimum.dataset.sizes[choice_dim] > 1:
         fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
         plots.plot_optimal_choice(optimum, ax=ax)
