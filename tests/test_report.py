@@ -139,8 +139,12 @@ def test_cli_report_and_bad_input(tmp_path):
     proc = run(str(ROOT / "models" / "reference_joint.nc"), "-o", "out/r.html")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "r.html").stat().st_size > 100_000
+    (tmp_path / "notes.nc").write_text("not a fit")
+    pd.DataFrame({"N": [1e8, float("nan")], "D": [1e10, 2e10], "E": [1, 4], "L": [3.0, 2.9]}).to_csv(
+        tmp_path / "bad.csv", index=False)
     for args, message in [((str(tmp_path / "missing.nc"),), "no such result file"),
-                          ((str(ROOT / "data" / "reference_runs.csv"),), "not a readable netCDF"),
+                          ((str(tmp_path / "notes.nc"),), "not a readable netCDF"),
+                          ((str(tmp_path / "bad.csv"),), "n_active: rows [1] are missing (NaN)"),
                           ((str(ROOT / "models" / "reference_joint.nc"), "--ci-prob", "2"),
                            "ci_prob must be in (0, 1)")]:
         bad = run(*args)
