@@ -134,6 +134,10 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
                 lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
                 row[f"cover{int(level * 100)}_{name}"] = bool(lo <= value <= hi)
         rows.append(row)
+        # every fit compiles a new model; without this a 200-fit run grew until LLVM could not
+        # allocate memory (fit 33 of the first joint run)
+        del result
+        jax.clear_caches()
         if out is not None:
             pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
     new = pd.DataFrame(rows)
