@@ -387,8 +387,7 @@ def compare_laws(results: Mapping[str, object]) -> pd.DataFrame:
     first_name, first = next(iter(results.items()))
     ref_runs = first.tree["observed_data"]["run"].values
     ref_obs = first.tree["observed_data"]["log_loss"].values
-    elpds, extra = {}, {}
-    for name, res in results.items():
+    for name, res in results.items():  # every input checked before any LOO is computed
         if not hasattr(res, "tree"):
             raise TypeError(f"results[{name!r}] is a {type(res).__name__}, expected a FitResult")
         obs = res.tree["observed_data"]
@@ -398,6 +397,8 @@ def compare_laws(results: Mapping[str, object]) -> pd.DataFrame:
                 f"{name!r} and {first_name!r} were fitted on different runs or losses; PSIS-LOO "
                 "compares fits of the same table only"
             )
+    elpds, extra = {}, {}
+    for name, res in results.items():
         loo = psis_loo(res.tree)
         k = np.asarray(loo.pareto_k).reshape(-1)
         elpds[name] = loo
