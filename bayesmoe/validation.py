@@ -309,6 +309,11 @@ def extrapolation_holdout(
         )
     fitted = table.loc[~held].copy()
     if hierarchical is False:
+        # Runs of different groups may share (n_active, tokens); tell them apart through the
+        # validator's 'seed' key (the law never reads it) so one pooled table stays valid.
+        codes = pd.factorize(fitted["group"])[0]
+        fitted["seed"] = codes if "seed" not in fitted else (
+            pd.factorize(fitted["seed"].astype(str) + "\x1f" + fitted["group"])[0])
         fitted["group"] = "pooled"
     kwargs = {"seed": seed, **dict(fit_kwargs or {})}
     result = fit(fitted, law=law, **kwargs)
