@@ -24,7 +24,8 @@ from numpyro.infer import MCMC, NUTS, init_to_median
 
 from bayesmoe.errors import ConvergenceError
 
-__all__ = ["run_nuts", "Diagnostics", "diagnose", "summary_table", "chain_method"]
+__all__ = ["run_nuts", "Diagnostics", "diagnose", "summary_table", "chain_method", "psis_loo", "compare_loo",
+           "PARETO_K_MAX"]
 
 #: Thresholds of a trustworthy fit (Vehtari et al. 2021: R-hat < 1.01, ESS >= 100 per chain).
 RHAT_MAX = 1.01
@@ -227,6 +228,45 @@ def raise_or_warn(diag: Diagnostics, law_name: str, on_bad_fit: str) -> str | No
     return msg
 
 
-def log_likelihood_loo(tree: xr.DataTree):
-    """PSIS-LOO of the fit (arviz-stats), for model comparison."""
-    return arviz_stats.loo(tree)
+#: Pareto-k above which a PSIS-LOO term is unreliable (Vehtari et al. 2024, "Pareto smoothed
+#: importance sampling", JMLR: 0.7 for any sample size; arviz-stats uses min(1 - 1/log10 S, 0.7)).
+PARETO_K_MAX = 0.7
+
+
+def psis_loo(tree: xr.DataTree, var_name: str = "log_loss"):
+    """PSIS-LOO of one fit (arviz-stats ``loo``, pointwise), from the ``log_likelihood`` group.
+
+    ``var_name`` picks the observed site: a fit's ``log_likelihood`` group also holds the
+    ``irreducible_prior`` factor, which is not data and must not enter the ELPD.
+    """
+    if "log_likelihood" not in tree.children:
+        raise ValueError(
+            "the fit has no log_likelihood group, so PSIS-LOO cannot be computed; refit it with "
+            "this version of bayesmoe (run_nuts stores the pointwise log-likelihood)"
+        )
+    present = list(tree["log_likelihood"].data_vars)
+    if var_name not in present:
+        raise ValueError(f"log_likelihood has no {var_name!r}; it holds {present}")
+    with warnings.catch_warnings():
+        # arviz-stats' generic high-Pareto-k text names no run; the returned pareto_k does, and
+        # bayesmoe.validation.compare_laws reports the count per fit in its table and a warning.
+        warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", category=UserWarning)
+        return arviz_stats.loo(tree, pointwise=True, var_name=var_name)
+
+
+def compare_loo(elpds: Mapping[str, object]) -> pd.DataFrame:
+    """ELPD differences, their standard errors and stacking weights (arviz-stats ``compare``).
+
+    ``elpds`` maps a name to the :func:`psis_loo` of a fit; all must be on the same runs.
+    """
+    with warnings.catch_warnings():
+        # arviz-stats 0.8 sorts with pandas' deprecated inplace=True; the result is unaffected
+        warnings.filterwarnings("ignore", "The inplace keyword", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", "The inplace keyword", category=FutureWarning)
+        try:
+            from pandas.errors import Pandas4Warning
+        except ImportError:  # pragma: no cover - older pandas
+            pass
+        else:
+            warnings.filterwarnings("ignore", "The inplace keyword", category=Pandas4Warning)
+        return arviz_stats.compare(dict(elpds))

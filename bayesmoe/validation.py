@@ -14,13 +14,24 @@ exactly the prior the fit uses.
 
 Each data set appends one row to ``out`` as soon as it is done, so a long run can be stopped and
 resumed (rows already present are skipped).
+
+Ordered extrapolation hold-out (:func:`extrapolation_holdout`): fit on the runs at or below a
+compute (or size) threshold, predict the runs above it, and score the posterior median and the
+50 % / 90 % intervals of a new run. Law comparison (:func:`compare_laws`): PSIS-LOO ELPD of fits
+on the same runs, with each fit's count of unreliable (Pareto k > 0.7) terms.
+
+    from bayesmoe.validation import extrapolation_holdout, compare_laws
+    ho = extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.8)
+    ho.summary["max_abs_error"], ho.summary["coverage_90"]
+    compare_laws({"joint": fit_a, "no interaction": fit_b})
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -28,13 +39,16 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayesmoe.data import validate_runs
 from bayesmoe.errors import ConvergenceWarning
+from bayesmoe.inference import PARETO_K_MAX, compare_loo, psis_loo
 from bayesmoe.laws import get_law
 from bayesmoe.models import centring_shift, make_design, params_from_latents
 from bayesmoe.priors import resolve_priors
 from bayesmoe.testing import design_grid
 
-__all__ = ["sbc", "draw_from_prior", "sbc_coverage", "COVERAGE_LEVELS"]
+__all__ = ["sbc", "draw_from_prior", "sbc_coverage", "COVERAGE_LEVELS", "extrapolation_holdout",
+           "Holdout", "compare_laws", "HOLDOUT_LEVELS"]
 
 COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
 
@@ -170,3 +184,244 @@ def sbc_coverage(table: pd.DataFrame, params: Sequence[str] | None = None) -> pd
         row["rank uniformity p"] = float(stats.chisquare(np.histogram(ranks, bins=10, range=(0, draws + 1))[0]).pvalue)
         rows.append(row)
     return pd.DataFrame(rows).set_index("parameter")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ordered extrapolation hold-out
+
+#: Central intervals of a new run that :func:`extrapolation_holdout` scores.
+HOLDOUT_LEVELS = (0.5, 0.9)
+
+
+@dataclass
+class Holdout:
+    """Result of :func:`extrapolation_holdout`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per held-out run: the law's inputs, ``group``, the ordering value ``by``, the
+        observed ``loss``, ``predicted`` (posterior median of the law's expected loss),
+        ``error`` (predicted − observed, nats), ``abs_error``, and per level in
+        :data:`HOLDOUT_LEVELS` the new-run interval ``lo50``/``hi50`` and ``in50`` (observed
+        inside), likewise ``lo90``/``hi90``/``in90``.
+    summary : dict
+        ``law, by, threshold, n_fit, n_held, max_abs_error, mean_abs_error, rmse, coverage_50,
+        coverage_90``, and the fit's ``diagnostics_ok``, ``divergences``, ``max_rhat``.
+    fit : FitResult
+        The fit on the runs at or below the threshold.
+    """
+
+    table: pd.DataFrame
+    summary: dict
+    fit: object
+
+
+def _ordering(table: pd.DataFrame, by: str) -> pd.Series:
+    if by == "compute":
+        return 6.0 * table["n_active"] * table["tokens"]
+    if by not in table.columns:
+        raise ValueError(
+            f"by={by!r} is not a column of the run table; use by='compute' (6·n_active·tokens) or "
+            f"one of its numeric columns, e.g. {[c for c in table.columns if c in ('n_active', 'n_total', 'tokens', 'flops')]}"
+        )
+    values = pd.to_numeric(table[by], errors="coerce")
+    bad = table.index[~np.isfinite(values.to_numpy(dtype=float))]
+    if len(bad):
+        raise ValueError(f"column {by!r} is non-numeric or not finite in rows {bad[:20].tolist()}")
+    return values.astype(float)
+
+
+def extrapolation_holdout(
+    runs: pd.DataFrame,
+    *,
+    law: str = "joint",
+    by: str = "compute",
+    quantile: float | None = 0.8,
+    threshold: float | None = None,
+    per_group: bool = False,
+    hierarchical: bool | None = None,
+    fit_kwargs: Mapping | None = None,
+    seed: int = 0,
+) -> Holdout:
+    """Fit on the runs at or below a threshold of ``by``; predict and score the runs above it.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        A run table (schema and aliases of :func:`bayesmoe.data.validate_runs`) with ``loss``.
+    law : str or Law
+        The law to fit.
+    by : str
+        What orders the runs: ``"compute"`` is 6·n_active·tokens (FLOPs, the law's own
+        convention); any other name is a numeric column of the table (``n_active``, ``flops``...).
+    quantile : float, optional
+        The threshold is this quantile of ``by`` (over all runs, or within each group with
+        ``per_group=True``). Ignored when ``threshold`` is given.
+    threshold : float, optional
+        An absolute threshold in the units of ``by``.
+    per_group : bool
+        Take the quantile within each group, so every group keeps runs to fit and runs to
+        predict (tables whose groups span different compute ranges).
+    hierarchical : bool, optional
+        ``None``: as the table says (several groups make a hierarchical fit). ``False``: one
+        pooled law for all groups (the output keeps each run's group).
+    fit_kwargs : mapping, optional
+        Passed to :func:`bayesmoe.fit` (``num_chains``, ``num_warmup``, ``priors``, ...).
+    seed : int
+        Seeds the fit (unless ``fit_kwargs`` has one) and the predictive draws.
+
+    Returns
+    -------
+    Holdout
+        ``table`` (one row per held-out run), ``summary`` (errors and coverage), ``fit``.
+
+    Notes
+    -----
+    The point prediction is the posterior median of the law's expected loss
+    (``predict(kind="mean")``); intervals are those of one more training run
+    (``predict(kind="new_run")``: the fitted Student-t noise included), which is what an observed
+    loss should fall inside. A hierarchical fit predicts each held-out run with its own group's
+    parameters; a group with no run to fit is predicted as a new, unseen setup.
+    """
+    from bayesmoe.fitting import fit  # fitting imports results, which imports this package
+
+    law = get_law(law)
+    table = validate_runs(runs, required=law.inputs + ("loss",), unit_checks=False)
+    order = _ordering(table, by)
+    if threshold is None:
+        if quantile is None or not 0 < quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1) when no threshold is given, got {quantile!r}")
+        if per_group:
+            cut = order.groupby(table["group"]).transform(lambda v: np.quantile(v, quantile))
+        else:
+            cut = pd.Series(float(np.quantile(order, quantile)), index=table.index)
+    else:
+        if per_group:
+            raise ValueError("per_group=True takes a quantile, not an absolute threshold")
+        if not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        cut = pd.Series(float(threshold), index=table.index)
+    held = order > cut
+    n_fit, n_held = int((~held).sum()), int(held.sum())
+    min_fit = len(law.params) + 2  # the law's parameters plus sigma, and one degree of freedom
+    if n_held == 0 or n_fit < min_fit:
+        raise ValueError(
+            f"the threshold leaves {n_fit} runs to fit and {n_held} to hold out (by={by!r}, "
+            f"{'threshold=' + format(threshold, 'g') if threshold is not None else f'quantile={quantile}'}"
+            f", range {order.min():.4g}-{order.max():.4g}); need >= 1 held out and >= {min_fit} to fit"
+        )
+    fitted = table.loc[~held].copy()
+    if hierarchical is False:
+        # Runs of different groups may share (n_active, tokens); tell them apart through the
+        # validator's 'seed' key (the law never reads it) so one pooled table stays valid.
+        codes = pd.factorize(fitted["group"])[0]
+        fitted["seed"] = codes if "seed" not in fitted else (
+            pd.factorize(fitted["seed"].astype(str) + "\x1f" + fitted["group"])[0])
+        fitted["group"] = "pooled"
+    kwargs = {"seed": seed, **dict(fit_kwargs or {})}
+    result = fit(fitted, law=law, **kwargs)
+
+    out = table.loc[held, list(law.inputs) + ["group", "loss"]].copy()
+    out.insert(len(law.inputs) + 1, by, order[held])
+    mean = np.empty(n_held)
+    bounds = {level: (np.empty(n_held), np.empty(n_held)) for level in HOLDOUT_LEVELS}
+    rows = np.arange(n_held)
+    for group in out["group"].unique():
+        mask = (out["group"] == group).to_numpy()
+        if hierarchical is False or not result.hierarchical:
+            use = None
+        else:
+            use = group if group in result.groups else None  # None: a new, unseen setup
+        x = out.loc[mask, list(law.inputs)]
+        m = result.predict(x, group=use, kind="mean", seed=seed)
+        new = result.predict(x, group=use, kind="new_run", seed=seed)
+        mean[rows[mask]] = m.median(dim=("chain", "draw")).values
+        for level in HOLDOUT_LEVELS:
+            lo, hi = (new.quantile(q, dim=("chain", "draw")).values for q in ((1 - level) / 2, (1 + level) / 2))
+            bounds[level][0][rows[mask]], bounds[level][1][rows[mask]] = lo, hi
+    out["predicted"] = mean
+    out["error"] = out["predicted"] - out["loss"]
+    out["abs_error"] = out["error"].abs()
+    for level in HOLDOUT_LEVELS:
+        k = int(round(level * 100))
+        out[f"lo{k}"], out[f"hi{k}"] = bounds[level]
+        out[f"in{k}"] = (out["loss"] >= out[f"lo{k}"]) & (out["loss"] <= out[f"hi{k}"])
+    d = result.diagnostics
+    summary = {
+        "law": law.name, "by": by,
+        "threshold": float(threshold) if threshold is not None else (float(cut.iloc[0]) if not per_group else None),
+        "quantile": None if threshold is not None else quantile, "per_group": per_group,
+        "hierarchical": result.hierarchical, "n_fit": n_fit, "n_held": n_held,
+        "max_abs_error": float(out["abs_error"].max()),
+        "mean_abs_error": float(out["abs_error"].mean()),
+        "rmse": float(np.sqrt(np.mean(out["error"] ** 2))),
+        **{f"coverage_{int(round(level * 100))}": float(out[f"in{int(round(level * 100))}"].mean())
+           for level in HOLDOUT_LEVELS},
+        "diagnostics_ok": d.ok, "divergences": d.divergences, "max_rhat": d.max_rhat,
+    }
+    return Holdout(out, summary, result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Law comparison
+
+
+def compare_laws(results: Mapping[str, object]) -> pd.DataFrame:
+    """PSIS-LOO comparison of fits on the same runs (Vehtari, Gelman & Gabry 2017).
+
+    Parameters
+    ----------
+    results : mapping of str to FitResult
+        At least two fits of the same run table (same runs, same observed losses): different
+        laws, priors (e.g. ``{"gamma": 0.0, "zeta": 0.0}``) or likelihoods.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fit, best first: ``elpd`` (expected log predictive density of ln loss, summed
+        over runs), ``se``, ``p_loo`` (effective number of parameters), ``elpd_diff`` and
+        ``dse`` (difference to the best and its standard error), stacking ``weight``, ``n_runs``,
+        ``pareto_k_max``, ``n_k_bad`` (runs with Pareto k > 0.7, whose LOO term is unreliable)
+        and ``loo_warning`` (arviz-stats' flag: some k above its sample-size threshold
+        ``good_k``). A UserWarning names every fit with ``n_k_bad > 0``.
+
+    Notes
+    -----
+    ``elpd_diff`` larger than about 4 and several ``dse`` is a clear preference (Sivula et al.
+    2022); smaller differences are not evidence either way.
+    """
+    if not isinstance(results, Mapping) or len(results) < 2:
+        raise ValueError(f"compare_laws needs a mapping of at least two named FitResults, got {results!r:.200}")
+    first_name, first = next(iter(results.items()))
+    ref_runs = first.tree["observed_data"]["run"].values
+    ref_obs = first.tree["observed_data"]["log_loss"].values
+    for name, res in results.items():  # every input checked before any LOO is computed
+        if not hasattr(res, "tree"):
+            raise TypeError(f"results[{name!r}] is a {type(res).__name__}, expected a FitResult")
+        obs = res.tree["observed_data"]
+        if (obs["run"].size != ref_runs.size or not np.array_equal(obs["run"].values, ref_runs)
+                or not np.allclose(obs["log_loss"].values, ref_obs)):
+            raise ValueError(
+                f"{name!r} and {first_name!r} were fitted on different runs or losses; PSIS-LOO "
+                "compares fits of the same table only"
+            )
+    elpds, extra = {}, {}
+    for name, res in results.items():
+        loo = psis_loo(res.tree)
+        k = np.asarray(loo.pareto_k).reshape(-1)
+        elpds[name] = loo
+        extra[name] = {"n_runs": int(k.size), "pareto_k_max": float(np.max(k)),
+                       "n_k_bad": int(np.sum(k > PARETO_K_MAX)), "good_k": float(loo.good_k)}
+    table = compare_loo(elpds)
+    table = table.rename(columns={"p": "p_loo", "warning": "loo_warning"})
+    table = table.join(pd.DataFrame.from_dict(extra, orient="index"))
+    bad = {n: e["n_k_bad"] for n, e in extra.items() if e["n_k_bad"]}
+    if bad:
+        warnings.warn(
+            "PSIS-LOO is unreliable for some runs (Pareto k > 0.7): "
+            + ", ".join(f"{n}: {c} runs" for n, c in bad.items())
+            + "; their ELPD is optimistic. Refit with more draws, or check those runs for outliers.",
+            UserWarning, stacklevel=2,
+        )
+    return table

@@ -1,0 +1,121 @@
+"""Extrapolation hold-out and PSIS-LOO law comparison (bayesmoe.validation).
+
+The real-table hold-out reads Epoch's digitised Chinchilla runs in place from ../shared/data and
+is skipped where that folder is absent. Fits are short (4 chains × 300/300): these tests check the
+machinery and bars derived below, not the published numbers (docs/validation.md has those).
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import bayesmoe
+from bayesmoe.testing import TRUTH, fake_result, synthetic_runs
+from bayesmoe.validation import compare_laws, extrapolation_holdout
+
+SHORT = dict(num_chains=4, num_warmup=300, num_samples=300, progress=False)
+
+
+def _epoch_runs(shared_data):
+    raw = pd.read_csv(shared_data / "epoch-chinchilla" / "svg_extracted_data.csv")
+    runs = pd.DataFrame({"n_active": raw["Model Size"],
+                         "tokens": raw["Training FLOP"] / (6 * raw["Model Size"]), "loss": raw["loss"]})
+    return runs.drop(index=runs["loss"].nlargest(5).index).reset_index(drop=True)  # as Epoch did
+
+
+@pytest.fixture(scope="module")
+def epoch_holdout(shared_data):
+    runs = _epoch_runs(shared_data)
+    return runs, extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.8, fit_kwargs=SHORT)
+
+
+def test_epoch_holdout_splits_by_compute(epoch_holdout):
+    runs, ho = epoch_holdout
+    compute = 6 * runs["n_active"] * runs["tokens"]
+    expected_held = compute > np.quantile(compute, 0.8)  # recomputed here, independently
+    assert sorted(ho.table.index) == sorted(runs.index[expected_held])
+    assert ho.summary["n_fit"] == int((~expected_held).sum()) and ho.summary["n_held"] == int(expected_held.sum())
+    assert ho.fit.tree["observed_data"].sizes["run"] == ho.summary["n_fit"]
+    # ordered: every held-out run used more compute than every fitted one
+    assert compute[expected_held].min() > compute[~expected_held].max()
+
+
+def test_epoch_holdout_table_is_consistent(epoch_holdout):
+    _, ho = epoch_holdout
+    t = ho.table
+    assert (t["lo90"] <= t["lo50"]).all() and (t["lo50"] <= t["hi50"]).all() and (t["hi50"] <= t["hi90"]).all()
+    np.testing.assert_allclose(t["error"], t["predicted"] - t["loss"])
+    assert ho.summary["max_abs_error"] == pytest.approx(t["error"].abs().max())
+    assert ho.summary["rmse"] == pytest.approx(float(np.sqrt((t["error"] ** 2).mean())))
+    for k in (50, 90):
+        inside = (t["loss"] >= t[f"lo{k}"]) & (t["loss"] <= t[f"hi{k}"])
+        assert ho.summary[f"coverage_{k}"] == pytest.approx(inside.mean())
+    assert ho.summary["coverage_50"] <= ho.summary["coverage_90"]
+
+
+def test_epoch_holdout_law_beats_no_law(epoch_holdout):
+    # Without a law, the best guess for a larger-compute run is the lowest loss already seen;
+    # a fitted law that extrapolates at all must do better on the held-out runs.
+    runs, ho = epoch_holdout
+    seen_min = runs.drop(index=ho.table.index)["loss"].min()
+    baseline_rmse = float(np.sqrt(((ho.table["loss"] - seen_min) ** 2).mean()))
+    assert ho.summary["rmse"] < baseline_rmse
+    assert ho.summary["diagnostics_ok"], ho.fit.diagnostics.problems
+
+
+def test_holdout_calibrated_when_the_law_is_right():
+    # Simulated from the Chinchilla law itself (1 % Gaussian noise on ln loss): intervals of a new
+    # run should cover at their nominal rate. Counts outside the central 99.8 % of Binomial(n, p)
+    # would mean the machinery (split, predictive draws, quantiles) is wrong, not the law.
+    runs = synthetic_runs("chinchilla", n_runs=150, noise_sd=0.01, seed=3)
+    ho = extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.75, fit_kwargs=SHORT)
+    n = ho.summary["n_held"]
+    for level in (0.5, 0.9):
+        k = int(ho.table[f"in{int(level * 100)}"].sum())
+        lo, hi = stats.binom.ppf([0.001, 0.999], n, level)
+        assert lo <= k <= hi, (level, k, n)
+
+
+def test_holdout_rejects_bad_input():
+    runs = synthetic_runs("chinchilla", n_runs=40, seed=0)
+    with pytest.raises(ValueError, match="not a column"):
+        extrapolation_holdout(runs, law="chinchilla", by="budget")
+    with pytest.raises(ValueError, match="quantile must be in"):
+        extrapolation_holdout(runs, law="chinchilla", quantile=1.5)
+    with pytest.raises(ValueError, match="0 to hold out"):
+        extrapolation_holdout(runs, law="chinchilla", threshold=1e40)
+    with pytest.raises(ValueError, match="runs to fit"):
+        extrapolation_holdout(runs, law="chinchilla", threshold=0.0)
+    with pytest.raises(ValueError, match="per_group"):
+        extrapolation_holdout(runs, law="chinchilla", threshold=1e20, per_group=True)
+
+
+def test_compare_laws_prefers_the_true_law():
+    # Simulated from Chinchilla with beta = 0.366; the rival fixes beta = 0.2, which bends the
+    # data term the wrong way over the design's two decades of D. Its ELPD must be lower by more
+    # than two standard errors of the difference (a one-sided ~98 % statement).
+    truth = TRUTH["chinchilla"]
+    runs = synthetic_runs("chinchilla", n_runs=60, noise_sd=0.01, seed=1)
+    draws = {**SHORT, "num_warmup": 500, "num_samples": 500}  # 300/300 left sigma's R-hat at 1.011
+    right = bayesmoe.fit(runs, law="chinchilla", seed=0, **draws)
+    wrong = bayesmoe.fit(runs, law="chinchilla", priors={"beta": 0.2}, seed=0, **draws)
+    assert truth["beta"] > 0.3
+    table = compare_laws({"true": right, "beta fixed at 0.2": wrong})
+    assert list(table.index) == ["true", "beta fixed at 0.2"]
+    assert table.loc["beta fixed at 0.2", "elpd_diff"] > 2 * table.loc["beta fixed at 0.2", "dse"]
+    assert set(table.columns) >= {"elpd", "se", "p_loo", "elpd_diff", "dse", "weight", "n_k_bad", "pareto_k_max"}
+    assert (table["n_runs"] == len(runs)).all()
+
+
+def test_compare_laws_rejects_bad_input():
+    a = fake_result("chinchilla", runs=synthetic_runs("chinchilla", n_runs=30, seed=0))
+    b = fake_result("chinchilla", runs=synthetic_runs("chinchilla", n_runs=30, seed=1))
+    with pytest.raises(ValueError, match="at least two"):
+        compare_laws({"a": a})
+    with pytest.raises(ValueError, match="different runs"):
+        compare_laws({"a": a, "b": b})
+    with pytest.raises(ValueError, match="no log_likelihood"):
+        compare_laws({"a": a, "a again": a})
+    with pytest.raises(TypeError, match="expected a FitResult"):
+        compare_laws({"a": a, "b": "not a fit"})
