@@ -33,7 +33,7 @@ import xarray as xr
 from bayesmoe.laws import Law, e_hat
 from bayesmoe.shape import GB, ModelShape
 
-__all__ = ["Budget", "OptimalExperts", "optimal_experts", "optimal_config", "compare", "flop_savings",
+__all__ = ["Budget", "OptimalExperts", "optimal_experts", "optimal_config", "recommend", "compare", "flop_savings",
            "DEFAULT_EXPERTS"]
 
 DEFAULT_EXPERTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -124,17 +124,9 @@ def _closed_form_n(coef, flops):
     return jnp.exp(log_g + bc / (ac + bc) * jnp.log(flops / 6.0))
 
 
-def _golden_n(law: Law, p, flops, serve, e):
-    """Loss-minimising N_act on the budget line, per element (loss is unimodal in ln N)."""
-    shape = jnp.broadcast_shapes(flops.shape, e.shape, *(v.shape for v in p.values()))
-    hi = jnp.where(serve > 0, flops / (2.0 * jnp.maximum(serve, 1e-30)), flops / 6.0)
-    hi = jnp.broadcast_to(jnp.log(hi) - 1e-4, shape)
-    lo = jnp.full(shape, jnp.log(_N_MIN), hi.dtype)
+def _golden_section(f, lo, hi):
+    """Minimiser of a unimodal ``f`` on [lo, hi], elementwise: the midpoint of the final bracket."""
     r = 0.5 * (jnp.sqrt(5.0) - 1.0)
-
-    def f(log_n):
-        n = jnp.exp(log_n)
-        return _loss(law, p, n, _tokens(n, flops, serve), e)
 
     def step(_, s):
         a, b = s
@@ -143,7 +135,21 @@ def _golden_n(law: Law, p, flops, serve, e):
         return jnp.where(left, a, c1), jnp.where(left, c2, b)
 
     a, b = jax.lax.fori_loop(0, _GOLDEN_ITERS, step, (lo, hi))
-    return jnp.exp(0.5 * (a + b))
+    return 0.5 * (a + b)
+
+
+def _golden_n(law: Law, p, flops, serve, e):
+    """Loss-minimising N_act on the budget line, per element (loss is unimodal in ln N)."""
+    shape = jnp.broadcast_shapes(flops.shape, e.shape, *(v.shape for v in p.values()))
+    hi = jnp.where(serve > 0, flops / (2.0 * jnp.maximum(serve, 1e-30)), flops / 6.0)
+    hi = jnp.broadcast_to(jnp.log(hi) - 1e-4, shape)
+    lo = jnp.full(shape, jnp.log(_N_MIN), hi.dtype)
+
+    def f(log_n):
+        n = jnp.exp(log_n)
+        return _loss(law, p, n, _tokens(n, flops, serve), e)
+
+    return jnp.exp(_golden_section(f, lo, hi))
 
 
 _SOLVERS: dict = {}
@@ -297,10 +303,87 @@ def _group_draws(result, group):
     return params, shape, {"chain": post["chain"].values, "draw": post["draw"].values}
 
 
-def _fitted_flops(result) -> tuple[float, float]:
+def _fitted_flops(result, expansion: float = 64.0) -> tuple[float, float]:
+    """Smallest and largest training compute of the fitted runs, in each law's FLOPs model."""
     runs = result.runs
-    flops = 6.0 * runs["n_active"].to_numpy(dtype="float64") * runs["tokens"].to_numpy(dtype="float64")
+    col = {c: runs[c].to_numpy(dtype="float64") for c in result.law.inputs}
+    if result.law.name == "fine_grained":
+        flops = fine_grained_flops(col["n_total"], col["tokens"], col["granularity"], expansion=expansion)
+    elif result.law.name == "sparsity":
+        # the paper's rough active count (1 − S)·N = N / E: the stored table holds the law's inputs only
+        flops = 6.0 * col["n_total"] / col["experts"] * col["tokens"]
+    else:
+        flops = 6.0 * col["n_active"] * col["tokens"]
     return float(flops.min()), float(flops.max())
+
+
+def _candidates(values, what: str) -> np.ndarray:
+    """Sorted distinct integer candidates (expert counts or granularities) as floats."""
+    cands = np.asarray(sorted(set(int(v) for v in np.atleast_1d(values))), dtype="float64")
+    if cands.size == 0 or cands.min() < 1:
+        raise ValueError(f"{what} must be integers >= 1, got {list(np.atleast_1d(values))}")
+    return cands
+
+
+def _check_ci_prob(ci_prob: float) -> None:
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+
+
+def _compute_only_budget(law: Law, budget, budget_kwargs) -> Budget:
+    """A Budget for the laws whose optimum has no memory or serving model (yet)."""
+    b = Budget.from_any(budget, **budget_kwargs)
+    if b.memory_bytes is not None or b.serve_tokens:
+        raise ValueError(f"memory limits and serving tokens are implemented for the joint and chinchilla "
+                         f"laws, not {law.name!r}: give training FLOPs only")
+    return b
+
+
+def _assemble(result, b: Budget, cands, arrays: Mapping[str, np.ndarray], *, ci_prob: float,
+              group: str | None, n_chain: int, n_draw: int, coords: Mapping, choice: str, choice_dim: str,
+              size: str, label: str,
+              per_choice: Mapping[str, np.ndarray] | None = None, attrs: Mapping | None = None,
+              expansion: float = 64.0) -> OptimalExperts:
+    """The labelled optimum from solver output of shape (budget, draws, candidate).
+
+    ``arrays`` holds ``loss`` and the sizes/tokens at each candidate's optimum; each becomes
+    ``<name>_at`` (budget, candidate, chain, draw) and, at the per-draw best candidate,
+    ``<name>`` (budget, chain, draw). ``per_choice`` booleans are averaged over draws.
+    """
+    def grid(v):  # (budget, draws, candidate) -> (budget, candidate, chain, draw)
+        return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
+
+    at = {k: grid(v) for k, v in arrays.items()}
+    best = np.argmin(at["loss"], axis=1)  # (budget, chain, draw)
+    # a draw whose exponents do not fall with N or D (or that no candidate fits in memory) has no
+    # optimum: it is kept, its optimum is NaN, and P(no optimum) says how many there are
+    valid = np.isfinite(at["loss"]).any(axis=1)
+    p_none = 1.0 - valid.mean(axis=(1, 2))
+    if p_none.any():
+        warnings.warn(f"{p_none.max():.1%} of the posterior draws have no optimum at some budget (exponents "
+                      "that do not fall with N or D, or no candidate within the memory limit); their "
+                      "optimum is NaN and P(no optimum) reports the share", stacklevel=4)
+    at["loss"] = np.where(valid[:, None], at["loss"], np.nan)  # expected losses over draws that have one
+    dims3, dims4 = ("budget", "chain", "draw"), ("budget", choice_dim, "chain", "draw")
+    data = {choice: (dims3, np.where(valid, cands[best], np.nan))}
+    for k, v in at.items():
+        data[k] = (dims3, np.where(valid, np.take_along_axis(v, best[:, None], axis=1)[:, 0], np.nan))
+        data[f"{k}_at"] = (dims4, v)
+    data[f"p_{choice}"] = (("budget", choice_dim),
+                           np.stack([((best == i) & valid).mean(axis=(1, 2)) for i in range(len(cands))], axis=1))
+    data["p_no_optimum"] = (("budget",), p_none)
+    for k, v in (per_choice or {}).items():
+        data[k] = (("budget", choice_dim), grid(v).mean(axis=(2, 3)))
+    fmin, fmax = _fitted_flops(result, expansion)
+    data["extrapolation_decades"] = (("budget",), np.maximum(0.0, np.maximum(np.log10(b.flops / fmax),
+                                                                            np.log10(fmin / b.flops))))
+    ds = xr.Dataset(
+        data,
+        coords={"budget": b.flops, choice_dim: cands.astype(int), **coords},
+        attrs={"law": result.law.name, "choice": choice, "choice_dim": choice_dim, "size": size, "label": label,
+               "fitted_flops_min": fmin, "fitted_flops_max": fmax, **(attrs or {})},
+    )
+    return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
 
 
 def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS, ci_prob: float = 0.9,
@@ -351,16 +434,26 @@ def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float
     return _optimise(result, budget, (1 if experts is None else experts,), ci_prob, group, budget_kwargs)
 
 
+def recommend(result, budget, *, experts: Sequence[int] | None = None, ci_prob: float = 0.9,
+              group: str | None = None, **budget_kwargs) -> OptimalExperts:
+    """The optimum a user asks for: over expert counts where the law has them
+    (:func:`optimal_experts`), else the law's own compute-optimal configuration
+    (:func:`optimal_config`). Used by the CLI and the report."""
+    if "experts" in result.law.inputs:
+        return optimal_experts(result, budget, experts=DEFAULT_EXPERTS if experts is None else experts,
+                               ci_prob=ci_prob, group=group, **budget_kwargs)
+    if experts:
+        raise ValueError(f"law {result.law.name!r} has no expert count; drop the expert candidates")
+    return optimal_config(result, budget, ci_prob=ci_prob, group=group, **budget_kwargs)
+
+
 def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> OptimalExperts:
     law = result.law
     if law.name not in ("joint", "chinchilla"):
         raise NotImplementedError(f"optima are implemented for the joint and chinchilla laws, not {law.name!r}")
-    if not 0 < ci_prob < 1:
-        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    _check_ci_prob(ci_prob)
     b = Budget.from_any(budget, **budget_kwargs)
-    cands = np.asarray(sorted(set(int(e) for e in np.atleast_1d(experts))), dtype="float64")
-    if cands.size == 0 or cands.min() < 1:
-        raise ValueError(f"expert counts must be integers >= 1, got {list(np.atleast_1d(experts))}")
+    cands = _candidates(experts, "expert counts")
     shape = b.shape
     n_floor = float(shape.n_active_of_d(jnp.float32(shape.d_per_block if shape.n_blocks is None else 1.0)))
     too_small = b.flops <= 6.0 * n_floor * (1.0 + b.serve_tokens / 3.0)
@@ -390,50 +483,12 @@ def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> Optimal
             jnp.float64(b.serve_tokens), jnp.asarray(cands, jnp.float64), jnp.asarray(n_max, jnp.float64))
         n, d, loss = (np.asarray(v, dtype="float64") for v in (n, d, loss))
         bounded, truncated = np.asarray(bounded), np.asarray(truncated)
-    # (budget, draws, E) -> (budget, E, chain, draw)
-    def grid(v):
-        return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
-
-    loss_at, n_at, d_at = grid(loss), grid(n), grid(d)
-    best = np.argmin(loss_at, axis=1)  # (budget, chain, draw)
-    # a draw whose exponents do not fall with N or D (or that no candidate fits in memory) has no
-    # optimum: it is kept, its optimum is NaN, and P(no optimum) says how many there are
-    valid = np.isfinite(loss_at).any(axis=1)
-
-    def take(v):
-        return np.where(valid, np.take_along_axis(v, best[:, None], axis=1)[:, 0], np.nan)
-
-    p_experts = np.stack([((best == i) & valid).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)
-    p_none = 1.0 - valid.mean(axis=(1, 2))
-    if p_none.any():
-        warnings.warn(f"{p_none.max():.1%} of the posterior draws have no optimum at some budget (exponents "
-                      "that do not fall with N or D, or no candidate within the memory limit); their "
-                      "optimum is NaN and P(no optimum) reports the share", stacklevel=3)
-    loss_at = np.where(valid[:, None], loss_at, np.nan)  # expected losses over draws that have one
-    fmin, fmax = _fitted_flops(result)
-    decades = np.maximum(0.0, np.maximum(np.log10(b.flops / fmax), np.log10(fmin / b.flops)))
-    dims4 = ("budget", "expert_count", "chain", "draw")
-    ds = xr.Dataset(
-        {
-            "experts": (("budget", "chain", "draw"), np.where(valid, cands[best], np.nan)),
-            "n_active": (("budget", "chain", "draw"), take(n_at)),
-            "p_no_optimum": (("budget",), p_none),
-            "tokens": (("budget", "chain", "draw"), take(d_at)),
-            "loss": (("budget", "chain", "draw"), take(loss_at)),
-            "p_experts": (("budget", "expert_count"), p_experts),
-            "loss_at": (dims4, loss_at),
-            "n_active_at": (dims4, n_at),
-            "tokens_at": (dims4, d_at),
-            "memory_truncated": (("budget", "expert_count"), grid(truncated).mean(axis=(2, 3))),
-            "no_interior_optimum": (("budget", "expert_count"), 1.0 - grid(bounded).mean(axis=(2, 3))),
-            "extrapolation_decades": (("budget",), decades),
-        },
-        coords={"budget": b.flops, "expert_count": cands.astype(int), **coords},
-        attrs={"law": law.name, "memory_bytes": -1.0 if b.memory_bytes is None else b.memory_bytes,
-               "context_tokens": b.context_tokens, "serve_tokens": b.serve_tokens,
-               "fitted_flops_min": fmin, "fitted_flops_max": fmax},
-    )
-    return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
+    return _assemble(result, b, cands, {"loss": loss, "n_active": n, "tokens": d}, ci_prob=ci_prob, group=group,
+                     n_chain=n_chain, n_draw=n_draw, coords=coords, choice="experts", choice_dim="expert_count",
+                     size="n_active", label="E",
+                     per_choice={"memory_truncated": truncated, "no_interior_optimum": ~bounded},
+                     attrs={"memory_bytes": -1.0 if b.memory_bytes is None else b.memory_bytes,
+                            "context_tokens": b.context_tokens, "serve_tokens": b.serve_tokens})
 
 
 def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.9, group: str | None = None) -> dict:
@@ -528,37 +583,23 @@ def _solve_granularity(law: Law, p, flops, g, n_fixed, expansion):
     if n_fixed is not None:
         log_n = jnp.broadcast_to(jnp.log(n_fixed)[:, None, None], shape)
     else:  # golden section over ln N_total along the budget line (unimodal)
-        r = 0.5 * (jnp.sqrt(5.0) - 1.0)
-
-        def step(_, s):
-            a, b = s
-            c1, c2 = b - r * (b - a), a + r * (b - a)
-            left = loss(c1) < loss(c2)
-            return jnp.where(left, a, c1), jnp.where(left, c2, b)
-
-        lo = jnp.full(shape, jnp.log(1e4))
-        hi = jnp.broadcast_to(jnp.log(f / 6.0), shape)
-        a, b = jax.lax.fori_loop(0, _GOLDEN_ITERS, step, (lo, hi))
-        log_n = 0.5 * (a + b)
+        log_n = _golden_section(loss, jnp.full(shape, jnp.log(1e4)), jnp.broadcast_to(jnp.log(f / 6.0), shape))
     n = jnp.exp(log_n)
     return n, _fg_tokens(n, f, gg, expansion), loss(log_n)
 
 
 def _optimise_granularity(result, budget, *, ci_prob: float = 0.9, group: str | None = None,
                           granularities: Sequence[int] = DEFAULT_GRANULARITIES, expansion: float = 64.0,
-                          n_total=None) -> OptimalExperts:
+                          n_total=None, **budget_kwargs) -> OptimalExperts:
     """Per-draw compute-optimal (N_total, D, G) of the fine-grained law at F = Eq. 10 FLOPs.
 
     ``n_total`` (one per budget) fixes the model size and optimises G and D only, as in the
     paper's Table 2 ("which G for this model and budget"). ``expansion`` is E (64 in the paper).
     """
     law = result.law
-    if not 0 < ci_prob < 1:
-        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
-    b = Budget(budget)
-    cands = np.asarray(sorted(set(int(g) for g in np.atleast_1d(granularities))), dtype="float64")
-    if cands.size == 0 or cands.min() < 1:
-        raise ValueError(f"granularities must be integers >= 1, got {list(np.atleast_1d(granularities))}")
+    _check_ci_prob(ci_prob)
+    b = _compute_only_budget(law, budget, budget_kwargs)
+    cands = _candidates(granularities, "granularities")
     fixed = None
     if n_total is not None:
         fixed = np.broadcast_to(np.asarray(n_total, dtype="float64"), b.flops.shape)
@@ -571,38 +612,10 @@ def _optimise_granularity(result, budget, *, ci_prob: float = 0.9, group: str | 
             jnp.asarray(cands, jnp.float64), None if fixed is None else jnp.asarray(fixed, jnp.float64),
             jnp.float64(expansion))
         n, d, loss = (np.asarray(v, dtype="float64") for v in (n, d, loss))
-    loss = np.where(d > 0, loss, np.inf)
-
-    def grid(v):
-        return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
-
-    loss_at, n_at, d_at = grid(loss), grid(n), grid(d)
-    best = np.argmin(loss_at, axis=1)
-    take = lambda v: np.take_along_axis(v, best[:, None], axis=1)[:, 0]  # noqa: E731
-    runs = result.runs
-    fitted = fine_grained_flops(runs["n_total"].to_numpy(float), runs["tokens"].to_numpy(float),
-                                runs["granularity"].to_numpy(float), expansion=expansion)
-    fmin, fmax = float(fitted.min()), float(fitted.max())
-    decades = np.maximum(0.0, np.maximum(np.log10(b.flops / fmax), np.log10(fmin / b.flops)))
-    dims4 = ("budget", "granularity_level", "chain", "draw")
-    ds = xr.Dataset(
-        {
-            "granularity": (("budget", "chain", "draw"), cands[best]),
-            "n_total": (("budget", "chain", "draw"), take(n_at)),
-            "tokens": (("budget", "chain", "draw"), take(d_at)),
-            "loss": (("budget", "chain", "draw"), take(loss_at)),
-            "p_granularity": (("budget", "granularity_level"),
-                              np.stack([(best == i).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)),
-            "loss_at": (dims4, loss_at),
-            "n_total_at": (dims4, n_at),
-            "tokens_at": (dims4, d_at),
-            "extrapolation_decades": (("budget",), decades),
-        },
-        coords={"budget": b.flops, "granularity_level": cands.astype(int), **coords},
-        attrs={"law": law.name, "choice": "granularity", "choice_dim": "granularity_level", "size": "n_total",
-               "label": "G", "expansion": expansion, "fitted_flops_min": fmin, "fitted_flops_max": fmax},
-    )
-    return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
+    return _assemble(result, b, cands, {"loss": np.where(d > 0, loss, np.inf), "n_total": n, "tokens": d},
+                     ci_prob=ci_prob, group=group, n_chain=n_chain, n_draw=n_draw, coords=coords,
+                     choice="granularity", choice_dim="granularity_level", size="n_total", label="G",
+                     attrs={"expansion": expansion}, expansion=expansion)
 
 
 _GRANULARITY_SOLVERS: dict = {}
@@ -637,34 +650,23 @@ def _solve_sparsity(law: Law, shape: ModelShape, p, flops, experts):
         tokens = f / (6.0 * n_act)
         return n_tot, tokens, jnp.exp(law.log_loss(pb, {"n_total": n_tot, "tokens": tokens, "experts": e}))
 
-    r = 0.5 * (jnp.sqrt(5.0) - 1.0)
-
-    def step(_, s):
-        a, b = s
-        c1, c2 = b - r * (b - a), a + r * (b - a)
-        left = parts(c1)[2] < parts(c2)[2]
-        return jnp.where(left, a, c1), jnp.where(left, c2, b)
-
     lo = jnp.full(out_shape, jnp.log(8.0))
     hi = jnp.full(out_shape, jnp.log(1e6))  # d_model up to 1e6: far beyond any trainable model
-    a, b = jax.lax.fori_loop(0, _GOLDEN_ITERS, step, (lo, hi))
-    n_tot, tokens, loss = parts(0.5 * (a + b))
-    return n_tot, tokens, loss, shape.n_active_of_d(jnp.exp(0.5 * (a + b))) * jnp.ones_like(loss)
+    log_d = _golden_section(lambda x: parts(x)[2], lo, hi)
+    n_tot, tokens, loss = parts(log_d)
+    return n_tot, tokens, loss, shape.n_active_of_d(jnp.exp(log_d)) * jnp.ones_like(loss)
 
 
 _SPARSITY_SOLVERS: dict = {}
 
 
-def _optimise_sparsity(result, budget, experts, ci_prob, group, *, shape: ModelShape | None = None) -> OptimalExperts:
+def _optimise_sparsity(result, budget, experts, ci_prob, group, **budget_kwargs) -> OptimalExperts:
     """Per-draw compute-optimal (N_total, D, E) of the sparsity law, with S = 1 − 1/E."""
     law = result.law
-    if not 0 < ci_prob < 1:
-        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
-    b = Budget(budget)
-    shape = shape or ModelShape()
-    cands = np.asarray(sorted(set(int(e) for e in np.atleast_1d(experts))), dtype="float64")
-    if cands.size == 0 or cands.min() < 1:
-        raise ValueError(f"expert counts must be integers >= 1, got {list(np.atleast_1d(experts))}")
+    _check_ci_prob(ci_prob)
+    b = _compute_only_budget(law, budget, budget_kwargs)
+    shape = b.shape
+    cands = _candidates(experts, "expert counts")
     key = (id(law), shape)
     if key not in _SPARSITY_SOLVERS:
         _SPARSITY_SOLVERS[key] = jax.jit(partial(_solve_sparsity, law, shape))
@@ -675,36 +677,6 @@ def _optimise_sparsity(result, budget, experts, ci_prob, group, *, shape: ModelS
             jnp.asarray(cands, jnp.float64))
         n, d, loss, n_act = (np.asarray(v, dtype="float64") for v in (n, d, loss, n_act))
 
-    def grid(v):
-        return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
-
-    loss_at, n_at, d_at, act_at = grid(loss), grid(n), grid(d), grid(n_act)
-    best = np.argmin(loss_at, axis=1)
-    take = lambda v: np.take_along_axis(v, best[:, None], axis=1)[:, 0]  # noqa: E731
-    runs = result.runs
-    # the fitted runs' compute with the paper's rough active count (1 − S)·N = N / E (the stored
-    # table holds the law's inputs only)
-    fitted = 6.0 * runs["n_total"].to_numpy(float) / runs["experts"].to_numpy(float) * runs["tokens"].to_numpy(float)
-    fmin, fmax = float(fitted.min()), float(fitted.max())
-    decades = np.maximum(0.0, np.maximum(np.log10(b.flops / fmax), np.log10(fmin / b.flops)))
-    dims4 = ("budget", "expert_count", "chain", "draw")
-    ds = xr.Dataset(
-        {
-            "experts": (("budget", "chain", "draw"), cands[best]),
-            "n_total": (("budget", "chain", "draw"), take(n_at)),
-            "n_active": (("budget", "chain", "draw"), take(act_at)),
-            "tokens": (("budget", "chain", "draw"), take(d_at)),
-            "loss": (("budget", "chain", "draw"), take(loss_at)),
-            "p_experts": (("budget", "expert_count"),
-                          np.stack([(best == i).mean(axis=(1, 2)) for i in range(len(cands))], axis=1)),
-            "loss_at": (dims4, loss_at),
-            "n_total_at": (dims4, n_at),
-            "n_active_at": (dims4, act_at),
-            "tokens_at": (dims4, d_at),
-            "extrapolation_decades": (("budget",), decades),
-        },
-        coords={"budget": b.flops, "expert_count": cands.astype(int), **coords},
-        attrs={"law": law.name, "choice": "experts", "choice_dim": "expert_count", "size": "n_total",
-               "label": "E", "fitted_flops_min": fmin, "fitted_flops_max": fmax},
-    )
-    return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
+    return _assemble(result, b, cands, {"loss": loss, "n_total": n, "n_active": n_act, "tokens": d},
+                     ci_prob=ci_prob, group=group, n_chain=n_chain, n_draw=n_draw, coords=coords,
+                     choice="experts", choice_dim="expert_count", size="n_total", label="E")

@@ -233,13 +233,12 @@ def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = 
 
     from bayesmoe import plots
 
+    from bayesmoe.optima import recommend
+
     limits = {} if memory_gb is None else {"memory_gb": memory_gb, "context_tokens": context_tokens}
-    if "experts" in result.law.inputs:
-        optimum = result.optimal_experts(budgets, ci_prob=ci_prob, **limits)
-    elif limits:
+    if limits and "experts" not in result.law.inputs:
         raise ValueError(f"a memory limit needs a law with an expert count, not {result.law.name!r}")
-    else:
-        optimum = result.optimal_config(budgets, ci_prob=ci_prob)
+    optimum = recommend(result, budgets, ci_prob=ci_prob, **limits)
     table = optimum.summary()
     # P(E* = e) (or G*) columns also as a heat strip of probabilities
     prob_cols = [c for c in table.columns if re.match(r"^P\([EG]\*\s*=\s*\d+\)$", str(c))]

@@ -281,3 +281,16 @@ def test_draws_without_an_optimum_are_kept_flagged_and_counted():
     assert float(opt.dataset["p_experts"].sum()) == pytest.approx(0.75)
     assert opt.summary()["P(no optimum)"].iloc[0] == pytest.approx(0.25)
     assert np.isfinite(opt.expected_regret).all()
+
+
+def test_laws_without_a_memory_model_take_the_cli_defaults_and_refuse_limits():
+    """`bayesmoe optimal` passes memory_gb=None, context 0, serving 0 for every law; the
+    fine-grained and sparsity optima took no such keywords and crashed with a TypeError."""
+    from bayesmoe.optima import recommend
+
+    for law in ("fine_grained", "sparsity"):
+        result = fake_result(law, rel_sd=0.0, num_draws=2)
+        opt = recommend(result, [1e20], memory_gb=None, context_tokens=0.0, serve_tokens=0.0)
+        assert float(opt.dataset["p_no_optimum"].item()) == 0.0
+        with pytest.raises(ValueError, match="memory limits and serving tokens are implemented for the joint"):
+            recommend(result, [1e20], memory_gb=80)
