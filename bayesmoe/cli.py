@@ -79,7 +79,121 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain (CSV input)")
     r.add_argument("--num-samples", type=int, default=1000, help="draws per chain (CSV input)")
     r.add_argument("--ci-prob", type=float, default=0.94, help="probability of the intervals")
+    v = sub.add_parser("validate", help="is the posterior honest? SBC, extrapolation hold-out, LOO comparison")
+    vsub = v.add_subparsers(dest="check", required=True)
+    vs = vsub.add_parser("sbc", help="simulation-based calibration: prior draws -> tables -> fits -> ranks")
+    vs.add_argument("--law", default="chinchilla", help="law to calibrate (default chinchilla)")
+    vs.add_argument("--datasets", type=int, default=20, help="simulated data sets (200 for the full check)")
+    vs.add_argument("--runs", type=int, default=None, help="runs per table (default: 120 joint, 100 others)")
+    vs.add_argument("--num-chains", type=int, default=4, help="NUTS chains per fit")
+    vs.add_argument("--num-warmup", type=int, default=500, help="warmup iterations per chain")
+    vs.add_argument("--num-samples", type=int, default=250, help="draws per chain")
+    vs.add_argument("--thin", type=int, default=10, help="keep every k-th draw for the ranks")
+    vs.add_argument("--seed", type=int, default=0, help="seed of the design and prior draws")
+    vs.add_argument("--batch-size", type=int, default=10, help="data sets fitted together in one vectorised program")
+    vs.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance (fit's one-group default)")
+    vs.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate of the whole pass/fail check")
+    vs.add_argument("--out", default=None, help="CSV of one row per data set (appended to: a rerun resumes)")
+    vs.add_argument("--figure", default=None, help="PNG of the rank histograms (and X_coverage.png beside it)")
+    vh = vsub.add_parser("holdout", help="fit below a compute (or size) threshold, score the runs above it")
+    vh.add_argument("runs", help="CSV with one row per run")
+    vh.add_argument("--law", default="joint", help="law to fit (default joint)")
+    vh.add_argument("--where", help="pandas query selecting the rows to use")
+    vh.add_argument("--by", default="compute", help="what orders the runs: compute (6·N·D) or a numeric column")
+    vh.add_argument("--quantile", type=float, default=0.8, help="fit the runs at or below this quantile of --by")
+    vh.add_argument("--threshold", type=float, default=None, help="an absolute threshold instead of --quantile")
+    vh.add_argument("--per-group", action="store_true", help="take the quantile within each group")
+    vh.add_argument("--pooled", action="store_true", help="one pooled law for every group (not hierarchical)")
+    vh.add_argument("--num-chains", type=int, default=4, help="NUTS chains")
+    vh.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain")
+    vh.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
+    vh.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance")
+    vh.add_argument("--seed", type=int, default=0, help="sampler seed")
+    vh.add_argument("--min-coverage", type=float, default=0.85,
+                    help="pass when the 90%% new-run interval covers at least this share of held-out runs")
+    vh.add_argument("--out", default=None, help="CSV of the held-out runs with predictions and intervals")
+    vh.add_argument("--figure", default=None, help="PNG of the extrapolation errors")
+    vc = vsub.add_parser("compare", help="PSIS-LOO comparison of saved fits of the same runs")
+    vc.add_argument("paths", nargs="+", help="two or more files written by `bayesmoe fit --out`")
     return p
+
+
+def _validate(args) -> int:
+    """``bayesmoe validate sbc|holdout|compare``: exit 0 on pass, 1 on fail, 2 on bad input."""
+    import pandas as pd
+
+    from bayesmoe import validation
+
+    wide = pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.4g}".format)
+    if args.check == "sbc":
+        from bayesmoe.laws import get_law
+
+        law = get_law(args.law)
+        for name in ("datasets", "num_chains", "num_warmup", "num_samples", "thin", "batch_size"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        table = validation.sbc(law, n_datasets=args.datasets, n_runs=args.runs or (120 if law.name == "joint" else 100),
+                               num_chains=args.num_chains, num_warmup=args.num_warmup,
+                               num_samples=args.num_samples, thin=args.thin, seed=args.seed, out=args.out,
+                               batch_size=args.batch_size, target_accept=args.target_accept,
+                               progress=None)
+        table = table[table["dataset"] < args.datasets]
+        check = validation.sbc_check(table, alpha=args.alpha)
+        bad = int(((table["divergences"] > 0) | (table["max_rhat"] > 1.05)).sum())
+        print(f"law: {law.name}; fits with divergences or R-hat > 1.05: {bad} of {len(table)}")
+        with wide:
+            print(check)
+        if args.figure:
+            from pathlib import Path
+
+            from bayesmoe.plots import plot_sbc_coverage, plot_sbc_ranks
+
+            fig = plot_sbc_ranks(table)
+            fig.savefig(args.figure, dpi=120)
+            cov = Path(args.figure).with_name(Path(args.figure).stem + "_coverage.png")
+            plot_sbc_coverage(table).figure.savefig(cov, dpi=120)
+            print(f"figures: {args.figure}, {cov}")
+        return 0 if check.passed else 1
+    if args.check == "holdout":
+        try:
+            runs = pd.read_csv(args.runs)
+        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read {args.runs}: {err}") from None
+        runs, _ = _select(runs, args.where, None)
+        ho = validation.extrapolation_holdout(
+            runs, law=args.law, by=args.by, quantile=args.quantile, threshold=args.threshold,
+            per_group=args.per_group, hierarchical=False if args.pooled else None, seed=args.seed,
+            fit_kwargs=dict(num_chains=args.num_chains, num_warmup=args.num_warmup, num_samples=args.num_samples,
+                            target_accept=args.target_accept, on_bad_fit="warn", progress=None))
+        s = ho.summary
+        cols = [c for c in ("group", args.by, "loss", "predicted", "error", "lo90", "hi90", "in90") if c in ho.table]
+        with wide:
+            print(f"held-out runs ({s['n_held']}; {s['n_fit']} fitted), posterior median and new-run 90 % interval")
+            print(ho.table[cols].to_string())
+        passed = s["coverage_90"] >= args.min_coverage
+        print(f"\nlaw {s['law']}, by {s['by']}: max |error| {s['max_abs_error']:.4f} nats, RMSE {s['rmse']:.4f}, "
+              f"50 % interval covers {s['coverage_50']:.0%}, 90 % covers {s['coverage_90']:.0%} "
+              f"(bar {args.min_coverage:.0%}: {'PASS' if passed else 'FAIL'}); fit diagnostics "
+              f"{'ok' if s['diagnostics_ok'] else 'PROBLEMS: ' + '; '.join(ho.fit.diagnostics.problems)}")
+        if args.out:
+            ho.table.to_csv(args.out)
+            print(f"table: {args.out}")
+        if args.figure:
+            from bayesmoe.plots import plot_holdout
+
+            plot_holdout(ho).figure.savefig(args.figure, dpi=120)
+            print(f"figure: {args.figure}")
+        return 0 if passed else 1
+    import bayesmoe
+    from pathlib import Path
+
+    names = [Path(p).stem for p in args.paths]
+    if len(set(names)) < len(names):
+        names = list(args.paths)
+    table = validation.compare_laws({n: bayesmoe.load(p) for n, p in zip(names, args.paths)})
+    with wide:
+        print(table.to_string())
+    return 0
 
 
 def _report(args) -> int:
@@ -130,15 +244,13 @@ def _optimal(result, args) -> int:
     if args.context and args.memory_gb is None:
         print("bayesmoe: --context sizes the KV cache of a memory limit; give --memory-gb too", file=sys.stderr)
         return 2
-    kwargs = dict(ci_prob=args.ci_prob, group=args.group, memory_gb=args.memory_gb,
-                  context_tokens=args.context, serve_tokens=args.serve_tokens)
-    if "experts" in result.law.inputs:
-        opt = result.optimal_experts(args.flops, experts=args.experts, **kwargs)
-    else:
-        if args.experts:
-            print(f"bayesmoe: law {result.law.name!r} has no expert count; drop --experts", file=sys.stderr)
-            return 2
-        opt = result.optimal_config(args.flops, **kwargs)
+    from bayesmoe.optima import recommend
+
+    if args.experts and "experts" not in result.law.inputs:
+        print(f"bayesmoe: law {result.law.name!r} has no expert count; drop --experts", file=sys.stderr)
+        return 2
+    opt = recommend(result, args.flops, experts=args.experts, ci_prob=args.ci_prob, group=args.group,
+                    memory_gb=args.memory_gb, context_tokens=args.context, serve_tokens=args.serve_tokens)
     table = opt.summary()
     if args.json:
         print(table.reset_index().to_json(orient="records", indent=1))
@@ -159,7 +271,9 @@ def _optimal(result, args) -> int:
 def _print_recommendations(result, flops) -> None:
     import pandas as pd
 
-    opt = result.optimal_experts(flops) if "experts" in result.law.inputs else result.optimal_config(flops)
+    from bayesmoe.optima import recommend
+
+    opt = recommend(result, flops)
     _, _, size, x = opt.names
     table = opt.summary()
     keep = ["extrapolation_decades", f"{x}_decision", "expected_regret", f"{x}* median",
@@ -209,7 +323,8 @@ def _select(runs, where: str | None, holdout: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "fit" or (args.command == "report" and args.path.lower().endswith(".csv")):
+    if (args.command in ("fit", "validate") and getattr(args, "check", None) != "compare") or (
+            args.command == "report" and args.path.lower().endswith(".csv")):
         # one CPU device per chain, before JAX initialises (the library itself never does this)
         import numpyro
 
@@ -270,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args)
+        if args.command == "validate":
+            return _validate(args)
         result = bayesmoe.load(args.path)
         if args.command == "optimal":
             return _optimal(result, args)

@@ -39,6 +39,9 @@ __all__ = [
     "plot_optimal_choice",
     "plot_isoflop",
     "plot_memory_optimum",
+    "plot_sbc_ranks",
+    "plot_sbc_coverage",
+    "plot_holdout",
     "prior_draws",
     "colour_variable",
     "colours_for",
@@ -517,4 +520,113 @@ def plot_memory_optimum(result, flops: float, *, memory_gb: Sequence[float] | No
     ax.set_ylabel(_LABELS["loss"])
     ax.set_title(f"Memory-constrained optimum at {flops:.0e} FLOPs")
     ax.legend(fontsize=7, ncol=2)
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation figures: they read the tables of bayesmoe.validation, never fit anything.
+
+
+def _sbc_params(table: pd.DataFrame, params: Sequence[str] | None) -> list[str]:
+    names = list(params or sorted(c[len("rank_"):] for c in table.columns if c.startswith("rank_")))
+    missing = [p for p in names if f"rank_{p}" not in table.columns]
+    if missing or not names:
+        raise ValueError(f"no SBC ranks for {missing or 'any parameter'}; the table has "
+                         f"{sorted(c[5:] for c in table.columns if c.startswith('rank_'))}")
+    return names
+
+
+def plot_sbc_ranks(table: pd.DataFrame, params: Sequence[str] | None = None, *, bins: int = 10,
+                   band: float = 0.99, ncols: int = 5):
+    """SBC rank histograms (Talts et al. 2018, Fig. 1), one panel per parameter.
+
+    The grey band is the central ``band`` interval of one bin's count under uniform ranks,
+    Binomial(n_datasets, 1/bins): a calibrated model leaves it in about ``1 − band`` of the
+    bins. A ∪ shape means over-confident intervals, ∩ too wide ones, a slope a biased posterior.
+
+    Returns the matplotlib Figure.
+    """
+    names = _sbc_params(table, params)
+    n, draws = len(table), int(table["draws"].iloc[0])
+    ncols = min(ncols, len(names))
+    nrows = int(np.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 1.9 * nrows), layout="constrained",
+                             squeeze=False)
+    lo, hi = stats.binom.ppf([(1 - band) / 2, (1 + band) / 2], n, 1 / bins)
+    edges = np.linspace(0, draws + 1, bins + 1)
+    for ax, p in zip(axes.flat, names):
+        counts, _ = np.histogram(table[f"rank_{p}"].to_numpy(), bins=edges)
+        ax.axhspan(lo, hi, color="0.85", lw=0)
+        ax.axhline(n / bins, color="0.4", lw=0.8, ls="--")
+        ax.stairs(counts, edges, baseline=None, color="C0", lw=1.4)
+        ax.set_title(_GREEK.get(p, p), fontsize=9)
+        ax.set_xlim(0, draws + 1)
+        ax.set_ylim(0, max(hi, counts.max()) * 1.15)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_axis_off()
+    fig.supxlabel(f"rank of the truth among {draws} posterior draws ({n} data sets; "
+                  f"band: {band:.0%} of a uniform bin)", fontsize=8)
+    return fig
+
+
+def plot_sbc_coverage(table: pd.DataFrame, params: Sequence[str] | None = None, *,
+                      levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95), band: float = 0.99,
+                      ax: Axes | None = None) -> Axes:
+    """Empirical vs nominal coverage of central intervals, one marker per parameter and level.
+
+    Vertical bars: the central ``band`` interval of Binomial(n_datasets, level)/n_datasets, where
+    a calibrated model's points fall.
+    """
+    names = _sbc_params(table, params)
+    n = len(table)
+    ax = _ax(ax, size=(5.0, 4.0))
+    levels = list(levels)
+    lo, hi = stats.binom.ppf(np.array([[(1 - band) / 2], [(1 + band) / 2]]), n, np.array(levels)[None, :]) / n
+    ax.vlines(levels, lo, hi, color="0.75", lw=9, zorder=0, label=f"{band:.0%} band (n = {n})")
+    ax.plot([0.4, 1.0], [0.4, 1.0], color="0.4", lw=0.8, ls="--")
+    offsets = np.linspace(-0.012, 0.012, len(names)) if len(names) > 1 else [0.0]
+    for i, (p, dx) in enumerate(zip(names, offsets)):
+        cov = [table[f"cover{int(round(lv * 100))}_{p}"].mean() for lv in levels]
+        ax.plot(np.array(levels) + dx, cov, "o", ms=4, color=plt.get_cmap("tab20")(i % 20),
+                label=_GREEK.get(p, p))
+    ax.set_xlabel("nominal coverage of the central interval")
+    ax.set_ylabel("share of data sets covering the truth")
+    ax.set_xlim(0.4, 1.0)
+    ax.set_ylim(0.4, 1.0)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    return ax
+
+
+def plot_holdout(holdout, *, by: str | None = None, ax: Axes | None = None) -> Axes:
+    """Extrapolation errors of a hold-out (:func:`bayesmoe.validation.extrapolation_holdout`).
+
+    Per held-out run against the ordering variable (log scale): the error of the posterior
+    median (predicted − observed, nats) and, as a bar, where the new-run 90 % interval lies
+    relative to the observed loss. A bar crossing zero means the interval covered the run.
+    ``holdout`` is a :class:`~bayesmoe.validation.Holdout` or its ``table`` (then ``by`` names
+    the ordering column, default ``compute``).
+    """
+    t = holdout.table if hasattr(holdout, "table") else holdout
+    by = by or (holdout.summary["by"] if hasattr(holdout, "summary") else "compute")
+    if by not in t.columns:
+        raise ValueError(f"the hold-out table has no ordering column {by!r}")
+    ax = _ax(ax, size=(6.0, 3.8))
+    groups = list(pd.unique(t["group"]))
+    for i, g in enumerate(groups):
+        s = t[t["group"] == g]
+        colour = f"C{i % 10}"
+        ax.vlines(s[by], s["lo90"] - s["loss"], s["hi90"] - s["loss"], color=colour, alpha=0.35, lw=3)
+        ax.plot(s[by], s["error"], "o", ms=3.5, color=colour,
+                label=f"{g}: {s['in90'].mean():.0%} in 90 %" if len(groups) > 1 else None)
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("compute 6·N·D (FLOPs)" if by == "compute" else by)
+    ax.set_ylabel("predicted − observed loss (nats)")
+    if hasattr(holdout, "summary"):
+        s = holdout.summary
+        ax.set_title(f"{s['law']}: {s['n_held']} held-out runs, max |error| {s['max_abs_error']:.3f}, "
+                     f"90 % covers {s['coverage_90']:.0%}", fontsize=9)
+    if len(groups) > 1:
+        ax.legend(fontsize=7)
     return ax

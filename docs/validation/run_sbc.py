@@ -2,18 +2,15 @@
 
     .venv/bin/python docs/validation/run_sbc.py joint 200
     .venv/bin/python docs/validation/run_sbc.py chinchilla 200
+
+The same as ``bayesmoe validate sbc --law LAW --datasets N --runs R --out docs/validation/sbc_LAW.csv
+--figure docs/validation/figures/sbc_LAW.png`` with R = 120 for the joint law and 100 otherwise.
 """
 
 import sys
-from pathlib import Path
 
-import numpyro
+from bayesmoe.cli import main
 
-numpyro.set_host_device_count(4)  # one CPU device per chain, before JAX starts
-
-from bayesmoe.validation import sbc, sbc_coverage  # noqa: E402
-
-law, n = sys.argv[1], int(sys.argv[2])
-out = Path(__file__).with_name(f"sbc_{law}.csv")
-table = sbc(law, n_datasets=n, n_runs=120 if law == "joint" else 100, out=out)
-print(sbc_coverage(table).to_string())
+law, n = sys.argv[1], sys.argv[2]
+sys.exit(main(["validate", "sbc", "--law", law, "--datasets", n, "--runs", "120" if law == "joint" else "100",
+               "--out", f"docs/validation/sbc_{law}.csv", "--figure", f"docs/validation/figures/sbc_{law}.png"]))
