@@ -1,7 +1,10 @@
 """NUTS fits on simulated tables: recovery, hierarchy, diagnostics. Seeds fixed throughout."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
+from scipy.stats import binom
 
 import bayesmoe
 from bayesmoe.testing import TRUTH, interval_contains, synthetic_runs
@@ -9,27 +12,80 @@ from bayesmoe.testing import TRUTH, interval_contains, synthetic_runs
 FAST = dict(num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=False)
 
 
+# Recovery is a claim about calibration, so it is tested as one. If every central 95 % interval
+# were calibrated, each (parameter, data set) would miss its truth with probability 0.05; counting
+# the misses over n such intervals as independent gives Binomial(n, 0.05), and the bound below is
+# its 99.9 % quantile: a calibrated fitter exceeds it about once in a thousand designs. Two
+# caveats, both making the bound lenient rather than strict: misses within one fit are positively
+# correlated (posterior correlations), which fattens the tail beyond the binomial; and for a
+# fixed truth (not drawn from the prior) coverage is frequentist, only near 95 %. A systematic bias
+# (one parameter missed on most seeds) still exceeds it once several seeds are pooled: the slow
+# test below. Per fit, the diagnostics and zero divergences are asserted without slack.
+# Demanding that *every* interval hold the truth, as this test once did, fails a calibrated
+# fitter with probability 1 - 0.95^n (0.40 for the joint law's 10 parameters).
+RECOVERY_LEVEL = 0.999
+
+
+def miss_bound(n_intervals: int) -> int:
+    """99.9 % quantile of Binomial(n_intervals, 0.05): the most misses calibration explains."""
+    return int(binom.ppf(RECOVERY_LEVEL, n_intervals, 0.05))
+
+
+def recovery_misses(law: str, seeds) -> tuple[dict, int]:
+    """Fit each seed's table at FAST; assert clean diagnostics; return misses and interval count."""
+    misses, n = {}, 0
+    for seed in seeds:
+        runs = synthetic_runs(law, noise_sd=0.01, seed=seed)
+        result = bayesmoe.fit(runs, law=law, **{**FAST, **RECOVERY_DRAWS.get(law, {})})
+        assert result.diagnostics.ok, (seed, result.diagnostics.problems)
+        assert result.diagnostics.divergences == 0, seed
+        assert set(result.law.params) <= set(result.posterior.data_vars)
+        names = [p for p in result.law.params if p not in ("e_max",)]  # E_max: prior-dominated for E <= 32
+        misses[seed] = interval_contains(result, TRUTH[law], prob=0.95, names=names)
+        n += len(names)
+    return misses, n
+
+
+# Sparsity mixes slowly (10 parameters, e weakly placed): measured at FAST, seeds 1 and 2 gave bulk
+# ESS 480 and 488 and tail ESS 396 and 474 from 2000 draws, against the 400 that diagnostics
+# demand; twice the draws keeps the same threshold with margin.
+RECOVERY_DRAWS = {"sparsity": dict(num_samples=1000)}
+LAWS_RECOVERED = ["joint", "fine_grained", "sparsity", "chinchilla"]
+
+
+@pytest.mark.parametrize("law", LAWS_RECOVERED)
+def test_recovery_misses_within_binomial_bound(law):
+    """~1 % noise on a realistic grid, one data set: clean diagnostics, and no more 95 % intervals
+    miss the truth than calibration explains (for 5-10 parameters: at most 3-4)."""
+    misses, n = recovery_misses(law, seeds=(1,))
+    assert sum(map(len, misses.values())) <= miss_bound(n), misses
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("law", [
-    "joint",
-    pytest.param("fine_grained", marks=pytest.mark.xfail(
-        strict=True, reason="measured 2026-11-23: c's 95% interval starts at 0.51 > truth 0.47 on this design: "
-        "prior pull, not a bug: the data cannot place c (linearised sd of ln c ~ 2 on 16B-130B tokens) and "
-        "c_rel ~ N(-0.5, 0.5) puts c = 0.47 (c_rel -1.76) at -2.5 sd; seeds 2 and 4 miss c too")),
-    pytest.param("sparsity", marks=pytest.mark.xfail(
-        strict=True, reason="measured 2026-11-23: diagnostics pass (R-hat 1.005, bulk ESS 615, 0 divergences), "
-        "e's interval [0.84, 1.68] misses 1.7: this seed's noise pulls e 2.1 sd low (linearised), e is the "
-        "least-determined direction; seeds 2-4 hold every truth")),
-    "chinchilla",
+    pytest.param(law, marks=pytest.mark.xfail(
+        strict=True, reason="measured: one of seeds 2-4 fails diagnostics (R-hat 1.013 for beta, b_level; "
+        "1 divergence), and c's interval misses the truth on seeds 1, 2 and 4 (prior pull of c_rel ~ "
+        "N(-0.5, 0.5) where the data cannot place c). A law-specific c_rel ~ N(-1.7, 0.5) fixes coverage "
+        "but gave 4-20 divergences (target_accept 0.8) or R-hat up to 1.015 and ESS 243 (0.99) on seeds 1-3"))
+    if law == "fine_grained" else
+    pytest.param(law, marks=pytest.mark.xfail(
+        strict=True, reason="measured: a fit of seeds 2-4 at 4x500 fails diagnostics (R-hat 1.012 for a_level, "
+        "alpha_centred); seed 1 passes")) if law == "joint" else
+    pytest.param(law, marks=pytest.mark.xfail(
+        strict=True, reason="measured: a fit of seeds 2-4 at 4x1000 draws has 1 divergent transition; "
+        "seed 1 passes")) if law == "sparsity" else law
+    for law in LAWS_RECOVERED
 ])
-def test_recovery_truth_inside_95_percent_intervals(law):
-    """~1 % noise on a realistic grid: every law parameter's 95 % interval holds the truth."""
-    runs = synthetic_runs(law, noise_sd=0.01, seed=1)
-    result = bayesmoe.fit(runs, law=law, **FAST)
-    assert result.diagnostics.ok, result.diagnostics.problems
-    assert result.diagnostics.divergences == 0
-    names = [p for p in result.law.params if p not in ("e_max",)]  # E_max: prior-dominated for E <= 32
-    assert interval_contains(result, TRUTH[law], prob=0.95, names=names) == {}
-    assert set(result.law.params) <= set(result.posterior.data_vars)
+def test_recovery_misses_within_binomial_bound_over_seeds(law):
+    """The same over four data sets (20-40 intervals: at most 5-7 misses in all), and no one
+    parameter missed on more seeds than Binomial(4, 0.05) explains (2; P(3 or 4) = 4.8e-4 per
+    parameter, under 0.5 % over a law's 10 parameters): that catches a bias the total hides."""
+    seeds = (1, 2, 3, 4)
+    misses, n = recovery_misses(law, seeds=seeds)
+    assert sum(map(len, misses.values())) <= miss_bound(n), misses
+    per_param = Counter(p for m in misses.values() for p in m)
+    assert max(per_param.values(), default=0) <= int(binom.ppf(RECOVERY_LEVEL, len(seeds), 0.05)), misses
 
 
 # Five setups whose N exponents differ (0.30 ... 0.40) and five alike. As real setups do, the
