@@ -139,7 +139,7 @@ def _validate(args) -> int:
                                progress=None)
         table = table[table["dataset"] < args.datasets]
         check = validation.sbc_check(table, alpha=args.alpha)
-        bad = int(((table["divergences"] > 0) | (table["max_rhat"] > 1.05)).sum())
+        bad = int(((table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05)).sum())  # NaN counts as bad
         print(f"law: {law.name}; fits with divergences or R-hat > 1.05: {bad} of {len(table)}")
         with wide:
             print(check)

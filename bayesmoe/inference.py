@@ -239,16 +239,26 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str]) -> Diagnostics:
     # Constant variables (fixed priors) have no spread: nothing to diagnose.
     varying = [v for v in var_names if float(post[v].std()) > 0]
     post = post[varying]
-    ess_bulk = arviz_stats.ess(post, method="bulk")
-    ess_tail = arviz_stats.ess(post, method="tail")
-    rhat = arviz_stats.rhat(post) if num_chains > 1 else None
+    with warnings.catch_warnings():
+        # A chain that never moved has no within-chain variance: arviz-stats divides by zero and
+        # returns NaN, which is handled below as a failure, so its warning adds nothing.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "divide by zero encountered", RuntimeWarning)
+        ess_bulk = arviz_stats.ess(post, method="bulk")
+        ess_tail = arviz_stats.ess(post, method="tail")
+        rhat = arviz_stats.rhat(post) if num_chains > 1 else None
     divergences = int(tree["sample_stats"]["diverging"].sum())
 
-    def worst(ds: xr.Dataset, pick) -> dict[str, float]:
-        return {v: float(pick(ds[v].values)) for v in ds.data_vars}
+    def worst(ds: xr.Dataset, pick, nan_as: float) -> dict[str, float]:
+        """Worst value per variable; NaN (a stuck chain) counts as ``nan_as``, never as fine."""
+        out = {}
+        for v in ds.data_vars:
+            values = np.asarray(ds[v].values, dtype=float)
+            out[v] = nan_as if np.isnan(values).any() else float(pick(values))
+        return out
 
-    bulk, tail = worst(ess_bulk, np.nanmin), worst(ess_tail, np.nanmin)
-    rh = worst(rhat, np.nanmax) if rhat is not None else {}
+    bulk, tail = worst(ess_bulk, np.min, 0.0), worst(ess_tail, np.min, 0.0)
+    rh = worst(rhat, np.max, np.inf) if rhat is not None else {}
     ess_min = ESS_PER_CHAIN_MIN * num_chains
     problems = []
     bad_rhat = sorted((v for v, r in rh.items() if not r < RHAT_MAX), key=lambda v: -rh[v])

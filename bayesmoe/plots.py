@@ -575,14 +575,19 @@ def plot_sbc_coverage(table: pd.DataFrame, params: Sequence[str] | None = None, 
                       ax: Axes | None = None) -> Axes:
     """Empirical vs nominal coverage of central intervals, one marker per parameter and level.
 
-    Vertical bars: the central ``band`` interval of Binomial(n_datasets, level)/n_datasets, where
-    a calibrated model's points fall.
+    Vertical bars: the central ``band`` interval of Binomial(n_datasets, p)/n_datasets, where a
+    calibrated model's points fall, with p the coverage of a calibrated model's interval from
+    the table's number of draws (:func:`bayesmoe.validation.expected_coverage`; slightly below
+    the nominal level).
     """
+    from bayesmoe.validation import expected_coverage
+
     names = _sbc_params(table, params)
     n = len(table)
     ax = _ax(ax, size=(5.0, 4.0))
     levels = list(levels)
-    lo, hi = stats.binom.ppf(np.array([[(1 - band) / 2], [(1 + band) / 2]]), n, np.array(levels)[None, :]) / n
+    expected = np.array([expected_coverage(lv, int(table["draws"].iloc[0])) for lv in levels])
+    lo, hi = stats.binom.ppf(np.array([[(1 - band) / 2], [(1 + band) / 2]]), n, expected[None, :]) / n
     ax.vlines(levels, lo, hi, color="0.75", lw=9, zorder=0, label=f"{band:.0%} band (n = {n})")
     ax.plot([0.4, 1.0], [0.4, 1.0], color="0.4", lw=0.8, ls="--")
     offsets = np.linspace(-0.012, 0.012, len(names)) if len(names) > 1 else [0.0]

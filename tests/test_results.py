@@ -122,3 +122,19 @@ def test_new_setup_of_a_centred_law_uses_the_sampled_population_coordinate():
     # setup adds the groups' spread (alike here), so its median stays within 2 % of the truth
     assert known == pytest.approx(truth, rel=0.01)
     assert unseen == pytest.approx(truth, rel=0.02)
+
+
+def test_stuck_chains_fail_the_diagnostics():
+    # Chains that never move (every proposal rejected, as when a fit starts in a region it cannot
+    # leave) have zero within-chain variance; arviz-stats returns NaN R-hat and ESS for them, which
+    # must count as a failure (R-hat inf, ESS 0), not drop out of a max or min.
+    from bayesmoe.inference import diagnose_arrays
+
+    rng = np.random.default_rng(0)
+    no_div = np.zeros((4, 1000), bool)
+    stuck = np.repeat(np.array([[0.1], [0.2], [0.3], [0.4]]), 1000, axis=1)
+    diag = diagnose_arrays({"alpha": stuck, "beta": rng.normal(size=(4, 1000))}, no_div, ["alpha", "beta"])
+    assert not diag.ok and diag.max_rhat == np.inf and diag.min_ess_bulk < 400
+    assert any("alpha (inf)" in p for p in diag.problems), diag.problems
+    healthy = diagnose_arrays({"beta": rng.normal(size=(4, 1000))}, no_div, ["beta"])
+    assert healthy.ok, healthy.problems
