@@ -109,3 +109,20 @@ def test_validate_rejects_bad_input(tmp_path):
     assert proc.returncode == 2 and "--datasets must be >= 1" in proc.stderr
     proc = run_cli("validate", "holdout", str(tmp_path / "missing.csv"))
     assert proc.returncode == 2 and "cannot read" in proc.stderr
+
+
+def test_validate_compare_two_saved_fits(tmp_path):
+    # The shipped fit against a copy of itself: equal ELPD, difference 0, names from the files.
+    import shutil
+
+    copy = tmp_path / "copy.nc"
+    shutil.copy(ROOT / "models" / "reference_joint.nc", copy)
+    proc = run_cli("validate", "compare", "models/reference_joint.nc", str(copy))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "elpd_diff" in lines[0] and "n_k_bad" in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"reference_joint", "copy"}
+    assert rows["reference_joint"][2] == rows["copy"][2]  # same ELPD
+    proc = run_cli("validate", "compare", "models/reference_joint.nc")
+    assert proc.returncode == 2 and "at least two" in proc.stderr
