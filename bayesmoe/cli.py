@@ -139,7 +139,10 @@ def _validate(args) -> int:
                                progress=None)
         table = table[table["dataset"] < args.datasets]
         check = validation.sbc_check(table, alpha=args.alpha)
-        bad = int(((table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05)).sum())  # NaN counts as bad
+        bad = (table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05)  # NaN counts as bad
+        if "started" in table:  # a chain with no finite start sampled nothing meaningful
+            bad |= ~table["started"].astype(bool)
+        bad = int(bad.sum())
         print(f"law: {law.name}; fits with divergences or R-hat > 1.05: {bad} of {len(table)}")
         with wide:
             print(check)

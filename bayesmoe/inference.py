@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro.infer import MCMC, NUTS, init_to_median
+from numpyro.infer import MCMC, NUTS, init_to_median, init_to_uniform
 
 from bayesmoe.errors import ConvergenceError
 
@@ -32,13 +32,44 @@ RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
 
 
-def _init(site=None, values=None):
-    """Prior medians, except for sites with given starting values (improper-prior sites)."""
+def _init(site=None, values=None, fallback=False):
+    """Prior medians, except for sites with given starting values (improper-prior sites).
+
+    ``fallback=True``: uniform draws in (−2, 2) of the unconstrained coordinates instead of prior
+    medians, for tables where the medians put every run's reducible terms above its loss (the
+    derived irreducible loss would be negative), so no start near the medians is finite.
+    """
     if site is None:
-        return partial(_init, values=values)
+        return partial(_init, values=values, fallback=fallback)
     if site["type"] == "sample" and not site["is_observed"] and site["name"] in values:
         return jax.numpy.asarray(values[site["name"]], dtype=jax.numpy.float32)
-    return init_to_median(site, num_samples=15)
+    return init_to_uniform(site) if fallback else init_to_median(site, num_samples=15)
+
+
+def _prototype(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
+    """Unconstrained value of every latent site from one forward run (shapes for the starts)."""
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
+
+    start = handlers.substitute(model, data=dict(values))  # improper sites cannot be drawn
+    trace = handlers.trace(handlers.seed(start, 0)).get_trace(*args, **kwargs)
+    return {n: biject_to(site["fn"].support).inv(site["value"]) for n, site in trace.items()
+            if site["type"] == "sample" and not site["is_observed"]}
+
+
+def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototype: Mapping):
+    """One chain's starting point: prior medians where they give a finite log density, else the
+    uniform fallback of :func:`_init`; and whether either was finite. Traceable (vmap, jit)."""
+    from numpyro.infer.util import find_valid_initial_params
+
+    found = [find_valid_initial_params(k, model, init_strategy=partial(_init, values=values, fallback=fb),
+                                       model_args=tuple(args), model_kwargs=dict(kwargs),
+                                       prototype_params=prototype)
+             for k, fb in zip(jax.random.split(key), (False, True))]
+    (z_median, _, _), ok_median = found[0]
+    (z_uniform, _, _), ok_uniform = found[1]
+    z = jax.tree.map(lambda m, u: jax.numpy.where(ok_median, m, u), z_median, z_uniform)
+    return z, ok_median | ok_uniform
 
 
 def chain_method(num_chains: int) -> str:
@@ -72,25 +103,32 @@ def run_nuts(
     The DataTree holds ``posterior``, ``sample_stats``, ``log_likelihood`` and
     ``observed_data``. Timings separate the first call (trace + compile + warmup) from sampling.
     """
-    kernel = NUTS(
-        model,
-        target_accept_prob=target_accept,
-        dense_mass=True,
-        max_tree_depth=max_tree_depth,
-        init_strategy=partial(_init, values=dict(init_values or {})),
-    )
     method = chain_method(num_chains)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=method,
-        progress_bar=progress_default(progress),
-    )
+
+    def make_mcmc() -> MCMC:
+        kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth)
+        return MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                    chain_method=method, progress_bar=progress_default(progress))
+
     rng = jax.random.PRNGKey(seed)
     t0 = time.perf_counter()
-    mcmc.warmup(rng, **model_kwargs, collect_warmup=False, extra_fields=("num_steps",))
+    # Starting points computed here rather than by NumPyro: with chains in parallel NumPyro
+    # cannot raise on a start with infinite log density and the chain stays stuck there (seen in
+    # SBC: 250 divergences in one chain); prior medians fall back to uniform starts instead.
+    values = dict(init_values or {})
+    prototype = _prototype(model, (), model_kwargs, values)
+    starts, ok = jax.vmap(lambda k: _start(k, model, (), model_kwargs, values, prototype))(
+        jax.random.split(jax.random.fold_in(rng, 1), num_chains))
+    if not bool(np.all(ok)):
+        raise ConvergenceError(
+            f"no finite starting point for {int(np.sum(~np.asarray(ok)))} of {num_chains} chains "
+            "(prior medians and 100 uniform draws all give the data zero density): check the "
+            "table for runs that no law of this form can fit, or the priors"
+        )
+    if num_chains == 1:
+        starts = jax.tree.map(lambda v: v[0], starts)
+    mcmc = make_mcmc()
+    mcmc.warmup(rng, **model_kwargs, collect_warmup=False, extra_fields=("num_steps",), init_params=starts)
     jax.block_until_ready(mcmc.last_state)
     t1 = time.perf_counter()
     mcmc.run(mcmc.post_warmup_state.rng_key, **model_kwargs, extra_fields=("num_steps",))
@@ -122,7 +160,7 @@ def run_nuts_batched(
     seed: int,
     target_accept: float,
     max_tree_depth: int = 10,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """NUTS on many data sets at once: one model, its data as batched arguments.
 
     ``batch_args`` are ``model``'s positional arguments with a leading data-set axis of length
@@ -134,25 +172,26 @@ def run_nuts_batched(
     iteration lasts as long as its longest trajectory in the batch.
 
     Returns the posterior of every site (constrained, deterministic sites included) as arrays
-    ``(K, chain, draw, ...)``, the divergences ``(K, chain, draw)`` and the leapfrog steps
-    ``(K, chain, draw)``.
+    ``(K, chain, draw, ...)``, the divergences ``(K, chain, draw)``, the leapfrog steps
+    ``(K, chain, draw)`` and whether each chain found a finite starting point ``(K, chain)``
+    (inside one compiled program a failed start cannot raise; the caller must check).
     """
     from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import find_valid_initial_params, initialize_model
+    from numpyro.infer.util import initialize_model
 
     first = jax.tree.map(lambda v: v[0], tuple(batch_args))
     first_init = {k: v[0] for k, v in init_values.items()}
     info = initialize_model(jax.random.PRNGKey(seed), model, model_args=first, dynamic_args=True,
-                            init_strategy=partial(_init, values=first_init))
+                            init_strategy=partial(_init, values=first_init, fallback=True))
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+    prototype = _prototype(model, first, {}, first_init)
     k = len(jax.tree.leaves(batch_args)[0])
     rep = jax.tree.map(lambda v: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0), tuple(batch_args))
     rep_init = {n: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0) for n, v in init_values.items()}
     init_keys, run_keys = jax.random.split(jax.random.PRNGKey(seed), 2 * k * num_chains).reshape(2, k * num_chains, -1)
 
     def one_chain(init_key, run_key, args, start):
-        (z, _, _), _ = find_valid_initial_params(init_key, model, init_strategy=partial(_init, values=start),
-                                                 model_args=args, prototype_params=info.param_info.z)
+        z, valid = _start(init_key, model, args, {}, start, prototype)
         state = init_kernel(z, num_warmup, target_accept_prob=target_accept, dense_mass=True,
                             max_tree_depth=max_tree_depth, model_args=args, rng_key=run_key)
 
@@ -164,15 +203,15 @@ def run_nuts_batched(
                                 length=num_warmup)
         _, (zs, diverging, steps) = jax.lax.scan(step, state, None, length=num_samples)
         values = jax.vmap(info.postprocess_fn(*args))(zs)
-        return values, diverging, steps
+        return values, diverging, steps, valid
 
-    values, diverging, steps = jax.jit(jax.vmap(one_chain))(init_keys, run_keys, rep, rep_init)
+    values, diverging, steps, valid = jax.jit(jax.vmap(one_chain))(init_keys, run_keys, rep, rep_init)
 
     def split(v):
         v = np.asarray(v)
         return v.reshape(k, num_chains, *v.shape[1:])
 
-    return {n: split(v) for n, v in values.items()}, split(diverging), split(steps)
+    return {n: split(v) for n, v in values.items()}, split(diverging), split(steps), split(valid)
 
 
 def diagnose_arrays(posterior: Mapping[str, np.ndarray], diverging: np.ndarray,

@@ -96,6 +96,20 @@ def draw_from_prior(law, priors, design_df: pd.DataFrame, reference: dict, seed:
     return truth, out
 
 
+def _append_row(out: Path, row: dict) -> None:
+    """Append one row to a CSV; if its columns differ from the file's (a file written by an older
+    version), rewrite the file with the union of columns rather than misalign them."""
+    new = pd.DataFrame([row])
+    if not out.exists():
+        new.to_csv(out, index=False)
+        return
+    header = list(pd.read_csv(out, nrows=0).columns)
+    if header == list(new.columns):
+        new.to_csv(out, mode="a", header=False, index=False)
+    else:
+        pd.concat([pd.read_csv(out), new], ignore_index=True).to_csv(out, index=False)
+
+
 def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, priors="literature",
         loss_ref: float = 3.0, loss_min: float = 2.2, num_chains: int = 4, num_warmup: int = 500,
         num_samples: int = 250, thin: int = 10, seed: int = 0, batch_size: int = 10,
@@ -109,8 +123,8 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     (:func:`bayesmoe.inference.run_nuts_batched`). Returns (and appends to ``out``) one row per
     data set: for each parameter the rank of the truth among ``num_chains·num_samples/thin``
     posterior draws, whether each central interval in :data:`COVERAGE_LEVELS` covers it, and the
-    fit's diagnostics (divergences, max R-hat, min bulk ESS, mean leapfrog steps) and its share of
-    the batch's wall time.
+    fit's diagnostics (divergences, max R-hat, min bulk ESS, mean leapfrog steps, ``started``:
+    every chain found a finite starting point) and its share of the batch's wall time.
     """
     from bayesmoe.inference import diagnose_arrays, run_nuts_batched
 
@@ -159,7 +173,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
         best = log_loss.argmin(axis=1)
         frontier = {k: design_df[k].to_numpy(dtype=np.float32)[best] for k in law.inputs}
         t0 = time.perf_counter()
-        post, diverging, steps = run_nuts_batched(
+        post, diverging, steps, started = run_nuts_batched(
             model, (log_loss, frontier), init_values={"log_loss_best": log_loss.min(axis=1)},
             num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
             seed=10_000 * seed + batch[0], target_accept=target_accept)
@@ -169,7 +183,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
             diag = diagnose_arrays(one, diverging[b], sampled)
             row = {"law": law.name, "dataset": i, "seconds": seconds, "divergences": diag.divergences,
                    "max_rhat": diag.max_rhat, "min_ess_bulk": diag.min_ess_bulk,
-                   "mean_leapfrog_steps": float(steps[b].mean()), "draws": 0}
+                   "mean_leapfrog_steps": float(steps[b].mean()), "started": bool(started[b].all()), "draws": 0}
             for name, value in truth.items():
                 if name not in one:
                     continue
@@ -182,7 +196,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
                     row[f"cover{int(level * 100)}_{name}"] = bool(lo <= value <= hi)
             rows.append(row)
             if out is not None:
-                pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False)
+                _append_row(out, row)
         # each batch compiles a program; without this a long run grows until LLVM cannot allocate
         jax.clear_caches()
         if bar is not None:

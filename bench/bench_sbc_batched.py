@@ -73,7 +73,7 @@ def main(argv=None):
     log_loss = np.stack([np.log(t["loss"].to_numpy()) for _, t in draws]).astype(np.float32)
     best = log_loss.argmin(axis=1)
     frontier = {k: design_df[k].to_numpy(dtype=np.float32)[best] for k in law.inputs}
-    post, diverging, _ = run_nuts_batched(model, (log_loss, frontier), init_values={"log_loss_best": log_loss.min(1)},
+    post, diverging, _, _ = run_nuts_batched(model, (log_loss, frontier), init_values={"log_loss_best": log_loss.min(1)},
                                           num_chains=4, num_warmup=args.num_warmup, num_samples=args.num_samples,
                                           seed=0, target_accept=0.8)
     t_batch = time.perf_counter() - t0

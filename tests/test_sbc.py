@@ -41,6 +41,7 @@ def test_small_sbc_chinchilla_is_calibrated(small_sbc):
     _, table = small_sbc
     assert len(table) == 20 and sorted(table["dataset"]) == list(range(20))
     assert (table["draws"] == 100).all()  # 4 chains x 250 draws, every 10th
+    assert table["started"].all()  # every chain of every data set found a finite start
     check = sbc_check(table)
     assert check.passed, str(check)
     assert set(check.coverage.index) == {"a", "alpha", "b", "beta", "e", "sigma"}
@@ -118,6 +119,18 @@ def test_cli_validate_sbc_reads_the_table_and_draws_the_figures(small_sbc, tmp_p
     passed = sbc_check(table).passed
     assert proc.returncode == (0 if passed else 1), proc.stderr
     assert f"SBC over 20 data sets: {'PASS' if passed else 'FAIL'}" in proc.stdout
-    bad = int(((table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05)).sum())
+    bad = int(((table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05) | ~table["started"]).sum())
     assert f"fits with divergences or R-hat > 1.05: {bad} of 20" in proc.stdout
     assert fig.stat().st_size > 10_000 and (tmp_path / "ranks_coverage.png").stat().st_size > 10_000
+
+
+def test_rows_with_new_columns_do_not_misalign_an_older_csv(tmp_path):
+    from bayesmoe.validation import _append_row
+
+    out = tmp_path / "old.csv"
+    pd.DataFrame([{"dataset": 0, "rank_alpha": 5}]).to_csv(out, index=False)
+    _append_row(out, {"dataset": 1, "rank_alpha": 7})
+    _append_row(out, {"dataset": 2, "started": True, "rank_alpha": 9})
+    table = pd.read_csv(out)
+    assert table["rank_alpha"].tolist() == [5, 7, 9] and table["dataset"].tolist() == [0, 1, 2]
+    assert table["started"].isna().tolist() == [True, True, False]

@@ -69,7 +69,9 @@ def test_holdout_calibrated_when_the_law_is_right():
     # run should cover at their nominal rate. Counts outside the central 99.8 % of Binomial(n, p)
     # would mean the machinery (split, predictive draws, quantiles) is wrong, not the law.
     runs = synthetic_runs("chinchilla", n_runs=150, noise_sd=0.01, seed=3)
-    ho = extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.75, fit_kwargs=SHORT)
+    # 4 x 300/300 left sigma's R-hat at 1.013 with this seed (as in the LOO test below)
+    draws = {**SHORT, "num_warmup": 500, "num_samples": 500}
+    ho = extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.75, fit_kwargs=draws)
     n = ho.summary["n_held"]
     for level in (0.5, 0.9):
         k = int(ho.table[f"in{int(level * 100)}"].sum())
