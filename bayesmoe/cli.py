@@ -1,7 +1,7 @@
 """Command line: a thin argparse layer over the public API; flags mirror the Python keywords.
 
     bayesmoe fit data/reference_runs.csv --law joint --where "granularity == 1" \
-        --holdout "split == 'heldout'" --target-accept 0.95 --out models/reference_joint.nc
+        --holdout "split == 'heldout'" --target-accept 0.99 --out models/reference_joint.nc
     bayesmoe summary models/reference_joint.nc
     bayesmoe report models/reference_joint.nc -o report.html
 
