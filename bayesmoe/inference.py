@@ -46,15 +46,20 @@ def _init(site=None, values=None, fallback=False):
     return init_to_uniform(site) if fallback else init_to_median(site, num_samples=15)
 
 
-def _prototype(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
-    """Unconstrained value of every latent site from one forward run (shapes for the starts)."""
+def _latent_transforms(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
+    """Bijection to its support of every latent site, from one forward run of the model."""
     from numpyro import handlers
     from numpyro.distributions.transforms import biject_to
 
     start = handlers.substitute(model, data=dict(values))  # improper sites cannot be drawn
     trace = handlers.trace(handlers.seed(start, 0)).get_trace(*args, **kwargs)
-    return {n: biject_to(site["fn"].support).inv(site["value"]) for n, site in trace.items()
+    return {n: (biject_to(site["fn"].support), site["value"]) for n, site in trace.items()
             if site["type"] == "sample" and not site["is_observed"]}
+
+
+def _prototype(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
+    """Unconstrained value of every latent site from one forward run (shapes for the starts)."""
+    return {n: t.inv(v) for n, (t, v) in _latent_transforms(model, args, kwargs, values).items()}
 
 
 def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototype: Mapping):
@@ -106,7 +111,10 @@ def run_nuts(
     method = chain_method(num_chains)
 
     def make_mcmc() -> MCMC:
-        kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth)
+        # the starts are given to warmup; NumPyro's own search (which it runs anyway) gets the
+        # strategy least likely to fail, so its error never pre-empts ours
+        kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth,
+                      init_strategy=partial(_init, values=values, fallback=True))
         return MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     chain_method=method, progress_bar=progress_default(progress))
 
@@ -177,14 +185,21 @@ def run_nuts_batched(
     (inside one compiled program a failed start cannot raise; the caller must check).
     """
     from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import initialize_model
+    from numpyro.infer.util import get_potential_fn
 
     first = jax.tree.map(lambda v: v[0], tuple(batch_args))
     first_init = {k: v[0] for k, v in init_values.items()}
-    info = initialize_model(jax.random.PRNGKey(seed), model, model_args=first, dynamic_args=True,
-                            init_strategy=partial(_init, values=first_init, fallback=True))
-    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
-    prototype = _prototype(model, first, {}, first_init)
+    # The potential and the map back to the support, built as initialize_model builds them but
+    # without its search for a finite start (which raises when one data set has none; here each
+    # chain searches its own and reports failure instead).
+    transforms = _latent_transforms(model, first, {}, first_init)
+    # replay_model: the draws come back with the model's deterministic sites (paper-form
+    # parameters), as initialize_model does for models that have any
+    potential_fn_gen, postprocess_fn_gen = get_potential_fn(
+        model, {n: t for n, (t, _) in transforms.items()}, replay_model=True, dynamic_args=True,
+        model_args=first)
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+    prototype = {n: t.inv(v) for n, (t, v) in transforms.items()}
     k = len(jax.tree.leaves(batch_args)[0])
     rep = jax.tree.map(lambda v: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0), tuple(batch_args))
     rep_init = {n: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0) for n, v in init_values.items()}
@@ -202,7 +217,7 @@ def run_nuts_batched(
         state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=args), None), state, None,
                                 length=num_warmup)
         _, (zs, diverging, steps) = jax.lax.scan(step, state, None, length=num_samples)
-        values = jax.vmap(info.postprocess_fn(*args))(zs)
+        values = jax.vmap(postprocess_fn_gen(*args))(zs)
         return values, diverging, steps, valid
 
     values, diverging, steps, valid = jax.jit(jax.vmap(one_chain))(init_keys, run_keys, rep, rep_init)
