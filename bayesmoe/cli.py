@@ -139,10 +139,7 @@ def _validate(args) -> int:
                                progress=None)
         table = table[table["dataset"] < args.datasets]
         check = validation.sbc_check(table, alpha=args.alpha)
-        bad = (table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05)  # NaN counts as bad
-        if "started" in table:  # a chain with no finite start sampled nothing meaningful
-            bad |= ~table["started"].astype(bool)
-        bad = int(bad.sum())
+        bad = int(validation.sbc_failed_fits(table).sum())
         print(f"law: {law.name}; fits with divergences or R-hat > 1.05: {bad} of {len(table)}")
         with wide:
             print(check)
@@ -158,11 +155,7 @@ def _validate(args) -> int:
             print(f"figures: {args.figure}, {cov}")
         return 0 if check.passed else 1
     if args.check == "holdout":
-        try:
-            runs = pd.read_csv(args.runs)
-        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise ValueError(f"cannot read {args.runs}: {err}") from None
-        runs, _ = _select(runs, args.where, None)
+        runs, _ = _select(_read_runs(args.runs), args.where, None)
         ho = validation.extrapolation_holdout(
             runs, law=args.law, by=args.by, quantile=args.quantile, threshold=args.threshold,
             per_group=args.per_group, hierarchical=False if args.pooled else None, seed=args.seed,
@@ -294,6 +287,16 @@ def _quote(arg: str) -> str:
     return f'"{arg}"'
 
 
+def _read_runs(path: str):
+    """The CSV of runs; an unreadable file is bad input (exit 2 with the reason)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+
+
 def _select(runs, where: str | None, holdout: str | None):
     """Apply ``--where`` then ``--holdout``; say how many rows each kept."""
     from bayesmoe.errors import DataValidationError
@@ -347,12 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "fit":
-            try:
-                runs = pd.read_csv(args.runs)
-            except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-                print(f"bayesmoe: cannot read {args.runs}: {err}", file=sys.stderr)
-                return 2
-            runs, heldout = _select(runs, args.where, args.holdout)
+            runs, heldout = _select(_read_runs(args.runs), args.where, args.holdout)
             priors = args.priors
             if priors.strip().startswith("{"):
                 try:

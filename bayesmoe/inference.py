@@ -109,15 +109,6 @@ def run_nuts(
     ``observed_data``. Timings separate the first call (trace + compile + warmup) from sampling.
     """
     method = chain_method(num_chains)
-
-    def make_mcmc() -> MCMC:
-        # the starts are given to warmup; NumPyro's own search (which it runs anyway) gets the
-        # strategy least likely to fail, so its error never pre-empts ours
-        kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth,
-                      init_strategy=partial(_init, values=values, fallback=True))
-        return MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                    chain_method=method, progress_bar=progress_default(progress))
-
     rng = jax.random.PRNGKey(seed)
     t0 = time.perf_counter()
     # Starting points computed here rather than by NumPyro: with chains in parallel NumPyro
@@ -135,7 +126,12 @@ def run_nuts(
         )
     if num_chains == 1:
         starts = jax.tree.map(lambda v: v[0], starts)
-    mcmc = make_mcmc()
+    # the starts are given to warmup; NumPyro's own search (which it runs anyway) gets the
+    # strategy least likely to fail, so its error never pre-empts ours
+    kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth,
+                  init_strategy=partial(_init, values=values, fallback=True))
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method=method, progress_bar=progress_default(progress))
     mcmc.warmup(rng, **model_kwargs, collect_warmup=False, extra_fields=("num_steps",), init_params=starts)
     jax.block_until_ready(mcmc.last_state)
     t1 = time.perf_counter()

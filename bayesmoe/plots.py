@@ -527,15 +527,6 @@ def plot_memory_optimum(result, flops: float, *, memory_gb: Sequence[float] | No
 # Validation figures: they read the tables of bayesmoe.validation, never fit anything.
 
 
-def _sbc_params(table: pd.DataFrame, params: Sequence[str] | None) -> list[str]:
-    names = list(params or sorted(c[len("rank_"):] for c in table.columns if c.startswith("rank_")))
-    missing = [p for p in names if f"rank_{p}" not in table.columns]
-    if missing or not names:
-        raise ValueError(f"no SBC ranks for {missing or 'any parameter'}; the table has "
-                         f"{sorted(c[5:] for c in table.columns if c.startswith('rank_'))}")
-    return names
-
-
 def plot_sbc_ranks(table: pd.DataFrame, params: Sequence[str] | None = None, *, bins: int = 10,
                    band: float = 0.99, ncols: int = 5):
     """SBC rank histograms (Talts et al. 2018, Fig. 1), one panel per parameter.
@@ -546,7 +537,9 @@ def plot_sbc_ranks(table: pd.DataFrame, params: Sequence[str] | None = None, *, 
 
     Returns the matplotlib Figure.
     """
-    names = _sbc_params(table, params)
+    from bayesmoe.validation import sbc_parameters
+
+    names = sbc_parameters(table, params)
     n, draws = len(table), int(table["draws"].iloc[0])
     ncols = min(ncols, len(names))
     nrows = int(np.ceil(len(names) / ncols))
@@ -580,9 +573,9 @@ def plot_sbc_coverage(table: pd.DataFrame, params: Sequence[str] | None = None, 
     the table's number of draws (:func:`bayesmoe.validation.expected_coverage`; slightly below
     the nominal level).
     """
-    from bayesmoe.validation import expected_coverage
+    from bayesmoe.validation import expected_coverage, sbc_parameters
 
-    names = _sbc_params(table, params)
+    names = sbc_parameters(table, params)
     n = len(table)
     ax = _ax(ax, size=(5.0, 4.0))
     levels = list(levels)

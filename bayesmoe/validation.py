@@ -40,13 +40,15 @@ import numpy as np
 import pandas as pd
 
 from bayesmoe.data import validate_runs
-from bayesmoe.inference import PARETO_K_MAX, compare_loo, progress_default, psis_loo
+from bayesmoe.inference import (PARETO_K_MAX, compare_loo, diagnose_arrays, progress_default, psis_loo,
+                                run_nuts_batched)
 from bayesmoe.laws import get_law
 from bayesmoe.models import build_model, centring_shift, make_design, params_from_latents
 from bayesmoe.priors import resolve_priors
 from bayesmoe.testing import design_grid
 
-__all__ = ["sbc", "draw_from_prior", "sbc_check", "SBCCheck", "expected_coverage", "COVERAGE_LEVELS", "extrapolation_holdout",
+__all__ = ["sbc", "draw_from_prior", "batch_model", "fit_batch", "sbc_check", "SBCCheck", "sbc_parameters",
+           "sbc_failed_fits", "expected_coverage", "COVERAGE_LEVELS", "extrapolation_holdout",
            "Holdout", "compare_laws", "HOLDOUT_LEVELS"]
 
 COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -110,6 +112,25 @@ def _append_row(out: Path, row: dict) -> None:
         pd.concat([pd.read_csv(out), new], ignore_index=True).to_csv(out, index=False)
 
 
+def batch_model(law, spec, design_df: pd.DataFrame, reference: dict):
+    """One model for many simulated tables on ``design_df``: they share the design and the fixed
+    reference points, and their losses and lowest-loss run (where the irreducible loss is
+    derived) are the model's arguments (see :func:`fit_batch`). Returns ``(model, design)``."""
+    design = make_design(design_df.assign(loss=1.0, group="sbc"), law, **reference)
+    return build_model(law, spec, design), design
+
+
+def fit_batch(law, model, design_df: pd.DataFrame, log_loss: np.ndarray, **nuts):
+    """Fit the tables whose ln losses are the rows of ``log_loss`` (data sets × runs of
+    ``design_df``) with :func:`bayesmoe.inference.run_nuts_batched`; ``nuts`` are its keywords
+    (num_chains, num_warmup, num_samples, seed, target_accept)."""
+    log_loss = np.asarray(log_loss, dtype=np.float32)
+    best = log_loss.argmin(axis=1)
+    frontier = {k: design_df[k].to_numpy(dtype=np.float32)[best] for k in law.inputs}
+    return run_nuts_batched(model, (log_loss, frontier), init_values={"log_loss_best": log_loss.min(axis=1)},
+                            **nuts)
+
+
 def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, priors="literature",
         loss_ref: float = 3.0, loss_min: float = 2.2, num_chains: int = 4, num_warmup: int = 500,
         num_samples: int = 250, thin: int = 10, seed: int = 0, batch_size: int = 10,
@@ -126,7 +147,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     fit's diagnostics (divergences, max R-hat, min bulk ESS, mean leapfrog steps, ``started``:
     every chain found a finite starting point) and its share of the batch's wall time.
     """
-    from bayesmoe.inference import diagnose_arrays, run_nuts_batched
+    from tqdm.auto import tqdm
 
     law = get_law(law)
     for name, value in (("n_datasets", n_datasets), ("batch_size", batch_size), ("thin", thin),
@@ -149,19 +170,12 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
                              "resume with the same settings or write to a new file")
         done = set(old["dataset"].astype(int))
     todo = [i for i in range(n_datasets) if i not in done]
-    # One model for every data set: they share the design and the fixed reference points; the
-    # losses and the lowest-loss run (where the irreducible loss is derived) are its arguments.
-    design = make_design(design_df.assign(loss=1.0, group="sbc"), law, **reference)
-    model = build_model(law, spec, design)
+    model, design = batch_model(law, spec, design_df, reference)
     from bayesmoe.fitting import _site_layout  # fitting imports results, which imports this package
 
     sampled, _ = _site_layout(model, design)  # the sites fit() diagnoses
     rows = []
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
-    bar = tqdm(total=len(todo), desc=f"SBC {law.name}", disable=not progress_default(progress)) if tqdm else None
+    bar = tqdm(total=len(todo), desc=f"SBC {law.name}", disable=not progress_default(progress))
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         truths, losses = [], []
@@ -169,14 +183,10 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
             truth, table = draw_from_prior(law, spec, design_df, reference, seed=10_000 * seed + i)
             truths.append(truth)
             losses.append(np.log(table["loss"].to_numpy(dtype="float64")))
-        log_loss = np.stack(losses).astype(np.float32)
-        best = log_loss.argmin(axis=1)
-        frontier = {k: design_df[k].to_numpy(dtype=np.float32)[best] for k in law.inputs}
         t0 = time.perf_counter()
-        post, diverging, steps, started = run_nuts_batched(
-            model, (log_loss, frontier), init_values={"log_loss_best": log_loss.min(axis=1)},
-            num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
-            seed=10_000 * seed + batch[0], target_accept=target_accept)
+        post, diverging, steps, started = fit_batch(
+            law, model, design_df, np.stack(losses), num_chains=num_chains, num_warmup=num_warmup,
+            num_samples=num_samples, seed=10_000 * seed + batch[0], target_accept=target_accept)
         seconds = (time.perf_counter() - t0) / len(batch)
         for b, (i, truth) in enumerate(zip(batch, truths)):
             one = {n: v[b] for n, v in post.items()}
@@ -199,10 +209,8 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
                 _append_row(out, row)
         # each batch compiles a program; without this a long run grows until LLVM cannot allocate
         jax.clear_caches()
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+        bar.update(len(batch))
+    bar.close()
     if out is not None and out.exists():
         return pd.read_csv(out)
     return pd.DataFrame(rows)
@@ -241,6 +249,25 @@ class SBCCheck:
         return "\n".join([head, body, *self.failures])
 
 
+def sbc_parameters(table: pd.DataFrame, params: Sequence[str] | None = None) -> list[str]:
+    """The parameters an SBC table ranks (all, or ``params`` after checking each is there)."""
+    present = sorted(c[len("rank_"):] for c in table.columns if c.startswith("rank_"))
+    names = list(params or present)
+    missing = [p for p in names if p not in present]
+    if missing or not names:
+        raise ValueError(f"the SBC table has no ranks for {missing or 'any parameter'}; it has {present}")
+    return names
+
+
+def sbc_failed_fits(table: pd.DataFrame) -> pd.Series:
+    """Per data set: did its fit fail the checks ``fit`` would refuse it for (any divergence,
+    max R-hat > 1.05 or missing, or a chain with no finite start)?"""
+    failed = (table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05)  # NaN R-hat counts as failed
+    if "started" in table:  # older tables have no such column
+        failed |= ~table["started"].astype(bool)
+    return failed
+
+
 def expected_coverage(level: float, draws: int) -> float:
     """Coverage a calibrated model gives the central ``level`` interval of ``draws`` draws.
 
@@ -275,11 +302,7 @@ def sbc_check(table: pd.DataFrame, params: Sequence[str] | None = None, *, alpha
     """
     from scipy import stats
 
-    params = list(params or sorted(c[len("rank_"):] for c in table.columns if c.startswith("rank_")))
-    missing = [p for p in params if f"rank_{p}" not in table.columns]
-    if missing:
-        raise ValueError(f"the SBC table has no ranks for {missing}; it has "
-                         f"{sorted(c[5:] for c in table.columns if c.startswith('rank_'))}")
+    params = sbc_parameters(table, params)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     n = len(table)

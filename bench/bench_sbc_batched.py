@@ -6,7 +6,7 @@ reference points) are fitted twice, in one process, with the same model, priors 
 
 * *one by one*: ``bayesmoe.fit(table, reference=...)`` per data set, chains in parallel on 4 host
   devices, as SBC ran before batching; every fit traces and compiles its own program;
-* *batched*: ``bayesmoe.inference.run_nuts_batched`` on all K data sets × 4 chains at once, one
+* *batched*: ``bayesmoe.validation.fit_batch`` (``inference.run_nuts_batched``) on all K data sets × 4 chains at once, one
   program (``jax.vmap`` over NumPyro's functional NUTS), as ``bayesmoe.validation.sbc`` runs now.
 
 Both walls include tracing and compilation. Agreement: per parameter, the mean over data sets of
@@ -33,12 +33,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import bayesmoe  # noqa: E402
-from bayesmoe.inference import run_nuts_batched  # noqa: E402
 from bayesmoe.laws import get_law  # noqa: E402
-from bayesmoe.models import build_model, make_design  # noqa: E402
 from bayesmoe.priors import resolve_priors  # noqa: E402
 from bayesmoe.testing import design_grid  # noqa: E402
-from bayesmoe.validation import _reference, draw_from_prior  # noqa: E402
+from bayesmoe.validation import _reference, batch_model, draw_from_prior, fit_batch  # noqa: E402
 
 
 def main(argv=None):
@@ -68,14 +66,10 @@ def main(argv=None):
     t_single = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    design = make_design(design_df.assign(loss=1.0, group="sbc"), law, **ref)
-    model = build_model(law, spec, design)
-    log_loss = np.stack([np.log(t["loss"].to_numpy()) for _, t in draws]).astype(np.float32)
-    best = log_loss.argmin(axis=1)
-    frontier = {k: design_df[k].to_numpy(dtype=np.float32)[best] for k in law.inputs}
-    post, diverging, _, _ = run_nuts_batched(model, (log_loss, frontier), init_values={"log_loss_best": log_loss.min(1)},
-                                          num_chains=4, num_warmup=args.num_warmup, num_samples=args.num_samples,
-                                          seed=0, target_accept=0.8)
+    model, _ = batch_model(law, spec, design_df, ref)
+    log_loss = np.stack([np.log(t["loss"].to_numpy()) for _, t in draws])
+    post, _, _, _ = fit_batch(law, model, design_df, log_loss, num_chains=4, num_warmup=args.num_warmup,
+                              num_samples=args.num_samples, seed=0, target_accept=0.8)
     t_batch = time.perf_counter() - t0
 
     k = args.datasets

@@ -3,8 +3,9 @@
     .venv/bin/python docs/validation/run_sbc.py joint 200
     .venv/bin/python docs/validation/run_sbc.py chinchilla 200
 
-The same as ``bayesmoe validate sbc --law LAW --datasets N --runs R --out docs/validation/sbc_LAW.csv
---figure docs/validation/figures/sbc_LAW.png`` with R = 120 for the joint law and 100 otherwise.
+The same as ``bayesmoe validate sbc --law LAW --datasets N --out docs/validation/sbc_LAW.csv
+--figure docs/validation/figures/sbc_LAW.png`` (whose default table size is 120 runs for the joint
+law, 100 otherwise).
 """
 
 import sys
@@ -12,5 +13,5 @@ import sys
 from bayesmoe.cli import main
 
 law, n = sys.argv[1], sys.argv[2]
-sys.exit(main(["validate", "sbc", "--law", law, "--datasets", n, "--runs", "120" if law == "joint" else "100",
-               "--out", f"docs/validation/sbc_{law}.csv", "--figure", f"docs/validation/figures/sbc_{law}.png"]))
+sys.exit(main(["validate", "sbc", "--law", law, "--datasets", n, "--out", f"docs/validation/sbc_{law}.csv",
+               "--figure", f"docs/validation/figures/sbc_{law}.png"]))
