@@ -125,10 +125,16 @@ def fit_batch(law, model, design_df: pd.DataFrame, log_loss: np.ndarray, **nuts)
     ``design_df``) with :func:`bayesmoe.inference.run_nuts_batched`; ``nuts`` are its keywords
     (num_chains, num_warmup, num_samples, seed, target_accept)."""
     log_loss = np.asarray(log_loss, dtype=np.float32)
-    best = log_loss.argmin(axis=1)
-    frontier = {k: design_df[k].to_numpy(dtype=np.float32)[best] for k in law.inputs}
-    return run_nuts_batched(model, (log_loss, frontier), init_values={"log_loss_best": log_loss.min(axis=1)},
-                            **nuts)
+    k = len(log_loss)
+    init = {n: np.broadcast_to(np.asarray(v, np.float32), (k,)) for n, v in model.init_values.items()}
+    frontier = None  # the share coordinates read no frontier run
+    if "log_loss_best" in init:  # where c is derived from the lowest-loss run
+        best = log_loss.argmin(axis=1)
+        frontier = {k: design_df[k].to_numpy(dtype=np.float32)[best] for k in law.inputs}
+        init["log_loss_best"] = log_loss.min(axis=1)
+    if "log_loss_centre" in init:  # where the plain model splits the loss at the data's centre
+        init["log_loss_centre"] = np.median(log_loss, axis=1)
+    return run_nuts_batched(model, (log_loss, frontier), init_values=init, **nuts)
 
 
 def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, priors="literature",

@@ -1,8 +1,9 @@
 """Extrapolation hold-out and PSIS-LOO law comparison (bayesmoe.validation).
 
 The real-table hold-out reads Epoch's digitised Chinchilla runs in place from ../shared/data and
-is skipped where that folder is absent. Fits are short (4 chains × 300/300): these tests check the
-machinery and bars derived below, not the published numbers (docs/validation.md has those).
+is skipped where that folder is absent. Fits are short (4 chains × 300/300; the Epoch table's at
+500/1000, below): these tests check the machinery and bars derived below, not the published numbers
+(docs/validation.md has those).
 """
 
 import numpy as np
@@ -24,10 +25,17 @@ def _epoch_runs(shared_data):
     return runs.drop(index=runs["loss"].nlargest(5).index).reset_index(drop=True)  # as Epoch did
 
 
+# The Epoch fit at 300/300 failed R-hat on fit seeds 1 and 2 (1.013-1.016, bulk ESS 371-457; seed 0
+# passed at 1.007-1.012 depending on the parametrisation): too few draws for the 1.01 bar, in both
+# the derived-c and the log-ratio coordinates. At 500/1000, seeds 0-3: R-hat <= 1.003, ESS >= 1700.
+EPOCH_DRAWS = {**SHORT, "num_warmup": 500, "num_samples": 1000}
+
+
 @pytest.fixture(scope="module")
 def epoch_holdout(shared_data):
     runs = _epoch_runs(shared_data)
-    return runs, extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.8, fit_kwargs=SHORT)
+    return runs, extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.8,
+                                       fit_kwargs=EPOCH_DRAWS)
 
 
 def test_epoch_holdout_splits_by_compute(epoch_holdout):
