@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
     f.add_argument("--seed", type=int, default=0, help="sampler seed")
     f.add_argument("--target-accept", type=float, default=None,
-                   help="NUTS target acceptance (default 0.8 for one group, 0.99 for several)")
+                   help="NUTS target acceptance (default: the law's, 0.8 for joint and chinchilla, "
+                        "0.95 for fine_grained and sparsity, for one group; 0.99 for several)")
     f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
                    help="a failed convergence check: exit with an error (raise) or keep it (warn)")
     f.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
@@ -91,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     vs.add_argument("--thin", type=int, default=10, help="keep every k-th draw for the ranks")
     vs.add_argument("--seed", type=int, default=0, help="seed of the design and prior draws")
     vs.add_argument("--batch-size", type=int, default=10, help="data sets fitted together in one vectorised program")
-    vs.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance (fit's one-group default)")
+    vs.add_argument("--target-accept", type=float, default=None,
+                    help="NUTS target acceptance (default: fit's one-group default for the law)")
     vs.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate of the whole pass/fail check")
     vs.add_argument("--out", default=None, help="CSV of one row per data set (appended to: a rerun resumes)")
     vs.add_argument("--figure", default=None, help="PNG of the rank histograms (and X_coverage.png beside it)")

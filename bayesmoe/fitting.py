@@ -82,8 +82,10 @@ def fit(
     seed : int
         Seeds the sampler; the same seed, data and versions give the same draws.
     target_accept : float, optional
-        NUTS target acceptance probability; raise it (0.9-0.99) against divergences. Default
-        0.8 for one group and 0.99 for a hierarchical fit: with few groups the spreads' posterior
+        NUTS target acceptance probability; raise it (0.9-0.99) against divergences. Default for
+        one group: the law's ``Law.target_accept`` (0.8 for ``joint`` and ``chinchilla``, 0.95 for
+        ``fine_grained`` and ``sparsity``, measured in :mod:`bayesmoe.laws`); 0.99 for a
+        hierarchical fit: with few groups the spreads' posterior
         spans setups from alike to distinct, and smaller steps were needed in its tails
         (5 groups × 60 runs: 1-4 divergences at 0.8-0.95, none at 0.99, ~2x the leapfrog steps).
     on_bad_fit : {"raise", "warn"}
@@ -128,7 +130,7 @@ def fit(
             raise ValueError(f"pooled names {unknown} are not parameters of {law.name!r}: {law.params}")
     model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
     if target_accept is None:
-        target_accept = 0.99 if design.n_groups > 1 else 0.8
+        target_accept = 0.99 if design.n_groups > 1 else law.target_accept
     pooled_set = model.pooled_sites
 
     sampled, group_sites = _site_layout(model, design)

@@ -140,12 +140,13 @@ def fit_batch(law, model, design_df: pd.DataFrame, log_loss: np.ndarray, **nuts)
 def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, priors="literature",
         loss_ref: float = 3.0, loss_min: float = 2.2, num_chains: int = 4, num_warmup: int = 500,
         num_samples: int = 250, thin: int = 10, seed: int = 0, batch_size: int = 10,
-        target_accept: float = 0.8, out: str | Path | None = None,
+        target_accept: float | None = None, out: str | Path | None = None,
         progress: bool | None = None) -> pd.DataFrame:
     """Simulation-based calibration of ``law`` on its :func:`bayesmoe.testing.design_grid`.
 
     Every data set is fitted with the model, priors and NUTS settings of :func:`bayesmoe.fit`
-    (dense mass matrix, prior-median starts, ``target_accept`` as ``fit``'s one-group default),
+    (dense mass matrix, prior-median starts, ``target_accept`` by default ``fit``'s one-group
+    default, the law's ``Law.target_accept``),
     ``batch_size`` data sets at a time in one vectorised program
     (:func:`bayesmoe.inference.run_nuts_batched`). Returns (and appends to ``out``) one row per
     data set: for each parameter the rank of the truth among ``num_chains·num_samples/thin``
@@ -156,6 +157,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     from tqdm.auto import tqdm
 
     law = get_law(law)
+    target_accept = law.target_accept if target_accept is None else target_accept
     for name, value in (("n_datasets", n_datasets), ("batch_size", batch_size), ("thin", thin),
                         ("num_chains", num_chains), ("num_warmup", num_warmup), ("num_samples", num_samples)):
         if int(value) != value or value < 1:
