@@ -1,0 +1,50 @@
+"""Screen NUTS settings for the joint law on the paper's 270-run design (NUTS only, no baseline).
+
+    python bench/screen_joint_nuts.py --seeds 0 1 2 --settings 1000:0.8 1500:0.8 1500:0.9
+
+Each setting is WARMUP:TARGET_ACCEPT; the table is that of bench_joint_nuts_vs_bootstrap.py
+(Table 3 losses at the paper's RMSE, simulated with the same seed the fit uses). Prints one line
+per (setting, seed): min bulk / tail ESS, max R-hat, divergences, mean leapfrog steps, wall.
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpyro  # noqa: E402
+
+numpyro.set_host_device_count(4)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import bayesmoe  # noqa: E402
+from bench_joint_nuts_vs_bootstrap import DEFAULT_DATA, NUM_CHAINS, load_runs  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--settings", nargs="+", default=["1500:0.8"])
+    parser.add_argument("--num-samples", type=int, default=1000)
+    args = parser.parse_args()
+    for setting in args.settings:
+        warmup, target = setting.split(":")
+        for seed in args.seeds:
+            runs = load_runs(DEFAULT_DATA, seed)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = bayesmoe.fit(runs, law="joint", num_chains=NUM_CHAINS, num_warmup=int(warmup),
+                                 num_samples=args.num_samples, seed=seed, target_accept=float(target),
+                                 progress=False, on_bad_fit="warn")
+            d = r.diagnostics
+            steps = json.loads(r.tree.attrs["timings"])["mean_leapfrog_steps"]
+            print(f"warmup {warmup} target {target} seed {seed}: bulk ESS {d.min_ess_bulk:.0f} tail ESS "
+                  f"{d.min_ess_tail:.0f} R-hat {d.max_rhat:.4f} divergences {d.divergences} "
+                  f"steps {steps:.1f} wall {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
