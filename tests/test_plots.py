@@ -149,16 +149,30 @@ def test_optimal_choice_strip_holds_the_probabilities_and_the_decision(shipped):
     plt.close(ax.figure)
 
 
-def test_isoflop_profile_has_its_minimum_at_the_marked_optimum(shipped):
+def test_isoflop_profiles_are_the_draws_curves_bottoming_out_at_their_optima(shipped):
+    # The plotted line is the pointwise posterior median of the draws' IsoFLOP curves, and the dot
+    # is the median of the draws' optima N*. The two need not share a minimum (a pointwise median
+    # of curves is not the curve of the median optimum: on the shipped fit at 1e15 FLOPs, 1.7
+    # decades beyond the data, they sit 0.08 decades apart), so the test checks each draw instead:
+    # its curve bottoms out at its own optimum. On the 61-point grid (steps of 10^0.04) a
+    # unimodal curve's grid minimum lies within half a step of the true one; one step leaves the
+    # other half for the optimiser's tolerance.
     opt = shipped.optimal_experts([1e13, 1e15], experts=(1, 16))
     ax = plots.plot_isoflop(opt)
-    curves = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 10]
-    assert len(curves) == 2
-    for i, curve in enumerate(curves):
-        x, y = np.asarray(curve.get_xdata()), np.asarray(curve.get_ydata())
-        n_star = float(opt.dataset["n_active_at"].isel(budget=i).sel(expert_count=opt.decision.values[i]).median())
-        # the median curve's minimum sits within one grid step (10^0.04) of the median optimum
-        assert abs(np.log10(x[np.argmin(y)]) - np.log10(n_star)) <= 0.041
+    curves_drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 10]
+    assert len(curves_drawn) == 2
+    for i, line in enumerate(curves_drawn):
+        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        pick = opt.decision.values[i]
+        curves = opt.isoflop_curve(i, pick, x, max_draws=400)
+        np.testing.assert_allclose(y, np.nanmedian(curves, axis=0), rtol=1e-12)
+        n_star = opt.dataset["n_active_at"].isel(budget=i).sel(expert_count=pick).values.reshape(-1)
+        assert np.nanmedian(n_star) == pytest.approx(np.sqrt(x[0] * x[-1]), rel=1e-9)  # window centred on the dot
+        n_star = n_star[::max(1, n_star.size // 400)]  # the draws isoflop_curve takes
+        inside = (n_star > x[1]) & (n_star < x[-2])
+        assert inside.mean() > 0.9  # the ±1.2-decade window holds nearly every draw's optimum
+        off = np.abs(np.log10(x[np.nanargmin(curves, axis=1)]) - np.log10(n_star))
+        assert np.all(off[inside] <= 0.041), np.sort(off[inside])[-5:]
     plt.close(ax.figure)
 
 
