@@ -7,8 +7,8 @@ Parametrisation (chosen for NUTS)
   paper-form scale follows exactly, ``ln a = a_level + ln L_med − m_a(θ, x0)``, so the sampled
   coordinates are nearly uncorrelated with the exponents (ENV.md: 16 instead of 528 leapfrog
   steps per iteration on the joint law).
-* The irreducible loss ``c_rel = ln(c / L_min)`` is identified only through curvature. NUTS
-  samples the lowest-loss run's expected log loss ``log_loss_best`` instead (pinned by the data).
+* The irreducible loss ``c_rel = ln(c / L_min)`` is identified only through curvature, so NUTS
+  does not sample it; it samples an expected loss that the data pin down, and c follows:
   - One group (the plain model), every scale free: NUTS samples the expected loss at the data's
     centre ``log_loss_centre`` (pinned by the data) and how it splits there between the
     irreducible loss and each term, as log-ratios ``<scale>_vs_<c>`` = ln(term(x0) / c) (a
@@ -140,7 +140,9 @@ def params_from_latents(law: Law, latents: Mapping, design: Design):
     centre, scales as levels, the irreducible loss relative to the smallest loss).
     Returns ``(shape_params, log_scales, log_irreducible)``.
     """
-    shape = shape_from_latents(law, latents, design)
+    shape = {p: latents[p] for p in law.shape_params if p not in law.centred}
+    for p in law.centred:
+        shape[p] = latents[p] - centring_shift(law, p, shape, design)
     x0 = _anchor(design)
     log_scales = {
         t.scale: latents[f"{t.scale}_level"] + design.log_loss_ref - t.log_monomial(shape, x0)
@@ -149,14 +151,6 @@ def params_from_latents(law: Law, latents: Mapping, design: Design):
     irr = f"{law.irreducible}_rel"
     log_irr = latents[irr] + design.log_loss_min if irr in latents else None
     return shape, log_scales, log_irr
-
-
-def shape_from_latents(law: Law, latents: Mapping, design: Design) -> dict:
-    """Paper-form shape parameters (exponents, ...) from their sampled coordinates."""
-    shape = {p: latents[p] for p in law.shape_params if p not in law.centred}
-    for p in law.centred:
-        shape[p] = latents[p] - centring_shift(law, p, shape, design)
-    return shape
 
 
 def share_sites(law: Law) -> list[str]:
@@ -277,7 +271,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             c_rel = log_share[0] + log_centre - design.log_loss_min
             ok = irr_dist.support(c_rel)
             c_rel = jnp.where(ok, c_rel, irr_dist.support.feasible_like(c_rel))
-            # (log L_best, shares) -> (c_rel, levels) has unit Jacobian: the priors apply as given
+            # (log_loss_centre, shares) -> (c_rel, levels) has unit Jacobian: the priors apply as given
             lp = lp + irr_dist.log_prob(c_rel)
             numpyro.factor("share_prior", jnp.where(ok, lp, -jnp.inf))
             latents[irr_site] = numpyro.deterministic(irr_site, c_rel)

@@ -125,8 +125,8 @@ def fit_batch(law, model, design_df: pd.DataFrame, log_loss: np.ndarray, **nuts)
     ``design_df``) with :func:`bayesmoe.inference.run_nuts_batched`; ``nuts`` are its keywords
     (num_chains, num_warmup, num_samples, seed, target_accept)."""
     log_loss = np.asarray(log_loss, dtype=np.float32)
-    k = len(log_loss)
-    init = {n: np.broadcast_to(np.asarray(v, np.float32), (k,)) for n, v in model.init_values.items()}
+    n_sets = len(log_loss)
+    init = {n: np.broadcast_to(np.asarray(v, np.float32), (n_sets,)) for n, v in model.init_values.items()}
     frontier = None  # the share coordinates read no frontier run
     if "log_loss_best" in init:  # where c is derived from the lowest-loss run
         best = log_loss.argmin(axis=1)
