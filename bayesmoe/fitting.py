@@ -14,7 +14,8 @@ import xarray as xr
 
 from bayesmoe.data import validate_runs
 from bayesmoe.errors import ConvergenceWarning
-from bayesmoe.inference import diagnose, raise_or_warn, run_nuts
+from bayesmoe.discrepancy import learn as learn_discrepancy
+from bayesmoe.inference import diagnose, progress_default, raise_or_warn, run_nuts
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import Design, build_model, make_design
 from bayesmoe.priors import resolve_priors
@@ -60,6 +61,8 @@ def fit(
     pooled: Sequence[str] | None = None,
     unit_checks: bool = True,
     reference: Mapping[str, Any] | None = None,
+    discrepancy: str = "auto",
+    discrepancy_prior: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
 
@@ -103,6 +106,16 @@ def fit(
         ``log_loss_ref``, ``log_loss_min``. The priors on scale levels and on ``c_rel`` are
         relative to these; simulation-based calibration fixes them so the prior does not depend
         on the simulated data (:mod:`bayesmoe.validation`).
+    discrepancy : {"auto", "backtest", "prior", "none"}
+        The extrapolation-error term of every prediction beyond the fitted runs
+        (:mod:`bayesmoe.discrepancy`): its growth rate τ is learned from rolling-origin backtests
+        inside ``runs`` (3 short refits at compute quantiles 0.5, 0.65 and 0.8, each predicting
+        the runs above its cut) and the prior distilled from real tables. ``"auto"``: backtests
+        where the table has enough runs and distinct scales, else the prior alone; ``"none"``:
+        τ = 0, the law-only band. It never changes the posterior of the law's parameters.
+    discrepancy_prior : mapping, optional
+        Prior on ln τ (``{"family": "lognormal", "mu": ..., "sigma": ...}``) instead of the
+        shipped, distilled one.
 
     Returns
     -------
@@ -161,6 +174,14 @@ def fit(
     )
     diag = diagnose(tree, sampled)
     message = raise_or_warn(diag, law.name, on_bad_fit)
+    # The discrepancy term is learned after the main fit (its backtests refit subsets of the
+    # table); a fit that failed its diagnostics has raised above before paying for them.
+    disc = learn_discrepancy(
+        table, law, mode=discrepancy, prior=discrepancy_prior, progress=progress_default(progress),
+        fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,
+                    "pooled": pooled},
+    )
+    tree.attrs["discrepancy"] = disc.to_json()
     result = FitResult(tree, law, spec, diag)
     if message:
         result.warnings.append(message)

@@ -39,6 +39,9 @@ __all__ = ["Budget", "OptimalExperts", "optimal_experts", "optimal_config", "rec
 DEFAULT_EXPERTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _GOLDEN_ITERS = 80  # 0.618^80 of a 25-wide log bracket: 5e-16 (the solvers run in float64)
 _N_MIN = 1e3  # search floor for N_act in the numerical path
+#: P(E* at the largest candidate) or P(E* outside the fitted E range) at or above which the
+#: summary flags the decision: one chance in ten that the answer lies where nothing was measured.
+EDGE_MASS = 0.1
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,13 @@ class OptimalExperts:
         ``experts``, ``n_active``, ``tokens``, ``loss`` of each draw's optimum (dims ``budget,
         chain, draw``); ``p_experts`` = P(E* = e) (dims ``budget, expert_count``);
         ``loss_at``, ``n_active_at``, ``tokens_at``: the optimum at each candidate E (dims
-        ``budget, expert_count, chain, draw``); ``extrapolation_decades`` per budget.
+        ``budget, expert_count, chain, draw``), all including the law's extrapolation error δ
+        (:mod:`bayesmoe.discrepancy`); ``loss_law_at`` and ``p_experts_law``: the same without δ;
+        ``beyond`` (budget, axis): the median signed decades by which the per-draw optimum lies
+        outside the fitted runs along each axis (N, D, E, N·D); ``extrapolation_decades``: the
+        median Euclidean distance over axes; ``compute_decades``: the budget outside the fitted
+        compute; ``p_experts_at_edge`` / ``p_experts_beyond_fitted``: P(E* = the largest
+        candidate) and P(E* outside the fitted E range).
     ci_prob : float
         Probability of the equal-tailed intervals in :meth:`summary`.
     """
@@ -271,9 +280,20 @@ class OptimalExperts:
         lo_name, hi_name = f"{self.ci_prob:.0%} lo", f"{self.ci_prob:.0%} hi"
         out = pd.DataFrame(index=pd.Index(ds["budget"].values, name="flops"))
         out["extrapolation_decades"] = ds["extrapolation_decades"].values
+        for a in ds["axis"].values:
+            out[f"beyond_{a}"] = ds["beyond"].sel(axis=a).values
         out[f"{x}_decision"] = self.decision.values
-        # loss still falling at the largest candidate: the search range, not the law, set the optimum
-        out[f"{x}_at_edge"] = (self.decision.values == ds[dim].values.max()) & (ds.sizes[dim] > 1)
+        # loss still falling at the largest candidate: the search range, not the law, set the
+        # optimum; or the odds sit on expert counts the fit never saw
+        edge = ds[f"p_{choice}_at_edge"].values
+        out[f"P({x}* at edge)"] = edge
+        out[f"{x}_at_edge"] = (((self.decision.values == ds[dim].values.max()) | (edge >= EDGE_MASS))
+                               & (ds.sizes[dim] > 1))
+        out[f"P({x}* beyond fitted)"] = ds[f"p_{choice}_beyond_fitted"].values
+        decided = self.decision.values
+        lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
+        out[f"{x}_beyond_fitted"] = ((decided > hi) | (decided < lo)
+                                     | (ds[f"p_{choice}_beyond_fitted"].values >= EDGE_MASS))
         out["expected_regret"] = self.expected_regret.values
         if "p_no_optimum" in ds:
             out["P(no optimum)"] = ds["p_no_optimum"].values
@@ -317,6 +337,40 @@ def _fitted_flops(result, expansion: float = 64.0) -> tuple[float, float]:
     return float(flops.min()), float(flops.max())
 
 
+def _fitted_choice(result, choice: str) -> tuple[float, float]:
+    """Range of the choice variable (E or G) in the fitted runs; (1, 1) when the law lacks it."""
+    runs = result.runs
+    if choice not in runs:
+        return 1.0, 1.0
+    v = runs[choice].to_numpy(dtype="float64")
+    return float(v.min()), float(v.max())
+
+
+def _discrepancy_at(result, group, at: Mapping[str, np.ndarray], cands, choice: str, n_chain: int, n_draw: int):
+    """δ draws at every (budget, candidate, chain, draw) optimum and its signed distance beyond
+    the fitted runs per axis. Each draw keeps one slope vector for all budgets and candidates,
+    so δ is as correlated between candidates as their distances are alike."""
+    disc, law = result.discrepancy, result.law
+    shape = at["loss"].shape
+    cols = {}
+    for name in law.inputs:
+        if name in at:
+            cols[name] = np.asarray(at[name], dtype="float64").reshape(-1)
+        elif name == choice:
+            cols[name] = np.broadcast_to(np.asarray(cands, dtype="float64")[None, :, None, None], shape).reshape(-1)
+        else:
+            raise ValueError(f"the optimum does not give the law's input {name!r}")
+    table = pd.DataFrame(cols)
+    ok = np.isfinite(table.to_numpy()).all(axis=1) & (table.to_numpy() > 0).all(axis=1)
+    dist = np.zeros((len(table), len(disc.axes)))
+    dist[ok] = disc.distance(law, table[ok], None if group is None else group)
+    dist[~ok] = np.nan
+    dist = dist.reshape(*shape, len(disc.axes))
+    slopes = disc.slopes((n_chain, n_draw), seed=0)  # (chain, draw, axis)
+    delta = np.einsum("bkcdj,cdj->bkcd", np.nan_to_num(dist), slopes)
+    return delta, dist
+
+
 def _candidates(values, what: str) -> np.ndarray:
     """Sorted distinct integer candidates (expert counts or granularities) as floats."""
     cands = np.asarray(sorted(set(int(v) for v in np.atleast_1d(values))), dtype="float64")
@@ -354,7 +408,13 @@ def _assemble(result, b: Budget, cands, arrays: Mapping[str, np.ndarray], *, ci_
         return np.moveaxis(v, 2, 1).reshape(len(b.flops), len(cands), n_chain, n_draw)
 
     at = {k: grid(v) for k, v in arrays.items()}
-    best = np.argmin(at["loss"], axis=1)  # (budget, chain, draw)
+    # the law's extrapolation error: each draw's loss at each candidate's optimum times exp(δ),
+    # δ correlated across budgets and candidates through the draw's slopes (bayesmoe.discrepancy)
+    law_loss = at["loss"]
+    delta, dist = _discrepancy_at(result, group, at, cands, choice, n_chain, n_draw)
+    at["loss"] = law_loss * np.exp(delta)
+    best = np.argmin(np.where(np.isnan(at["loss"]), np.inf, at["loss"]), axis=1)  # (budget, chain, draw)
+    law_best = np.argmin(np.where(np.isnan(law_loss), np.inf, law_loss), axis=1)
     # a draw whose exponents do not fall with N or D (or that no candidate fits in memory) has no
     # optimum: it is kept, its optimum is NaN, and P(no optimum) says how many there are
     valid = np.isfinite(at["loss"]).any(axis=1)
@@ -371,17 +431,33 @@ def _assemble(result, b: Budget, cands, arrays: Mapping[str, np.ndarray], *, ci_
         data[f"{k}_at"] = (dims4, v)
     data[f"p_{choice}"] = (("budget", choice_dim),
                            np.stack([((best == i) & valid).mean(axis=(1, 2)) for i in range(len(cands))], axis=1))
+    # the same without δ: what the law alone says (parameter uncertainty only)
+    data["loss_law_at"] = (dims4, np.where(valid[:, None], law_loss, np.nan))
+    data[f"p_{choice}_law"] = (("budget", choice_dim),
+                               np.stack([((law_best == i) & valid).mean(axis=(1, 2)) for i in range(len(cands))],
+                                        axis=1))
+    # how far each draw's optimum lies beyond the fitted runs, per axis (signed decades)
+    axis_names = list(result.discrepancy.axes)
+    at_best = np.take_along_axis(dist, best[:, None, ..., None], axis=1)[:, 0]  # (budget, chain, draw, axis)
+    data["beyond"] = (("budget", "axis"), np.nanmedian(np.where(valid[..., None], at_best, np.nan), axis=(1, 2)))
+    data["extrapolation_decades"] = (("budget",), np.nanmedian(
+        np.where(valid, np.linalg.norm(at_best, axis=-1), np.nan), axis=(1, 2)))
     data["p_no_optimum"] = (("budget",), p_none)
     for k, v in (per_choice or {}).items():
         data[k] = (("budget", choice_dim), grid(v).mean(axis=(2, 3)))
     fmin, fmax = _fitted_flops(result, expansion)
-    data["extrapolation_decades"] = (("budget",), np.maximum(0.0, np.maximum(np.log10(b.flops / fmax),
-                                                                            np.log10(fmin / b.flops))))
+    data["compute_decades"] = (("budget",), np.maximum(0.0, np.maximum(np.log10(b.flops / fmax),
+                                                                      np.log10(fmin / b.flops))))
+    fitted = _fitted_choice(result, choice)
+    data[f"p_{choice}_beyond_fitted"] = (("budget",), (((cands[best] > fitted[1]) | (cands[best] < fitted[0]))
+                                                       & valid).mean(axis=(1, 2)))
+    data[f"p_{choice}_at_edge"] = (("budget",), ((best == len(cands) - 1) & valid).mean(axis=(1, 2)))
     ds = xr.Dataset(
         data,
-        coords={"budget": b.flops, choice_dim: cands.astype(int), **coords},
+        coords={"budget": b.flops, choice_dim: cands.astype(int), "axis": axis_names, **coords},
         attrs={"law": result.law.name, "choice": choice, "choice_dim": choice_dim, "size": size, "label": label,
-               "fitted_flops_min": fmin, "fitted_flops_max": fmax, **(attrs or {})},
+               "fitted_flops_min": fmin, "fitted_flops_max": fmax, f"fitted_{choice}_min": fitted[0],
+               f"fitted_{choice}_max": fitted[1], "discrepancy": result.discrepancy.source, **(attrs or {})},
     )
     return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
 
@@ -498,10 +574,21 @@ def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.
     """
     table = pd.DataFrame([dict(config_a), dict(config_b)])
     pred = result.predict(table, group=group, kind="mean")
-    diff = (pred.isel(run=0) - pred.isel(run=1)).values.ravel()
+    law_diff = (pred.isel(run=0) - pred.isel(run=1)).values.ravel()
+    # the law's extrapolation error with one slope vector per draw for both configurations: at the
+    # same scale A and B get the same δ, and the comparison stays as decisive as the law alone
+    use = group if group is not None or result.hierarchical else result.groups[0]
+    from bayesmoe.data import validate_runs
+
+    inputs = validate_runs(table.assign(loss=1.0), required=result.law.inputs, unit_checks=False)
+    delta = result.discrepancy.delta(result.law, inputs, pred.shape[:2], group=use, seed=0)
+    loss = pred.values * np.exp(delta)
+    diff = (loss[..., 0] - loss[..., 1]).ravel()
     q = (1 - ci_prob) / 2
     return {"p_a_better": float(np.mean(diff < 0)), "diff_median": float(np.median(diff)),
             "diff_lo": float(np.quantile(diff, q)), "diff_hi": float(np.quantile(diff, 1 - q)),
+            "p_a_better_law": float(np.mean(law_diff < 0)),
+            "law_diff_lo": float(np.quantile(law_diff, q)), "law_diff_hi": float(np.quantile(law_diff, 1 - q)),
             "ci_prob": ci_prob}
 
 
@@ -535,6 +622,10 @@ def flop_savings(result, budget, *, experts: int, ci_prob: float = 0.9, group: s
         params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
         log_dense = jnp.broadcast_to(jnp.log(jnp.asarray(flops))[:, None], (len(flops), len(params["a"])))
         target = optimal_loss(log_dense, 1.0)
+        # the law's extrapolation error at the dense and the MoE optimum (both taken at the dense
+        # budget; one slope vector per draw): the MoE must match the dense model's true loss
+        target = target * np.exp(_optimum_delta(result, group, params, flops, 1.0)
+                                 - _optimum_delta(result, group, params, flops, float(experts)))
         lo, hi = log_dense - jnp.log(1e4), log_dense + jnp.log(1e4)
         a, b_ = jax.lax.fori_loop(0, 80, step, (lo, hi))
         f_moe = np.exp(np.asarray(0.5 * (a + b_), dtype="float64"))
@@ -547,6 +638,26 @@ def flop_savings(result, budget, *, experts: int, ci_prob: float = 0.9, group: s
         f"savings {ci_prob:.0%} hi": np.quantile(savings, 1 - q, axis=1),
         "flops_moe_median": np.median(f_moe, axis=1),
     }).set_index("flops_dense")
+
+
+def _optimum_delta(result, group, params, flops, experts: float) -> np.ndarray:
+    """δ (budget, draws) at the compute-optimal (N, D) of ``experts`` at each budget."""
+    law = result.law
+    pb = {k: v[None, :] for k, v in params.items()}
+    e = jnp.full((1, 1), experts)
+    f = jnp.asarray(flops)[:, None]
+    n = np.asarray(_closed_form_n(_isoflop_coefficients(law, pb, e), f), dtype="float64")
+    d = np.asarray(_tokens(n, f, 0.0), dtype="float64")
+    shape = n.shape
+    table = pd.DataFrame({"n_active": n.ravel(), "tokens": d.ravel(), "experts": experts})
+    ok = np.isfinite(table.to_numpy()).all(axis=1) & (table.to_numpy() > 0).all(axis=1)
+    disc = result.discrepancy
+    dist = np.zeros((len(table), len(disc.axes)))
+    use = group if group is not None or result.hierarchical else result.groups[0]
+    dist[ok] = disc.distance(law, table[ok], use)
+    slopes = disc.slopes((result.tree["posterior"].sizes["chain"], result.tree["posterior"].sizes["draw"]),
+                         seed=0).reshape(-1, len(disc.axes))  # (draws, axis)
+    return np.einsum("bdj,dj->bd", dist.reshape(*shape, -1), slopes)
 
 
 # ---------------------------------------------------------------------------------------------

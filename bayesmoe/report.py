@@ -60,9 +60,9 @@ def verdict(result, holdout: pd.DataFrame | None = None) -> Verdict:
         if value < ESS_AMBER_FACTOR * ess_min:
             reasons.append(f"min {kind} ESS {value:.0f} passes (>= {ess_min}) but is below "
                            f"{ESS_AMBER_FACTOR * ess_min}: run more draws for stable tails")
-    if holdout is not None and len(holdout) and not holdout["inside"].all():
-        out = int((~holdout["inside"].astype(bool)).sum())
-        reasons.append(f"{out} of {len(holdout)} held-out runs lie outside the 94 % interval "
+    if holdout is not None and len(holdout) and not holdout["in90"].all():
+        out = int((~holdout["in90"].astype(bool)).sum())
+        reasons.append(f"{out} of {len(holdout)} held-out runs lie outside the 90 % interval "
                        "of a new run: extrapolation beyond the fitted sizes is doubtful")
     if reasons:
         return Verdict("amber", "Usable with care.", tuple(reasons))
@@ -212,8 +212,8 @@ def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None) -> dict:
         out["holdout"] = _table(holdout, index=False)
         out["holdout_line"] = (f"Mean absolute error {holdout['error'].abs().mean():.4f} nats "
                                f"({holdout['rel_error'].abs().mean():.2%}); "
-                               f"{int(holdout['inside'].sum())} of {len(holdout)} observed losses inside "
-                               "the 94 % interval of a new run.")
+                               f"{int(holdout['in90'].sum())} of {len(holdout)} observed losses inside "
+                               "the 90 % interval of a new run (extrapolation error included).")
     return out
 
 

@@ -9,6 +9,7 @@ or whose law is not registered.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import warnings
@@ -23,6 +24,8 @@ import xarray as xr
 
 from bayesmoe import __version__
 from bayesmoe.data import table_hash, validate_runs
+from bayesmoe.discrepancy import Discrepancy
+from bayesmoe.discrepancy import none as no_discrepancy
 from bayesmoe.errors import ConvergenceWarning, LoadError
 from bayesmoe.inference import Diagnostics, diagnose, summary_table
 from bayesmoe.laws import Law, get_law
@@ -32,6 +35,8 @@ from bayesmoe.priors import Prior, spec_from_json, spec_to_json, tau_site
 __all__ = ["FitResult", "load", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = "bayesmoe-fit/1"
+#: Central intervals of a new run that hold-out tables score.
+HOLDOUT_LEVELS = (0.5, 0.9)
 _REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 
 
@@ -103,6 +108,14 @@ class FitResult:
         """The validated run table the fit used (inputs, loss, group)."""
         return _runs_from_tree(self.tree)
 
+    @functools.cached_property
+    def discrepancy(self) -> Discrepancy:
+        """The extrapolation-error term (:mod:`bayesmoe.discrepancy`); τ = 0 for files saved
+        before it existed."""
+        if "discrepancy" in self.tree.attrs:
+            return Discrepancy.from_json(self.tree.attrs["discrepancy"])
+        return no_discrepancy(self.law, self.runs)
+
     @property
     def design(self) -> Design:
         return make_design(self.runs, self.law, anchor=self.anchor,
@@ -156,7 +169,7 @@ class FitResult:
         return out
 
     def predict(self, runs: pd.DataFrame, *, group: str | None = None, kind: str = "mean",
-                seed: int = 0) -> xr.DataArray:
+                seed: int = 0, discrepancy: bool = True) -> xr.DataArray:
         """Posterior-predictive loss for new runs, dims ``(chain, draw, run)``.
 
         Parameters
@@ -167,10 +180,14 @@ class FitResult:
             A group of the fit. ``None``: the only group of a one-group fit, or a new, unseen
             setup of a hierarchical fit (pooled parameters drawn from their population).
         kind : {"mean", "new_run"}
-            ``"mean"``: the law's expected loss. ``"new_run"``: plus the fitted Student-t noise,
-            i.e. what one more training run would score.
+            ``"mean"``: the law's expected loss. ``"new_run"``: what one more training run would
+            score: the law, plus its extrapolation error δ beyond the fitted runs
+            (:attr:`discrepancy`), plus the fitted Student-t noise.
         seed : int
-            Seeds the draws of a new setup and of the run noise.
+            Seeds the draws of a new setup, of δ and of the run noise.
+        discrepancy : bool
+            ``False`` leaves δ out of ``kind="new_run"``: the law-only band (parameter
+            uncertainty and noise), calibrated only inside the fitted range.
         """
         if kind not in ("mean", "new_run"):
             raise ValueError(f"kind must be 'mean' or 'new_run', got {kind!r}")
@@ -192,30 +209,45 @@ class FitResult:
             key = jax.random.PRNGKey(seed + 1)
             t = np.asarray(jax.random.t(key, jnp.asarray(nu), shape=mean.shape))
             mean = mean + sigma * t
+            if discrepancy:
+                mean = mean + self.discrepancy.delta(self.law, table, mean.shape[:2], group=group, seed=seed)
         coords = {"chain": self.tree["posterior"]["chain"].values,
                   "draw": self.tree["posterior"]["draw"].values, "run": table.index.values}
         return xr.DataArray(np.exp(mean), dims=("chain", "draw", "run"), coords=coords, name="loss")
 
-    def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None, ci_prob: float = 0.94,
-                      seed: int = 0) -> pd.DataFrame:
-        """Predict runs the fit did not see and compare with their observed ``loss``.
+    def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None,
+                      levels: Sequence[float] = HOLDOUT_LEVELS, seed: int = 0) -> pd.DataFrame:
+        """Predict runs the fit did not see and score them against their observed ``loss``.
 
-        One row per run: the law's inputs, the observed loss, the posterior median of the law
-        (``kind="mean"``), the ``ci_prob`` interval of a new run (``kind="new_run"``, noise
-        included), the error ``predicted − observed`` (also relative) and whether the observed
-        loss lies inside the interval.
+        The one hold-out scorer (:func:`bayesmoe.validation.extrapolation_holdout` uses it too).
+        One row per run: the law's inputs, the observed ``loss``, ``predicted`` (posterior median
+        of the law's expected loss), ``error`` (predicted − observed, nats), ``abs_error``,
+        ``rel_error``, ``distance`` (decades beyond the fitted runs, the discrepancy's
+        Euclidean distance), and per level ℓ in ``levels`` (percent k): the central interval of
+        a new run ``lo<k>``/``hi<k>`` and whether the observed loss lies inside it, ``in<k>``,
+        with the law's extrapolation error included, and ``in<k>_law`` for the law-only band
+        (``predict(..., discrepancy=False)``). Repeated inputs (seed replicates) are fine.
         """
         table = validate_runs(runs, required=self.law.inputs + ("loss",), unit_checks=False)
-        mean = self.predict(table, group=group, kind="mean", seed=seed)
-        new = self.predict(table, group=group, kind="new_run", seed=seed)
-        tail = (1 - ci_prob) / 2
-        lo, hi = (new.quantile(q, dim=("chain", "draw")).values for q in (tail, 1 - tail))
+        x = table[list(self.law.inputs)].assign(seed=np.arange(len(table)))  # replicates stay apart
+        mean = self.predict(x, group=group, kind="mean", seed=seed)
+        new = self.predict(x, group=group, kind="new_run", seed=seed)
+        law_only = self.predict(x, group=group, kind="new_run", seed=seed, discrepancy=False)
         out = table[list(self.law.inputs) + ["loss"]].copy()
         out["predicted"] = mean.median(dim=("chain", "draw")).values
-        out["new_run_lo"], out["new_run_hi"] = lo, hi
         out["error"] = out["predicted"] - out["loss"]
+        out["abs_error"] = out["error"].abs()
         out["rel_error"] = out["error"] / out["loss"]
-        out["inside"] = (out["loss"] >= lo) & (out["loss"] <= hi)
+        use = group if group is not None or self.hierarchical else self.groups[0]
+        out["distance"] = np.linalg.norm(self.discrepancy.distance(self.law, table, use), axis=-1)
+        for level in levels:
+            k = int(round(level * 100))
+            q = ((1 - level) / 2, (1 + level) / 2)
+            lo, hi = (new.quantile(v, dim=("chain", "draw")).values for v in q)
+            out[f"lo{k}"], out[f"hi{k}"] = lo, hi
+            out[f"in{k}"] = (out["loss"] >= lo) & (out["loss"] <= hi)
+            lo, hi = (law_only.quantile(v, dim=("chain", "draw")).values for v in q)
+            out[f"in{k}_law"] = (out["loss"] >= lo) & (out["loss"] <= hi)
         return out
 
     def model_card(self, ci_prob: float = 0.94) -> str:
@@ -263,8 +295,9 @@ class FitResult:
             held = pd.read_json(io.StringIO(attrs["holdout"]), orient="records")
             lines += ["## Held-out runs (not fitted)", "",
                       f"Mean absolute error {held['error'].abs().mean():.4f} nats "
-                      f"({held['rel_error'].abs().mean():.2%}); {int(held['inside'].sum())} of "
-                      f"{len(held)} observed losses inside the 94 % interval of a new run.", "",
+                      f"({held['rel_error'].abs().mean():.2%}); {int(held['in90'].sum())} of "
+                      f"{len(held)} observed losses inside the 90 % interval of a new run "
+                      f"(extrapolation error included).", "",
                       block(held), ""]
         lines += ["## Priors", "", block(prior_rows), ""]
         if self.warnings:

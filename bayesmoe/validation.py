@@ -45,6 +45,7 @@ from bayesmoe.inference import (PARETO_K_MAX, compare_loo, diagnose_arrays, prog
 from bayesmoe.laws import get_law
 from bayesmoe.models import build_model, centring_shift, make_design, params_from_latents
 from bayesmoe.priors import resolve_priors
+from bayesmoe.results import HOLDOUT_LEVELS
 from bayesmoe.testing import design_grid
 
 __all__ = ["sbc", "draw_from_prior", "batch_model", "fit_batch", "sbc_check", "SBCCheck", "sbc_parameters",
@@ -344,8 +345,6 @@ def sbc_check(table: pd.DataFrame, params: Sequence[str] | None = None, *, alpha
 # ---------------------------------------------------------------------------------------------
 # Ordered extrapolation hold-out
 
-#: Central intervals of a new run that :func:`extrapolation_holdout` scores.
-HOLDOUT_LEVELS = (0.5, 0.9)
 
 
 @dataclass
@@ -477,31 +476,30 @@ def extrapolation_holdout(
     kwargs = {"seed": seed, **dict(fit_kwargs or {})}
     result = fit(fitted, law=law, **kwargs)
 
-    out = table.loc[held, list(law.inputs) + ["group", "loss"]].copy()
-    out.insert(len(law.inputs) + 1, by, order[held])
-    mean = np.empty(n_held)
-    bounds = {level: (np.empty(n_held), np.empty(n_held)) for level in HOLDOUT_LEVELS}
-    rows = np.arange(n_held)
-    for group in out["group"].unique():
-        mask = (out["group"] == group).to_numpy()
+    parts = []
+    held_table = table.loc[held]
+    for group in pd.unique(held_table["group"]):
+        part = held_table[held_table["group"] == group]
         if hierarchical is False or not result.hierarchical:
             use = None
         else:
             use = group if group in result.groups else None  # None: a new, unseen setup
-        x = out.loc[mask, list(law.inputs)]
-        m = result.predict(x, group=use, kind="mean", seed=seed)
-        new = result.predict(x, group=use, kind="new_run", seed=seed)
-        mean[rows[mask]] = m.median(dim=("chain", "draw")).values
-        for level in HOLDOUT_LEVELS:
-            lo, hi = (new.quantile(q, dim=("chain", "draw")).values for q in ((1 - level) / 2, (1 + level) / 2))
-            bounds[level][0][rows[mask]], bounds[level][1][rows[mask]] = lo, hi
-    out["predicted"] = mean
-    out["error"] = out["predicted"] - out["loss"]
-    out["abs_error"] = out["error"].abs()
+        scored = result.holdout_table(part, group=use, levels=HOLDOUT_LEVELS, seed=seed)
+        scored.insert(len(law.inputs), "group", part["group"])
+        parts.append(scored)
+    out = pd.concat(parts).loc[held_table.index]
+    out.insert(len(law.inputs) + 1, by, order[held])
+    # split-conformal baseline on the fit's own backtest residuals (no distance scaling)
+    bt = result.discrepancy.backtest
     for level in HOLDOUT_LEVELS:
         k = int(round(level * 100))
-        out[f"lo{k}"], out[f"hi{k}"] = bounds[level]
-        out[f"in{k}"] = (out["loss"] >= out[f"lo{k}"]) & (out["loss"] <= out[f"hi{k}"])
+        if bt is not None and len(bt):
+            r = np.sort(np.abs(bt["residual"].to_numpy(float)))
+            rank = min(len(r), int(np.ceil((len(r) + 1) * level)))
+            half = r[rank - 1]
+            out[f"in{k}_conformal"] = np.abs(np.log(out["loss"]) - np.log(out["predicted"])) <= half
+            out[f"width{k}_conformal"] = out["predicted"] * (np.exp(half) - np.exp(-half))
+        out[f"width{k}"] = out[f"hi{k}"] - out[f"lo{k}"]
     d = result.diagnostics
     summary = {
         "law": law.name, "by": by,
@@ -511,8 +509,14 @@ def extrapolation_holdout(
         "max_abs_error": float(out["abs_error"].max()),
         "mean_abs_error": float(out["abs_error"].mean()),
         "rmse": float(np.sqrt(np.mean(out["error"] ** 2))),
-        **{f"coverage_{int(round(level * 100))}": float(out[f"in{int(round(level * 100))}"].mean())
+        **{f"coverage_{int(round(level * 100))}{suffix}": float(out[f"in{int(round(level * 100))}{suffix}"].mean())
+           for level in HOLDOUT_LEVELS for suffix in ("", "_law", "_conformal")
+           if f"in{int(round(level * 100))}{suffix}" in out},
+        **{f"median_width_{int(round(level * 100))}": float(out[f"width{int(round(level * 100))}"].median())
            for level in HOLDOUT_LEVELS},
+        "median_width_90_conformal": (float(out["width90_conformal"].median())
+                                      if "width90_conformal" in out else None),
+        "discrepancy": result.discrepancy.summary(),
         "diagnostics_ok": d.ok, "divergences": d.divergences, "max_rhat": d.max_rhat,
     }
     return Holdout(out, summary, result)

@@ -97,7 +97,7 @@ def test_verdict_levels():
     result = fake_result("joint", num_draws=500)
     assert verdict(result).level == "green"
     assert verdict(fake_result("joint", num_draws=100)).level == "amber"  # ESS 200: at the floor
-    held = pd.DataFrame({"inside": [True, False], "error": [0.0, 0.1], "rel_error": [0.0, 0.05]})
+    held = pd.DataFrame({"in90": [True, False], "error": [0.0, 0.1], "rel_error": [0.0, 0.05]})
     amber = verdict(result, held)
     assert amber.level == "amber" and "1 of 2 held-out runs" in amber.reasons[0]
     result.diagnostics = dataclasses.replace(result.diagnostics, max_rhat=1.2,

@@ -1,0 +1,362 @@
+"""The law's own error beyond the fitted runs: a discrepancy term for every prediction.
+
+A fitted law is calibrated where it was fitted (simulation-based calibration checks that), but
+its functional form is only approximately right, and the error of the form grows as a prediction
+moves away from the runs that pinned it down. bayesmoe models a new run's log loss as
+
+    ln L_obs(x) = ln L_law(x; θ) + δ(x) + ε,        δ(x) = b · e(x),   b ~ N(0, τ² I),
+
+* ``e(x)``: the signed distance, in decades, by which ``x`` lies outside the fitted runs along each
+  *axis*: every input of the law (``n_active``, ``tokens``, ``experts``...) and the scale product
+  size × tokens (compute up to 6·, for laws with ``n_active``). Inside the fitted range along an
+  axis the distance is 0; above it positive, below it negative. The product is an axis of its own
+  because a run can lie inside the fitted range of N and of D and still beyond the fitted compute
+  (the corner of large N and large D), where every scaling question lives.
+* ``b``: one slope per axis and posterior draw, shared by every configuration predicted with that
+  draw. The law's error is smooth: at the edge of the data the fit matches the runs, and beyond it
+  the error grows, to first order linearly in the distance, with a slope nobody knows. Sharing ``b``
+  makes δ *correlated*: two configurations at the same scale get the same δ, and two that differ
+  only in E differ only by ``b_E·Δe_E``, so ``compare`` stays as decisive as the law allows.
+* ``τ``: the growth rate (ln-loss per decade). It is **learned**, never set by hand, from
+  - rolling-origin backtests inside the user's own table (:func:`backtest`): fit on the runs
+    below a compute cut, predict every run above it, at several cuts; within one cut the
+    residuals share one ``b``, so each cut contributes the exact Gaussian marginal likelihood
+    ``r ~ N(0, diag(s²) + τ² E Eᵀ)`` (``s``: the law's own predictive sd of each run:
+    parameter uncertainty plus noise);
+  - a prior distilled from the real tables in ``../shared/data`` by
+    ``docs/validation/distill_discrepancy.py`` (the population distribution of ln τ over those
+    tables, fitted by marginal likelihood), shipped in ``bayesmoe/discrepancy_prior.json``.
+  τ's posterior is computed exactly on a grid and each posterior draw of θ gets its own τ.
+
+Inside the fitted range δ is exactly 0, so adding it leaves the likelihood of the fitted runs,
+and therefore the posterior of θ, unchanged: simulation-based calibration of θ is unaffected by
+construction. It widens predictions only where they leave the data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "tau_log_likelihood",
+           "learn", "default_prior", "BACKTEST_CUTS"]
+
+#: Compute quantiles of the table at which :func:`backtest` cuts (fit below, predict above).
+BACKTEST_CUTS = (0.5, 0.65, 0.8)
+#: τ grid (ln-loss per decade): 1e-4 to 3, log-spaced.
+TAU_GRID = np.geomspace(1e-4, 3.0, 481)
+#: The name of the scale-product axis.
+SCALE_AXIS = "scale"
+_SIZE_INPUTS = ("n_active", "n_total")
+ALL = "__all__"
+
+
+def axes(law) -> tuple[str, ...]:
+    """Axes along which distance beyond the fitted runs is measured: the law's inputs and, when
+    the law has a size input and ``tokens``, their product (``"scale"``)."""
+    out = list(law.inputs)
+    if "tokens" in law.inputs and any(s in law.inputs for s in _SIZE_INPUTS):
+        out.append(SCALE_AXIS)
+    return tuple(out)
+
+
+def _log10_axes(law, table: pd.DataFrame) -> np.ndarray:
+    cols = []
+    for a in axes(law):
+        if a == SCALE_AXIS:
+            size = next(s for s in _SIZE_INPUTS if s in law.inputs)
+            cols.append(np.log10(table[size].to_numpy(float)) + np.log10(table["tokens"].to_numpy(float)))
+        else:
+            cols.append(np.log10(table[a].to_numpy(float)))
+    return np.stack(cols, axis=-1)
+
+
+def fitted_ranges(law, runs: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """Per group (and over all runs, key ``"__all__"``): ``{axis: [log10 min, log10 max]}``."""
+    z = _log10_axes(law, runs)
+    out = {ALL: {a: [float(z[:, j].min()), float(z[:, j].max())] for j, a in enumerate(axes(law))}}
+    if "group" in runs:
+        for g in pd.unique(runs["group"].astype(str)):
+            m = (runs["group"].astype(str) == g).to_numpy()
+            out[g] = {a: [float(z[m, j].min()), float(z[m, j].max())] for j, a in enumerate(axes(law))}
+    return out
+
+
+def beyond(law, ranges: Mapping, table: pd.DataFrame, group: str | None = None) -> np.ndarray:
+    """Signed decades outside the fitted range, shape ``(runs, axes)``: 0 inside, > 0 above."""
+    rng = ranges.get(group, ranges[ALL]) if group is not None else ranges[ALL]
+    z = _log10_axes(law, table)
+    lo = np.array([rng[a][0] for a in axes(law)])
+    hi = np.array([rng[a][1] for a in axes(law)])
+    return np.where(z > hi, z - hi, np.where(z < lo, z - lo, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# τ: likelihood from backtests, prior, posterior on a grid
+
+
+def tau_log_likelihood(table: pd.DataFrame, axis_names: Sequence[str], tau=TAU_GRID) -> np.ndarray:
+    """ln p(backtest residuals | τ) on ``tau``: per cut, ``r ~ N(0, diag(s²) + τ² E Eᵀ)``.
+
+    ``table`` has one row per backtest prediction: ``cut``, ``residual`` (observed − predicted
+    ln loss), ``sd`` (the law's predictive sd of ln loss, noise included) and one ``e_<axis>``
+    column per axis (signed decades beyond that cut's fitted runs).
+    """
+    tau = np.asarray(tau, dtype=float)
+    total = np.zeros_like(tau)
+    for _, part in table.groupby("cut"):
+        r = part["residual"].to_numpy(float)
+        d = part["sd"].to_numpy(float) ** 2
+        e = part[[f"e_{a}" for a in axis_names]].to_numpy(float)
+        # Woodbury: Σ = D + τ² E Eᵀ with J ≤ 4 columns
+        dinv_e = e / d[:, None]
+        ete = e.T @ dinv_e  # (J, J)
+        etr = dinv_e.T @ r  # (J,)
+        quad0 = float(np.sum(r * r / d))
+        logdet0 = float(np.sum(np.log(d)))
+        eye = np.eye(e.shape[1])
+        for i, t in enumerate(tau):
+            m = eye + t * t * ete
+            sign, logdet_m = np.linalg.slogdet(m)
+            quad = quad0 - t * t * etr @ np.linalg.solve(m, etr)
+            total[i] += -0.5 * (len(r) * np.log(2 * np.pi) + logdet0 + logdet_m + quad)
+    return total
+
+
+def default_prior() -> dict:
+    """The distilled prior on ln τ shipped with the package (``discrepancy_prior.json``)."""
+    text = resources.files("bayesmoe").joinpath("discrepancy_prior.json").read_text()
+    return json.loads(text)
+
+
+def _log_prior(prior: Mapping, tau=TAU_GRID) -> np.ndarray:
+    if prior.get("family", "lognormal") != "lognormal":
+        raise ValueError(f"unknown discrepancy prior family {prior.get('family')!r}; use 'lognormal'")
+    mu, sd = float(prior["mu"]), float(prior["sigma"])
+    lt = np.log(tau)
+    # density of ln τ on a log-spaced grid: equal cells in ln τ, so no Jacobian is needed
+    return -0.5 * ((lt - mu) / sd) ** 2
+
+
+@dataclass
+class Discrepancy:
+    """The learned extrapolation-error term of a fit (see the module docstring).
+
+    Attributes
+    ----------
+    axes : tuple of str
+        Axes of the distance (the law's inputs and ``"scale"``).
+    ranges : dict
+        Fitted range per group (and ``"__all__"``): ``{axis: [log10 min, log10 max]}``.
+    tau : numpy.ndarray
+        Grid of growth rates (ln-loss per decade).
+    weights : numpy.ndarray
+        Posterior probability of each grid value.
+    prior : dict
+        The prior on ln τ used (``family``, ``mu``, ``sigma``, ``source``).
+    source : str
+        ``"backtest+prior"``, ``"prior"`` or ``"none"`` (τ = 0: the law-only band).
+    backtest : pandas.DataFrame or None
+        One row per backtest prediction (see :func:`backtest`).
+    """
+
+    axes: tuple[str, ...]
+    ranges: dict
+    tau: np.ndarray = field(default_factory=lambda: TAU_GRID.copy())
+    weights: np.ndarray | None = None
+    prior: dict = field(default_factory=dict)
+    source: str = "prior"
+    backtest: pd.DataFrame | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.source != "none"
+
+    def tau_quantiles(self, q=(0.05, 0.5, 0.95)) -> np.ndarray:
+        """Quantiles of τ's posterior (zeros for ``source="none"``)."""
+        if not self.active:
+            return np.zeros(len(q))
+        cdf = np.cumsum(self.weights)
+        return np.interp(q, cdf, self.tau)
+
+    def sample_tau(self, rng: np.random.Generator, size) -> np.ndarray:
+        if not self.active:
+            return np.zeros(size)
+        idx = rng.choice(len(self.tau), size=size, p=self.weights)
+        # jitter within the grid cell so draws are continuous
+        step = np.log(self.tau[1] / self.tau[0])
+        return self.tau[idx] * np.exp(rng.uniform(-step / 2, step / 2, size=size))
+
+    def slopes(self, shape: tuple[int, ...], seed: int) -> np.ndarray:
+        """One slope vector ``b`` per posterior draw: shape ``(*shape, axes)``."""
+        rng = np.random.default_rng([seed, 0x5EED])
+        tau = self.sample_tau(rng, shape)
+        return tau[..., None] * rng.standard_normal((*shape, len(self.axes)))
+
+    def distance(self, law, table: pd.DataFrame, group: str | None = None) -> np.ndarray:
+        """Signed decades beyond the fitted runs, ``(runs, axes)``."""
+        return beyond(law, self.ranges, table, group)
+
+    def delta(self, law, table: pd.DataFrame, shape: tuple[int, ...], *, group: str | None = None,
+              seed: int = 0) -> np.ndarray:
+        """Draws of δ (ln loss) for ``table``'s runs: ``(*shape, runs)``, correlated across runs."""
+        e = self.distance(law, table, group)
+        return self.slopes(shape, seed) @ e.T
+
+    def sd(self, distance: np.ndarray) -> np.ndarray:
+        """Posterior-mean sd of δ at the given ``(..., axes)`` distances: E[τ²]^½·|e|."""
+        if not self.active:
+            return np.zeros(np.shape(distance)[:-1])
+        m2 = float(np.sum(self.weights * self.tau ** 2))
+        return np.sqrt(m2) * np.linalg.norm(distance, axis=-1)
+
+    def summary(self) -> dict:
+        lo, med, hi = self.tau_quantiles()
+        out = {"source": self.source, "tau_median": float(med), "tau_lo90": float(lo), "tau_hi90": float(hi),
+               "prior": dict(self.prior)}
+        if self.backtest is not None:
+            out["backtest_predictions"] = int(len(self.backtest))
+            out["backtest_cuts"] = int(self.backtest["cut"].nunique())
+        return out
+
+    # ------------------------------------------------------------------ storage
+    def to_json(self) -> str:
+        return json.dumps({
+            "axes": list(self.axes), "ranges": self.ranges, "source": self.source, "prior": self.prior,
+            "tau": self.tau.tolist(), "weights": None if self.weights is None else self.weights.tolist(),
+            "backtest": None if self.backtest is None else self.backtest.to_dict(orient="list"),
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> Discrepancy:
+        raw = json.loads(text)
+        return cls(axes=tuple(raw["axes"]), ranges=raw["ranges"], tau=np.asarray(raw["tau"]),
+                   weights=None if raw["weights"] is None else np.asarray(raw["weights"]),
+                   prior=raw["prior"], source=raw["source"],
+                   backtest=None if raw["backtest"] is None else pd.DataFrame(raw["backtest"]))
+
+
+def posterior(law, runs: pd.DataFrame, *, prior: Mapping | None = None, backtest_table: pd.DataFrame | None = None,
+              source: str | None = None) -> Discrepancy:
+    """τ's grid posterior from a prior and (optionally) backtest residuals."""
+    prior = dict(default_prior() if prior is None else prior)
+    logp = _log_prior(prior)
+    if backtest_table is not None and len(backtest_table):
+        logp = logp + tau_log_likelihood(backtest_table, axes(law))
+        source = source or "backtest+prior"
+    w = np.exp(logp - logp.max())
+    return Discrepancy(axes=axes(law), ranges=fitted_ranges(law, runs), weights=w / w.sum(), prior=prior,
+                       source=source or "prior", backtest=backtest_table)
+
+
+def none(law, runs: pd.DataFrame) -> Discrepancy:
+    """No discrepancy (τ = 0): the law-only band."""
+    return Discrepancy(axes=axes(law), ranges=fitted_ranges(law, runs), weights=None, prior={}, source="none")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rolling-origin backtests
+
+
+def order_key(law, table: pd.DataFrame) -> pd.Series:
+    """The backtests' ordering: size × tokens (compute up to 6·), or the first input."""
+    if "tokens" in law.inputs:
+        size = next((s for s in _SIZE_INPUTS if s in law.inputs), None)
+        if size is not None:
+            return table[size].astype(float) * table["tokens"].astype(float)
+    return table[law.inputs[0]].astype(float)
+
+
+def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping | None = None,
+             progress: bool = False) -> pd.DataFrame:
+    """Rolling-origin backtests: at each compute quantile in ``cuts`` fit the runs at or below it
+    (within each group when there are several) and predict every run above it.
+
+    Returns one row per prediction: ``cut`` (the quantile), ``run`` (the table's index), ``group``,
+    ``residual`` (observed − posterior mean of the predicted ln loss), ``sd`` (robust sd of the
+    law's new-run ln loss: (q84 − q16)/2, parameter uncertainty and noise), ``distance``
+    (Euclidean, decades) and ``e_<axis>`` (signed decades beyond that cut's fitted runs).
+    Cuts that leave too few runs to fit (fewer than the law's parameters + 3) are skipped.
+    Only the rows of ``runs`` are used: pass the training table, never a hold-out.
+    """
+    from bayesmoe.fitting import fit  # fitting imports this module
+
+    table = runs
+    key = order_key(law, table)
+    groups = table["group"].astype(str) if "group" in table else pd.Series("all", index=table.index)
+    multi = groups.nunique() > 1
+    rows = []
+    iterator = cuts
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(cuts, desc="discrepancy backtests", leave=False)
+    for q in iterator:
+        if multi:
+            cut = key.groupby(groups).transform(lambda v: np.quantile(v, q))
+        else:
+            cut = pd.Series(float(np.quantile(key, q)), index=table.index)
+        below = key <= cut
+        n_fit, n_held = int(below.sum()), int((~below).sum())
+        if n_held == 0 or n_fit < len(law.params) + 3 or (multi and groups[below].nunique() < groups.nunique()):
+            continue
+        kwargs = {"num_chains": 2, "num_warmup": 300, "num_samples": 300, "progress": False,
+                  "on_bad_fit": "warn", **dict(fit_kwargs or {}), "discrepancy": "none"}
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = fit(table.loc[below], law=law, **kwargs)
+        held = table.loc[~below]
+        for g in pd.unique(groups[~below]):
+            m = (groups[~below] == g).to_numpy()
+            x = held.loc[m]
+            use = g if res.hierarchical else None
+            # a 'seed' column keeps replicated configurations apart in predict's validation
+            xin = x[list(law.inputs)].assign(seed=np.arange(len(x)))
+            new = np.log(res.predict(xin, group=use, kind="new_run", discrepancy=False,
+                                     seed=17).values)
+            flat = new.reshape(-1, new.shape[-1])
+            q16, q84 = np.quantile(flat, [0.16, 0.84], axis=0)
+            pred = np.mean(flat, axis=0)
+            e = beyond(law, fitted_ranges(law, table.loc[below]), x, g if multi else None)
+            obs = np.log(x["loss"].to_numpy(float))
+            for i, idx in enumerate(x.index):
+                row = {"cut": q, "run": idx, "group": g, "observed": obs[i], "predicted": pred[i],
+                       "residual": obs[i] - pred[i], "sd": (q84[i] - q16[i]) / 2,
+                       "distance": float(np.linalg.norm(e[i]))}
+                row.update({f"e_{a}": float(e[i, j]) for j, a in enumerate(axes(law))})
+                rows.append(row)
+    cols = ["cut", "run", "group", "observed", "predicted", "residual", "sd", "distance",
+            *[f"e_{a}" for a in axes(law)]]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def learn(runs: pd.DataFrame, law, *, mode: str = "auto", prior: Mapping | None = None,
+          cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping | None = None,
+          progress: bool = False) -> Discrepancy:
+    """The discrepancy term of a fit of ``runs``.
+
+    ``mode``: ``"backtest"`` (backtests + prior), ``"prior"`` (the prior alone), ``"none"``
+    (τ = 0), or ``"auto"``: backtests where the table has at least 3 distinct scales above and
+    below each cut and enough runs, else the prior alone.
+    """
+    if mode not in ("auto", "backtest", "prior", "none"):
+        raise ValueError(f"discrepancy must be 'auto', 'backtest', 'prior' or 'none', got {mode!r}")
+    if mode == "none":
+        return none(law, runs)
+    table = None
+    if mode in ("auto", "backtest"):
+        enough = len(runs) >= 2 * (len(law.params) + 3) and order_key(law, runs).nunique() >= 6
+        if mode == "backtest" or enough:
+            table = backtest(runs, law, cuts=cuts, fit_kwargs=fit_kwargs, progress=progress)
+            if mode == "backtest" and not len(table):
+                raise ValueError(
+                    f"no backtest cut leaves enough runs to fit {law.name!r} ({len(runs)} runs); "
+                    "use discrepancy='prior'")
+    return posterior(law, runs, prior=prior, backtest_table=table)
