@@ -31,6 +31,7 @@ from scipy import stats  # noqa: E402
 from bayesmoe.laws import PUBLISHED  # noqa: E402
 
 __all__ = [
+    "plot_backtest",
     "plot_predictive",
     "plot_loss_curves",
     "plot_parameter",
@@ -627,4 +628,41 @@ def plot_holdout(holdout, *, by: str | None = None, ax: Axes | None = None) -> A
                      f"90 % covers {s['coverage_90']:.0%}", fontsize=9)
     if len(groups) > 1:
         ax.legend(fontsize=7)
+    return ax
+
+
+def plot_backtest(result, *, ci_prob: float = 0.9, ax: Axes | None = None) -> Axes:
+    """The table's own backtests: each prediction's error (observed − predicted ln loss) against
+    its distance beyond the runs its backtest fit saw, with the ``ci_prob`` band the fitted
+    extrapolation-error term gives (typical law sd combined with τ·distance; τ's median, and the
+    band at τ's 5 % and 95 % quantiles shaded)."""
+    ax = _ax(ax, (6.5, 4.0))
+    disc = result.discrepancy
+    bt = disc.backtest
+    if bt is None or not len(bt):
+        ax.text(0.5, 0.5, f"no backtests (discrepancy: {disc.source})", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return ax
+    z = stats.norm.ppf(0.5 + ci_prob / 2)
+    cuts = sorted(bt["cut"].unique())
+    for i, cut in enumerate(cuts):
+        part = bt[bt["cut"] == cut]
+        ax.scatter(part["distance"], part["residual"], s=14, alpha=0.75, color=plt.cm.viridis(i / max(1, len(cuts) - 1)),
+                   label=f"fit below the {cut:.0%} compute quantile")
+    d = np.linspace(0, max(float(bt["distance"].max()) * 1.1, 0.1), 100)
+    s0 = float(bt["sd"].median())
+    lo, med, hi = disc.tau_quantiles((0.05, 0.5, 0.95))
+    for tau, style in ((med, "-"),):
+        half = z * np.sqrt(s0 ** 2 + (tau * d) ** 2)
+        ax.plot(d, half, "k" + style, lw=1.2, label=f"{ci_prob:.0%} band, τ = {tau:.3g} per decade")
+        ax.plot(d, -half, "k" + style, lw=1.2)
+    ax.fill_between(d, z * np.sqrt(s0 ** 2 + (hi * d) ** 2), z * np.sqrt(s0 ** 2 + (lo * d) ** 2),
+                    color="0.6", alpha=0.25, lw=0, label=f"τ from {lo:.2g} to {hi:.2g} (90 %)")
+    ax.fill_between(d, -z * np.sqrt(s0 ** 2 + (hi * d) ** 2), -z * np.sqrt(s0 ** 2 + (lo * d) ** 2),
+                    color="0.6", alpha=0.25, lw=0)
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.set_xlabel("decades beyond the backtest fit's runs (N, D, E, N·D)")
+    ax.set_ylabel("observed − predicted ln loss")
+    ax.legend(fontsize=7, loc="best")
     return ax

@@ -221,7 +221,10 @@ def _holdout(result) -> pd.DataFrame | None:
     raw = result.tree.attrs.get("holdout")
     if not raw:
         return None
-    return pd.read_json(io.StringIO(raw), orient="records")
+    stored = pd.read_json(io.StringIO(raw), orient="records")
+    # re-score the held-out runs from their inputs and losses with the current scorer: a stored
+    # summary is never trusted, and files written before the extrapolation-error term rescore too
+    return result.holdout_table(stored[list(result.law.inputs) + ["loss"]])
 
 
 def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = None,
@@ -271,7 +274,42 @@ def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = 
                         "caption": f"Best loss reachable with {flops:.0e} FLOPs per expert count as the memory "
                                    "limit grows (each model truncated at the largest size that fits); the "
                                    "dashed line is your limit."})
-    return {"table": _table(table.T), "strip": strip, "figures": figures}
+    return {"table": _table(table.T), "strip": strip, "figures": figures, "summary": table}
+
+
+def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
+    """How far to trust the answers: the extrapolation-error term, the table's own backtests, and
+    how far each recommendation lies beyond the fitted runs."""
+    import matplotlib.pyplot as plt
+
+    from bayesmoe import plots
+
+    disc = result.discrepancy
+    info = disc.summary()
+    if disc.source == "none":
+        line = ("This fit carries no extrapolation-error term (discrepancy='none'): its intervals cover "
+                "parameter uncertainty and run noise only, which is honest inside the fitted runs, not beyond them.")
+    else:
+        backed = (f"{info['backtest_predictions']} backtest predictions at {info['backtest_cuts']} compute cuts "
+                  "inside this table and " if "backtest_predictions" in info else "")
+        line = (f"Beyond the fitted runs every prediction carries the law's own error, which grows "
+                f"{info['tau_median']:.3g} ln-loss per decade of distance (90 %: {info['tau_lo90']:.3g} to "
+                f"{info['tau_hi90']:.3g}), learned from {backed}the prior distilled from real run tables "
+                f"(ln τ ~ N({info['prior'].get('mu', float('nan')):.2f}, {info['prior'].get('sigma', float('nan')):.2f})). "
+                "Inside the fitted runs it is zero.")
+    fig, ax = plt.subplots(figsize=(7.0, 4.0), layout="constrained")
+    plots.plot_backtest(result, ci_prob=ci_prob, ax=ax)
+    figure = {"id": "fig-backtest", "title": "The table's own backtests", **_png(fig),
+              "caption": "Fit on the runs below a compute cut, predict every run above it: each point is one "
+                         "prediction's error against its distance beyond that fit's runs; the lines are the "
+                         "band the fitted growth rate gives, the shading its uncertainty."}
+    table = None
+    if recommendations and recommendations.get("summary") is not None:
+        summ = recommendations["summary"]
+        cols = [c for c in summ.columns if c == "extrapolation_decades" or str(c).startswith("beyond_")
+                or "at edge" in str(c) or "beyond fitted" in str(c) or str(c).endswith("_at_edge")]
+        table = _table(summ[cols].T)
+    return {"line": line, "figure": figure, "table": table}
 
 
 def _priors(result) -> dict:
@@ -350,6 +388,7 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0
                                                 else {"ess_bulk": "ESS bulk", "ess_tail": "ESS tail",
                                                       "r_hat": "R-hat", "mcse_mean": "MCSE mean"}.get(c, c)))
     summary.index.name = "parameter"
+    recs = _recommendations(result, budgets, ci_prob, memory_gb, context_tokens)
     context = {
         "title": title or f"bayesmoe report: {result.law.name} law",
         "law": result.law,
@@ -360,7 +399,8 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0
         "summary": _table(summary),
         "ci_prob": ci_prob,
         "quality": _fit_quality(result, ci_prob, holdout),
-        "recommendations": _recommendations(result, budgets, ci_prob, memory_gb, context_tokens),
+        "recommendations": recs,
+        "trust": _trust(result, ci_prob, recs),
         "priors": _priors(result),
         "provenance": _provenance(result),
         "figures": _figures(result, ci_prob),

@@ -248,6 +248,7 @@ class FitResult:
             out[f"in{k}"] = (out["loss"] >= lo) & (out["loss"] <= hi)
             lo, hi = (law_only.quantile(v, dim=("chain", "draw")).values for v in q)
             out[f"in{k}_law"] = (out["loss"] >= lo) & (out["loss"] <= hi)
+            out[f"width{k}_law"] = hi - lo
         return out
 
     def model_card(self, ci_prob: float = 0.94) -> str:

@@ -48,7 +48,7 @@ from bayesmoe.priors import resolve_priors
 from bayesmoe.results import HOLDOUT_LEVELS
 from bayesmoe.testing import design_grid
 
-__all__ = ["sbc", "draw_from_prior", "batch_model", "fit_batch", "sbc_check", "SBCCheck", "sbc_parameters",
+__all__ = ["score_holdout", "sbc", "draw_from_prior", "batch_model", "fit_batch", "sbc_check", "SBCCheck", "sbc_parameters",
            "sbc_failed_fits", "expected_coverage", "COVERAGE_LEVELS", "extrapolation_holdout",
            "Holdout", "compare_laws", "HOLDOUT_LEVELS"]
 
@@ -440,6 +440,24 @@ def extrapolation_holdout(
     """
     from bayesmoe.fitting import fit  # fitting imports results, which imports this package
 
+    law, table, order, cut, held = _split(runs, law, by, quantile, threshold, per_group)
+    fitted = table.loc[~held].copy()
+    if hierarchical is False:
+        # Runs of different groups may share (n_active, tokens); tell them apart through the
+        # validator's 'seed' key (the law never reads it) so one pooled table stays valid.
+        codes = pd.factorize(fitted["group"])[0]
+        fitted["seed"] = codes if "seed" not in fitted else (
+            pd.factorize(fitted["seed"].astype(str) + "\x1f" + fitted["group"])[0])
+        fitted["group"] = "pooled"
+    kwargs = {"seed": seed, **dict(fit_kwargs or {})}
+    result = fit(fitted, law=law, **kwargs)
+
+    return _score(result, law, table, order, cut, held, by=by, quantile=quantile, threshold=threshold,
+                  per_group=per_group, hierarchical=hierarchical, seed=seed)
+
+
+def _split(runs, law, by, quantile, threshold, per_group):
+    """The ordered split: (law, validated table, ordering, cut per run, held-out mask)."""
     law = get_law(law)
     table = validate_runs(runs, required=law.inputs + ("loss",), unit_checks=False)
     order = _ordering(table, by)
@@ -465,17 +483,21 @@ def extrapolation_holdout(
             f"{'threshold=' + format(threshold, 'g') if threshold is not None else f'quantile={quantile}'}"
             f", range {order.min():.4g}-{order.max():.4g}); need >= 1 held out and >= {min_fit} to fit"
         )
-    fitted = table.loc[~held].copy()
-    if hierarchical is False:
-        # Runs of different groups may share (n_active, tokens); tell them apart through the
-        # validator's 'seed' key (the law never reads it) so one pooled table stays valid.
-        codes = pd.factorize(fitted["group"])[0]
-        fitted["seed"] = codes if "seed" not in fitted else (
-            pd.factorize(fitted["seed"].astype(str) + "\x1f" + fitted["group"])[0])
-        fitted["group"] = "pooled"
-    kwargs = {"seed": seed, **dict(fit_kwargs or {})}
-    result = fit(fitted, law=law, **kwargs)
+    return law, table, order, cut, held
 
+
+def score_holdout(result, runs: pd.DataFrame, *, by: str = "compute", quantile: float | None = 0.8,
+                  threshold: float | None = None, per_group: bool = False, hierarchical: bool | None = None,
+                  seed: int = 0) -> Holdout:
+    """Score an existing fit of the runs below the split on the runs above it: the scoring half of
+    :func:`extrapolation_holdout` (same arguments), e.g. after changing the fit's discrepancy prior."""
+    law, table, order, cut, held = _split(runs, result.law, by, quantile, threshold, per_group)
+    return _score(result, law, table, order, cut, held, by=by, quantile=quantile, threshold=threshold,
+                  per_group=per_group, hierarchical=hierarchical, seed=seed)
+
+
+def _score(result, law, table, order, cut, held, *, by, quantile, threshold, per_group, hierarchical, seed):
+    n_fit, n_held = int((~held).sum()), int(held.sum())
     parts = []
     held_table = table.loc[held]
     for group in pd.unique(held_table["group"]):
@@ -514,6 +536,7 @@ def extrapolation_holdout(
            if f"in{int(round(level * 100))}{suffix}" in out},
         **{f"median_width_{int(round(level * 100))}": float(out[f"width{int(round(level * 100))}"].median())
            for level in HOLDOUT_LEVELS},
+        "median_width_90_law": float(out["width90_law"].median()),
         "median_width_90_conformal": (float(out["width90_conformal"].median())
                                       if "width90_conformal" in out else None),
         "discrepancy": result.discrepancy.summary(),
