@@ -44,11 +44,11 @@ def _parser() -> argparse.ArgumentParser:
                         "0.95 for fine_grained and sparsity, for one group; 0.99 for several)")
     f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
                    help="a failed convergence check: exit with an error (raise) or keep it (warn)")
-    f.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default="auto",
+    f.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default=None,
                    help="the law's extrapolation error in every prediction beyond the fitted runs: its "
                         "growth rate learned from backtests inside the table and the shipped prior "
                         "(auto: backtests where the table is large enough), the prior alone, or none "
-                        "(the law-only band); default auto")
+                        "(the law-only band); default: $BAYESMOE_DISCREPANCY, else auto")
     f.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
     f.add_argument("--out", help="save the result to this netCDF path (and its model card beside it, .md)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -100,31 +100,47 @@ def beyond(law, ranges: Mapping, table: pd.DataFrame, group: str | None = None) 
 # τ: likelihood from backtests, prior, posterior on a grid
 
 
+#: Principal components of the law's parameter uncertainty kept per backtest prediction.
+N_PC = 8
+
+
 def tau_log_likelihood(table: pd.DataFrame, axis_names: Sequence[str], tau=TAU_GRID) -> np.ndarray:
-    """ln p(backtest residuals | τ) on ``tau``: per cut, ``r ~ N(0, diag(s²) + τ² E Eᵀ)``.
+    """ln p(backtest residuals | τ) on ``tau``, one exact Gaussian marginal per cut:
+
+        r ~ N(0, diag(s_noise²) + P Pᵀ + τ² E Eᵀ)
 
     ``table`` has one row per backtest prediction: ``cut``, ``residual`` (observed − predicted
-    ln loss), ``sd`` (the law's predictive sd of ln loss, noise included) and one ``e_<axis>``
-    column per axis (signed decades beyond that cut's fitted runs).
+    ln loss), ``noise_sd`` (the fitted run noise's sd at that run), ``pc_0 ... pc_{k-1}`` (the
+    law's parameter uncertainty over that cut's predictions, as principal components: one fit's
+    parameter error moves every prediction of its cut together, so it must not be mistaken for the
+    discrepancy's shared slopes) and one ``e_<axis>`` column per axis (signed decades beyond that
+    cut's fitted runs). Tables without ``noise_sd``/``pc_*`` columns use ``sd`` (the total
+    predictive sd) on the diagonal, treating parameter errors as independent between runs.
     """
     tau = np.asarray(tau, dtype=float)
     total = np.zeros_like(tau)
-    for _, part in table.groupby("cut"):
+    pcs = [c for c in table.columns if str(c).startswith("pc_")]
+    # one block per cut (and per group: each group's parameter components are its own)
+    keys = ["cut", "group"] if "group" in table else ["cut"]
+    for _, part in table.groupby(keys):
         r = part["residual"].to_numpy(float)
-        d = part["sd"].to_numpy(float) ** 2
+        if "noise_sd" in part and pcs:
+            d = part["noise_sd"].to_numpy(float) ** 2
+            p = np.nan_to_num(part[pcs].to_numpy(float))
+        else:
+            d = part["sd"].to_numpy(float) ** 2
+            p = np.zeros((len(r), 0))
         e = part[[f"e_{a}" for a in axis_names]].to_numpy(float)
-        # Woodbury: Σ = D + τ² E Eᵀ with J ≤ 4 columns
-        dinv_e = e / d[:, None]
-        ete = e.T @ dinv_e  # (J, J)
-        etr = dinv_e.T @ r  # (J,)
-        quad0 = float(np.sum(r * r / d))
-        logdet0 = float(np.sum(np.log(d)))
-        eye = np.eye(e.shape[1])
+        logdet_d = float(np.sum(np.log(d)))
         for i, t in enumerate(tau):
-            m = eye + t * t * ete
-            sign, logdet_m = np.linalg.slogdet(m)
-            quad = quad0 - t * t * etr @ np.linalg.solve(m, etr)
-            total[i] += -0.5 * (len(r) * np.log(2 * np.pi) + logdet0 + logdet_m + quad)
+            # Woodbury with U = [P, τE]: Σ = D + U Uᵀ of rank k + J
+            u = np.concatenate([p, t * e], axis=1)
+            dinv_u = u / d[:, None]
+            m = np.eye(u.shape[1]) + u.T @ dinv_u
+            utr = dinv_u.T @ r
+            _, logdet_m = np.linalg.slogdet(m)
+            quad = float(np.sum(r * r / d) - utr @ np.linalg.solve(m, utr))
+            total[i] += -0.5 * (len(r) * np.log(2 * np.pi) + logdet_d + logdet_m + quad)
     return total
 
 
@@ -321,19 +337,29 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
             xin = x[list(law.inputs)].assign(seed=np.arange(len(x)))
             new = np.log(res.predict(xin, group=use, kind="new_run", discrepancy=False,
                                      seed=17).values)
+            mean = np.log(res.predict(xin, group=use, kind="mean", seed=17).values)
             flat = new.reshape(-1, new.shape[-1])
+            lawd = mean.reshape(-1, mean.shape[-1])
             q16, q84 = np.quantile(flat, [0.16, 0.84], axis=0)
-            pred = np.mean(flat, axis=0)
+            pred = np.mean(lawd, axis=0)
+            # run noise alone (robust sd of new run − law per draw) and the law's parameter
+            # uncertainty as principal components (P Pᵀ ≈ covariance of the law over draws)
+            nq16, nq84 = np.quantile(flat - lawd, [0.16, 0.84], axis=0)
+            centred = (lawd - pred) / np.sqrt(len(lawd))
+            _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+            k = min(N_PC, len(sv))
+            pc = (vt[:k].T * sv[:k])  # (runs, k)
             e = beyond(law, fitted_ranges(law, table.loc[below]), x, g if multi else None)
             obs = np.log(x["loss"].to_numpy(float))
             for i, idx in enumerate(x.index):
                 row = {"cut": q, "run": idx, "group": g, "observed": obs[i], "predicted": pred[i],
                        "residual": obs[i] - pred[i], "sd": (q84[i] - q16[i]) / 2,
-                       "distance": float(np.linalg.norm(e[i]))}
+                       "noise_sd": (nq84[i] - nq16[i]) / 2, "distance": float(np.linalg.norm(e[i]))}
+                row.update({f"pc_{j}": float(pc[i, j]) if j < k else 0.0 for j in range(N_PC)})
                 row.update({f"e_{a}": float(e[i, j]) for j, a in enumerate(axes(law))})
                 rows.append(row)
-    cols = ["cut", "run", "group", "observed", "predicted", "residual", "sd", "distance",
-            *[f"e_{a}" for a in axes(law)]]
+    cols = ["cut", "run", "group", "observed", "predicted", "residual", "sd", "noise_sd", "distance",
+            *[f"e_{a}" for a in axes(law)], *[f"pc_{j}" for j in range(N_PC)]]
     return pd.DataFrame(rows, columns=cols)
 
 

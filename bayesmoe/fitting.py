@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,7 +62,7 @@ def fit(
     pooled: Sequence[str] | None = None,
     unit_checks: bool = True,
     reference: Mapping[str, Any] | None = None,
-    discrepancy: str = "auto",
+    discrepancy: str | None = None,
     discrepancy_prior: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
@@ -106,7 +107,8 @@ def fit(
         ``log_loss_ref``, ``log_loss_min``. The priors on scale levels and on ``c_rel`` are
         relative to these; simulation-based calibration fixes them so the prior does not depend
         on the simulated data (:mod:`bayesmoe.validation`).
-    discrepancy : {"auto", "backtest", "prior", "none"}
+    discrepancy : {"auto", "backtest", "prior", "none"}, optional
+        Default: the environment variable ``BAYESMOE_DISCREPANCY`` if set, else ``"auto"``.
         The extrapolation-error term of every prediction beyond the fitted runs
         (:mod:`bayesmoe.discrepancy`): its growth rate τ is learned from rolling-origin backtests
         inside ``runs`` (3 short refits at compute quantiles 0.5, 0.65 and 0.8, each predicting
@@ -176,6 +178,8 @@ def fit(
     message = raise_or_warn(diag, law.name, on_bad_fit)
     # The discrepancy term is learned after the main fit (its backtests refit subsets of the
     # table); a fit that failed its diagnostics has raised above before paying for them.
+    if discrepancy is None:
+        discrepancy = os.environ.get("BAYESMOE_DISCREPANCY", "auto")
     disc = learn_discrepancy(
         table, law, mode=discrepancy, prior=discrepancy_prior, progress=progress_default(progress),
         fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,

@@ -28,6 +28,7 @@ on the same runs, with each fit's count of unreliable (Pareto k > 0.7) terms.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -168,12 +169,21 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     reference = _reference(law, design_df, loss_ref, loss_min)
     out = Path(out) if out else None
     done = set()
+    # every row records the settings that define its data set and fit; a resumed file must match
+    # all of them, so one CSV never mixes runs of different tables, priors, seeds or code
+    from bayesmoe import __version__
+    from bayesmoe.priors import spec_to_json
+
+    settings = {"law": law.name, "draws": len(range(0, num_chains * num_samples, thin)), "n_runs": n_runs,
+                "prior_sha256": hashlib.sha256(spec_to_json(spec).encode()).hexdigest()[:16],
+                "seed": seed, "target_accept": float(target_accept), "num_warmup": num_warmup,
+                "bayesmoe_version": __version__}
     if out is not None and out.exists():
         old = pd.read_csv(out)
-        expected_draws = len(range(0, num_chains * num_samples, thin))
-        clash = [f"{col} {sorted(set(old[col]))} (this run: {want})"
-                 for col, want in (("law", law.name), ("draws", expected_draws))
-                 if col in old and set(old[col]) != {want}]
+        clash = [f"{col} {sorted(set(old[col]))} (this run: {want})" if col in old
+                 else f"{col} not recorded (written by an older bayesmoe; this run: {want})"
+                 for col, want in settings.items()
+                 if col not in old or set(old[col]) != {want}]
         if clash:
             raise ValueError(f"{out} holds SBC rows of another setting: {'; '.join(clash)}; "
                              "resume with the same settings or write to a new file")
@@ -200,7 +210,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
         for b, (i, truth) in enumerate(zip(batch, truths)):
             one = {n: v[b] for n, v in post.items()}
             diag = diagnose_arrays(one, diverging[b], sampled)
-            row = {"law": law.name, "dataset": i, "seconds": seconds, "divergences": diag.divergences,
+            row = {**settings, "dataset": i, "seconds": seconds, "divergences": diag.divergences,
                    "max_rhat": diag.max_rhat, "min_ess_bulk": diag.min_ess_bulk,
                    "mean_leapfrog_steps": float(steps[b].mean()), "started": bool(started[b].all()), "draws": 0}
             for name, value in truth.items():

@@ -3,6 +3,10 @@
 import os
 
 os.environ.setdefault("CI", "1")  # no progress bars in test logs
+# Fits in tests use the shipped discrepancy prior without backtests (three extra refits per fit
+# would triple the suite's time); tests of the backtests themselves ask for them explicitly
+# (tests/test_discrepancy.py). Subprocesses (the CLI tests) inherit it.
+os.environ.setdefault("BAYESMOE_DISCREPANCY", "prior")
 
 import numpyro  # noqa: E402
 

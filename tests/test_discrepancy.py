@@ -17,7 +17,7 @@ from bayesmoe.laws import get_law
 from bayesmoe.testing import TRUTH, design_grid, fake_result, synthetic_runs
 from bayesmoe.validation import extrapolation_holdout
 
-SHORT = dict(num_chains=4, num_warmup=500, num_samples=500, progress=False)
+SHORT = dict(num_chains=4, num_warmup=500, num_samples=500, progress=False, discrepancy="backtest")
 
 
 def test_distance_is_signed_decades_beyond_the_fitted_range_per_axis():
@@ -51,6 +51,21 @@ def test_tau_likelihood_is_the_gaussian_marginal_per_cut():
             cov = np.diag(part["sd"].to_numpy() ** 2) + t * t * e @ e.T
             want += stats.multivariate_normal(np.zeros(len(part)), cov).logpdf(part["residual"].to_numpy())
         assert g == pytest.approx(want, rel=1e-9)
+
+
+def test_tau_likelihood_counts_the_parameter_errors_a_cut_shares():
+    # With noise sd and principal components the covariance is diag(noise²) + P Pᵀ + τ² E Eᵀ
+    rng = np.random.default_rng(1)
+    n = 9
+    table = pd.DataFrame({"cut": 0.5, "residual": rng.normal(0, 0.03, n), "noise_sd": rng.uniform(0.01, 0.02, n),
+                          "sd": 0.05, **{f"pc_{j}": rng.normal(0, 0.02, n) for j in range(3)},
+                          **{f"e_{a}": rng.uniform(0, 1, n) for a in "xy"}})
+    for t in (1e-3, 0.05):
+        p = table[["pc_0", "pc_1", "pc_2"]].to_numpy()
+        e = table[["e_x", "e_y"]].to_numpy()
+        cov = np.diag(table["noise_sd"].to_numpy() ** 2) + p @ p.T + t * t * e @ e.T
+        want = stats.multivariate_normal(np.zeros(n), cov).logpdf(table["residual"].to_numpy())
+        assert tau_log_likelihood(table, "xy", [t])[0] == pytest.approx(want, rel=1e-9)
 
 
 def test_delta_is_zero_inside_the_data_and_shared_between_configurations():
@@ -179,3 +194,26 @@ def test_misspecified_table_reaches_nominal_coverage_with_the_term_only():
     s = ho.summary
     assert s["coverage_90_law"] < 0.8, s
     assert 0.8 <= s["coverage_90"] <= 1.0, s
+
+
+@pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")  # short chains; identity is the point
+def test_the_term_leaves_the_posterior_of_the_law_untouched():
+    # δ is zero at every fitted run, so it cannot enter the likelihood: the draws of θ are the same
+    # with and without it (which is why SBC of θ is unaffected), and only new-run predictions
+    # beyond the data change.
+    runs = synthetic_runs("chinchilla", n_runs=40, noise_sd=0.01, seed=0)
+    kw = dict(law="chinchilla", num_chains=2, num_warmup=150, num_samples=100, progress=False, seed=0,
+              on_bad_fit="warn")
+    with_term = bayesmoe.fit(runs, discrepancy="prior", **kw)
+    without = bayesmoe.fit(runs, discrepancy="none", **kw)
+    for p in with_term.law.params:
+        np.testing.assert_array_equal(with_term.posterior[p].values, without.posterior[p].values)
+    assert with_term.discrepancy.source == "prior" and without.discrepancy.source == "none"
+    inside = runs[["n_active", "tokens"]].iloc[:3]
+    a = with_term.predict(inside, kind="new_run", seed=1).values
+    b = with_term.predict(inside, kind="new_run", seed=1, discrepancy=False).values
+    np.testing.assert_array_equal(a, b)  # inside the data: no δ
+    far = pd.DataFrame({"n_active": [1e12], "tokens": [1e14]})
+    a = with_term.predict(far, kind="new_run", seed=1).values
+    b = with_term.predict(far, kind="new_run", seed=1, discrepancy=False).values
+    assert np.std(np.log(a)) > np.std(np.log(b))

@@ -61,6 +61,15 @@ def test_sbc_resumes_and_refuses_other_settings(small_sbc):
         sbc("chinchilla", out=out, **{**SMALL, "thin": 2})
     with pytest.raises(ValueError, match="another setting"):
         sbc("joint", out=out, **SMALL)
+    # the review's case: another table size, prior, seed or target_accept must not resume either
+    for change in ({"n_runs": 80}, {"seed": 1}, {"target_accept": 0.9}, {"priors": {"alpha": 0.3}}):
+        with pytest.raises(ValueError, match="another setting"):
+            sbc("chinchilla", out=out, **{**SMALL, **change})
+    # a file of an older bayesmoe, without the recorded settings, is refused rather than mixed
+    old = out.with_name("old.csv")
+    pd.read_csv(out).drop(columns=["prior_sha256", "n_runs"]).to_csv(old, index=False)
+    with pytest.raises(ValueError, match="not recorded"):
+        sbc("chinchilla", out=old, **SMALL)
 
 
 def test_sbc_check_passes_uniform_ranks_and_fails_overconfident_ones():

@@ -5,8 +5,11 @@
 
 For every real table (one setup or source each: the shipped reference runs, Epoch's Chinchilla
 runs, each Porian et al. setup, each Open-Athena IsoFLOP source) it runs bayesmoe's rolling-origin
-backtests on the whole table (`bayesmoe.discrepancy.backtest`: fit below compute quantiles 0.5,
-0.65, 0.8, predict every run above) and writes them to docs/validation/backtests/<table>.csv.
+backtests (`bayesmoe.discrepancy.backtest`: fit below compute quantiles 0.5, 0.65, 0.8, predict
+every run above) on the table's runs at or below its 80 % compute quantile, exactly what the fit
+inside the hold-out validation (run_discrepancy_holdout.py) runs, which writes the same files; the
+top 20 % of each table, held out there, never enters the prior. Backtests go to
+docs/validation/backtests/<table>.csv.
 Each table then gives a log-likelihood curve of τ (`tau_log_likelihood`). The prior is the
 population distribution of ln τ over tables, ln τ ~ N(mu, sigma), with (mu, sigma) maximising the
 marginal likelihood prod_t ∫ p(backtests_t | τ) N(ln τ; mu, sigma) dln τ (type-II maximum
@@ -60,6 +63,12 @@ def real_tables() -> dict[str, tuple[pd.DataFrame, str]]:
     return out
 
 
+def training_part(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs at or below the table's 80 % compute quantile (the hold-out validation's fit)."""
+    compute = 6.0 * runs["n_active"] * runs["tokens"]
+    return runs[compute <= np.quantile(compute, 0.8)]
+
+
 def fit_population(curves: dict[str, np.ndarray]) -> dict:
     """(mu, sigma) of ln τ maximising the marginal likelihood of the tables' curves."""
     lt = np.log(TAU_GRID)
@@ -96,7 +105,7 @@ def main(argv=None) -> int:
         law = get_law(law_name)
         if name in names and not (args.reuse and path.exists()):
             t0 = time.perf_counter()
-            bt = backtest(runs, law, fit_kwargs={"seed": 0})
+            bt = backtest(training_part(runs), law, fit_kwargs={"seed": 0})
             bt.to_csv(path, index=False)
             print(f"{name}: {len(runs)} runs, {len(bt)} backtest predictions, {time.perf_counter() - t0:.0f} s",
                   flush=True)

@@ -65,6 +65,9 @@ def run(name: str, runs: pd.DataFrame, law: str, prior: dict, rescore: bool = Fa
     seconds = time.perf_counter() - t0
     t = ho.table
     t.to_csv(OUT / f"discrepancy_holdout_{name}.csv")
+    if not rescore and ho.fit.discrepancy.backtest is not None:  # the distillation reads these
+        (OUT / "backtests").mkdir(exist_ok=True)
+        ho.fit.discrepancy.backtest.to_csv(OUT / "backtests" / f"{name}.csv", index=False)
     s = ho.summary
     disc = s["discrepancy"]
     row = {"table": name, "law": law, "n_fit": s["n_fit"], "n_held": s["n_held"],
@@ -95,6 +98,7 @@ def main(argv=None) -> int:
         prior = loto.get(name) or {k: v for k, v in bayesmoe.discrepancy.default_prior().items()
                                     if k in ("family", "mu", "sigma")}
         row = run(name, runs, law, prior, rescore=rescore)
+        rows = pd.read_csv(SUMMARY) if SUMMARY.exists() else pd.DataFrame()  # another process may write too
         rows = pd.concat([rows[rows["table"] != name] if len(rows) else rows, pd.DataFrame([row])],
                          ignore_index=True)
         rows.to_csv(SUMMARY, index=False)
