@@ -129,3 +129,55 @@ def test_compare_laws_rejects_bad_input():
         compare_laws({"a": a, "a again": a})
     with pytest.raises(TypeError, match="expected a FitResult"):
         compare_laws({"a": a, "b": "not a fit"})
+
+
+@pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")  # short chains: the paths are the point
+def test_holdout_with_seed_replicates_on_both_sides_of_the_cut():
+    # The review's crash: the shipped table's 0.7 compute quantile falls inside a block of
+    # replicated configurations (repeated seeds), which predict() used to reject as duplicates.
+    runs = pd.read_csv("data/reference_runs.csv").query("granularity == 1").reset_index(drop=True)
+    compute = 6 * runs["n_active"] * runs["tokens"]
+    key = ["n_active", "tokens", "experts"]
+    cut = compute.quantile(0.7)
+    reps = runs[runs.duplicated(key, keep=False)]
+    rep_compute = 6 * reps["n_active"] * reps["tokens"]
+    assert (rep_compute <= cut).any() and (rep_compute > cut).any()  # replicates on both sides
+    ho = extrapolation_holdout(runs, law="joint", quantile=0.7,
+                               fit_kwargs={**SHORT, "num_warmup": 200, "num_samples": 200, "on_bad_fit": "warn"})
+    assert len(ho.table) == int((compute > cut).sum())
+    assert ho.table.index.is_unique and ho.table[["in50", "in90", "in90_law"]].notna().all().all()
+
+
+def _two_setups(seed: int = 0) -> pd.DataFrame:
+    a = synthetic_runs("chinchilla", n_runs=30, noise_sd=0.01, seed=seed).assign(group="a")
+    b = synthetic_runs("chinchilla", n_runs=30, noise_sd=0.01, seed=seed + 1).assign(group="b")
+    b["loss"] *= 1.05  # another setup: a 5 % higher loss level
+    return pd.concat([a, b], ignore_index=True)
+
+
+@pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")
+def test_holdout_per_group_pooled_and_unseen_group_paths():
+    # The code paths behind the Porian and IsoFLOP results: per-group quantiles (hierarchical),
+    # one pooled law, and a group with no fitted run (predicted as a new, unseen setup).
+    runs = _two_setups()
+    draws = {**SHORT, "num_warmup": 200, "num_samples": 200, "on_bad_fit": "warn"}
+    per_group = extrapolation_holdout(runs, law="chinchilla", per_group=True, quantile=0.8, fit_kwargs=draws)
+    held = per_group.table
+    compute = 6 * runs["n_active"] * runs["tokens"]
+    for g in ("a", "b"):  # each group's own top 20 % is held out
+        mine = runs["group"] == g
+        want = compute[mine] > compute[mine].quantile(0.8)
+        assert sorted(held.index[held["group"] == g]) == sorted(runs.index[mine][want.to_numpy()])
+    assert per_group.fit.hierarchical and set(per_group.fit.groups) == {"a", "b"}
+    pooled = extrapolation_holdout(runs, law="chinchilla", per_group=True, quantile=0.8, hierarchical=False,
+                                   fit_kwargs=draws)
+    assert not pooled.fit.hierarchical and len(pooled.table) == len(held)
+    assert set(pooled.table["group"]) == {"a", "b"}  # the output keeps each run's group
+    # group b entirely above a global threshold: no fitted run of b, predicted as a new setup
+    shifted = runs.copy()
+    is_b = shifted["group"] == "b"
+    cut = float(compute[~is_b].max())
+    shifted.loc[is_b, "tokens"] *= 2 * cut / float(compute[is_b].min())  # every b run above every a run
+    unseen = extrapolation_holdout(shifted, law="chinchilla", threshold=cut, fit_kwargs=draws)
+    assert set(unseen.table["group"]) == {"b"} and unseen.fit.groups == ("a",)
+    assert np.isfinite(unseen.table["predicted"]).all()

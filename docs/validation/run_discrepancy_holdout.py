@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python docs/validation/run_discrepancy_holdout.py           # every table
     PYTHONPATH=. .venv/bin/python docs/validation/run_discrepancy_holdout.py epoch     # some tables
     PYTHONPATH=. .venv/bin/python docs/validation/run_discrepancy_holdout.py --rescore # saved fits, current priors
+    PYTHONPATH=. .venv/bin/python docs/validation/run_discrepancy_holdout.py --markdown # the docs' table
 
 Per table (one setup or source each, as in distill_discrepancy.py): fit on the runs at or below the
 80 % compute quantile (4 chains × 500/500, seed 0; the fit's own backtests run inside those runs
@@ -86,8 +87,41 @@ def run(name: str, runs: pd.DataFrame, law: str, prior: dict, rescore: bool = Fa
     return row
 
 
+def markdown() -> str:
+    """The tables of docs/validation.md from the saved results."""
+    rows = pd.read_csv(SUMMARY)
+    lines = ["| table | law | fit / held out | method | 50 % covered | 90 % covered | median 90 % width | "
+             "width / RMSE | max abs error | RMSE | τ median (90 %) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    held_all = []
+    for _, r in rows.iterrows():
+        t = pd.read_csv(OUT / f"discrepancy_holdout_{r['table']}.csv")
+        held_all.append(t.assign(table=r["table"]))
+        conformal_50 = t["in50_conformal"].mean() if "in50_conformal" in t else float("nan")
+        for method, c50, c90, w in (("with the term", r["cov50"], r["cov90"], r["w90"]),
+                                    ("law only", r["cov50_law"], r["cov90_law"], r["w90_law"]),
+                                    ("split-conformal", conformal_50, r["cov90_conformal"], r["w90_conformal"])):
+            first = method == "with the term"
+            lines.append(
+                f"| {r['table'] if first else ''} | {r['law'] if first else ''} | "
+                f"{f'{int(r.n_fit)} / {int(r.n_held)}' if first else ''} | {method} | {c50:.0%} | {c90:.0%} | "
+                f"{w:.3f} | {w / r['rmse']:.1f} | {f'{r.max_abs_error:.3f}' if first else ''} | "
+                f"{f'{r.rmse:.3f}' if first else ''} | "
+                f"{f'{r.tau_median:.3g} ({r.tau_lo90:.2g}-{r.tau_hi90:.2g})' if first else ''} |")
+    held = pd.concat(held_all)
+    lines.append("")
+    lines.append(f"Pooled over {rows['table'].nunique()} tables ({len(held)} held-out runs): 90 % covered "
+                 f"{held['in90'].mean():.1%} with the term, {held['in90_law'].mean():.1%} law only, "
+                 f"{held['in90_conformal'].mean():.1%} split-conformal; 50 %: {held['in50'].mean():.1%}, "
+                 f"{held['in50_law'].mean():.1%}, {held['in50_conformal'].mean():.1%}.")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     names = list(argv if argv is not None else sys.argv[1:])
+    if names == ["--markdown"]:
+        print(markdown())
+        return 0
     rescore = "--rescore" in names
     names = [n for n in names if n != "--rescore"]
     tables = real_tables()
