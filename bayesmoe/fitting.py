@@ -13,10 +13,10 @@ import pandas as pd
 import xarray as xr
 
 from bayesmoe.data import validate_runs
-from bayesmoe.errors import ConvergenceWarning
-from bayesmoe.inference import diagnose, raise_or_warn, run_nuts
+from bayesmoe.errors import ConvergenceError, ConvergenceWarning
+from bayesmoe.inference import diagnose, run_nuts
 from bayesmoe.laws import Law, get_law
-from bayesmoe.models import Design, build_model, make_design
+from bayesmoe.models import Design, build_model, describe_site, make_design
 from bayesmoe.priors import resolve_priors
 from bayesmoe.results import FitResult, provenance_attrs
 
@@ -90,7 +90,9 @@ def fit(
         (5 groups × 60 runs: 1-4 divergences at 0.8-0.95, none at 0.99, ~2x the leapfrog steps).
     on_bad_fit : {"raise", "warn"}
         What a failed convergence check does: raise :class:`ConvergenceError` naming the
-        parameters, or emit a :class:`ConvergenceWarning` that stays on ``result.warnings``.
+        parameters (the failed fit is its ``result`` attribute, to inspect or save), or emit a
+        :class:`ConvergenceWarning` that stays on ``result.warnings``. Either way the result's
+        ``attrs["convergence"]`` is ``"failed"`` and a saved copy loads with a warning.
     progress : bool, optional
         Progress bar; default on unless the ``CI`` environment variable is set.
     pooled : sequence of str, optional
@@ -147,6 +149,7 @@ def fit(
         coords=coords,
         group_dim_sites=group_sites,
         init_values=model.init_values,
+        init_jitter=model.init_jitter,
     )
     hashed = [*law.inputs, "loss", "group"]
     constant = table[hashed].copy()
@@ -157,12 +160,18 @@ def fit(
         law=law, priors=spec, design=design, runs=constant, hashed_columns=hashed,
         pooled=pooled_set, sampled=sampled, timings=timings,
         column_map=table.attrs.get("column_map", {}),
-        extra={"seed": seed, "target_accept": target_accept},
+        extra={"seed": seed, "target_accept": target_accept, "num_chains": num_chains,
+               "num_warmup": num_warmup, "num_samples": num_samples},
     )
-    diag = diagnose(tree, sampled)
-    message = raise_or_warn(diag, law.name, on_bad_fit)
+    diag = diagnose(tree, sampled, describe=lambda site: describe_site(law, site))
     result = FitResult(tree, law, spec, diag)
+    message = result.convergence_message("python")
     if message:
+        tree.attrs["convergence"] = "failed"
         result.warnings.append(message)
+        if on_bad_fit == "raise":
+            raise ConvergenceError(message, result=result)  # the draws stay on err.result
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
+    else:
+        tree.attrs["convergence"] = "ok"
     return result

@@ -81,7 +81,7 @@ def test_load_refuses_tampered_table_and_foreign_files(real_fit, tmp_path):
     path = real_fit.save(tmp_path / "fit.nc")
     with h5py.File(path, "r+") as f:
         f["constant_data/loss"][0] = f["constant_data/loss"][0] * 1.01
-    with pytest.raises(bayesmoe.LoadError, match="does not hash"):
+    with pytest.raises(bayesmoe.LoadError, match=r"do not hash .*constant_data.*\(loss\)"):
         bayesmoe.load(path)
     other = tmp_path / "other.nc"
     xr.Dataset({"x": ("i", [1.0])}).to_netcdf(other, engine="h5netcdf")
