@@ -301,6 +301,13 @@ class Diagnostics:
         return pd.DataFrame(rows, columns=["diagnostic", "value", "target"]).set_index("diagnostic")
 
 
+def _stuck(draws: np.ndarray) -> bool:
+    """Some element never moved: one value in every draw of every chain (or NaN draws). Compared
+    exactly: a float std of a constant is not always 0, and arviz-stats then returns a finite ESS."""
+    flat = draws.reshape(draws.shape[0] * draws.shape[1], -1)
+    return bool(np.any(np.all(flat == flat[:1], axis=0)) or np.isnan(flat).any())
+
+
 def diagnose(tree: xr.DataTree, var_names: Sequence[str],
              describe: Callable[[str], str] | None = None) -> Diagnostics:
     """R-hat, bulk/tail ESS (arviz-stats) and divergences; lists every parameter that fails.
@@ -313,7 +320,7 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
     name = describe or (lambda v: v)
     post = tree["posterior"].to_dataset()[list(var_names)]
     num_chains, num_draws = post.sizes["chain"], post.sizes["draw"]
-    stuck = [v for v in var_names if not float(post[v].std()) > 0]  # NaN draws count as stuck too
+    stuck = [v for v in var_names if _stuck(post[v].values)]
     varying = [v for v in var_names if v not in stuck]
     post = post[varying]
     with warnings.catch_warnings():

@@ -2,7 +2,12 @@
 
 import os
 
+import tempfile  # noqa: E402
+
 os.environ.setdefault("CI", "1")  # no progress bars in test logs
+# JAX's compilation cache (on by default, bayesmoe.compile_cache) goes to a fresh folder, not the
+# user's cache directory; subprocesses inherit it
+os.environ.setdefault("BAYESMOE_CACHE_DIR", tempfile.mkdtemp(prefix="bayesmoe-test-cache-"))
 
 import numpyro  # noqa: E402
 

@@ -1,6 +1,7 @@
 """The README's commands and the CLI, run as subprocesses with tiny NUTS settings."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "bayesmoe.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+                          env={"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+                               "BAYESMOE_CACHE_DIR": os.environ["BAYESMOE_CACHE_DIR"]})
 
 
 def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path):
