@@ -8,13 +8,12 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from numpyro import handlers
 import pandas as pd
 import xarray as xr
 
 from bayesmoe.data import validate_runs
 from bayesmoe.errors import ConvergenceError, ConvergenceWarning
-from bayesmoe.inference import diagnose, run_nuts
+from bayesmoe.inference import diagnose, run_nuts, trace_model
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import Design, build_model, describe_site, make_design
 from bayesmoe.priors import resolve_priors
@@ -32,8 +31,7 @@ def _run_labels(index: pd.Index) -> np.ndarray:
 
 def _site_layout(model, design: Design) -> tuple[list[str], list[str]]:
     """Latent sample sites, and the sites that carry a group dimension, from one traced run."""
-    start = handlers.substitute(model, data=model.init_values)  # improper sites cannot be drawn
-    trace = handlers.trace(handlers.seed(start, 0)).get_trace(log_loss=None)
+    trace = trace_model(model, (), {"log_loss": None}, model.init_values)
     sampled, grouped = [], []
     for name, site in trace.items():
         if site["type"] not in ("sample", "deterministic") or site.get("is_observed") or name == "log_loss":
