@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="NUTS target acceptance (default: the law's, 0.8 for joint and chinchilla, "
                         "0.95 for fine_grained and sparsity, for one group; 0.99 for several)")
     f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
-                   help="a failed convergence check: exit with an error (raise) or keep it (warn)")
+                   help="a failed convergence check: exit 1 (raise) or 0 with a warning (warn); either way "
+                        "--out and --report still write the result, marked as failed")
     f.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
     f.add_argument("--out", help="save the result to this netCDF path (and its model card beside it, .md)")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
