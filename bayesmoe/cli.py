@@ -207,8 +207,16 @@ def _report(args) -> int:
         runs, _ = _select(_read_runs(args.path), args.where, None)
         _check_table(runs, args.law)
         _start_jax(4)
-        result = bayesmoe.fit(runs, law=args.law, on_bad_fit="warn", num_warmup=args.num_warmup,
-                              num_samples=args.num_samples)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bayesmoe.ConvergenceWarning)  # said below, in CLI flags
+            result = bayesmoe.fit(runs, law=args.law, on_bad_fit="warn", num_warmup=args.num_warmup,
+                                  num_samples=args.num_samples)
+        message = result.convergence_message("cli")
+        if message:
+            result.warnings = [message]
+            print(f"bayesmoe: warning: {message}", file=sys.stderr)
     else:
         result = bayesmoe.load(args.path)
     try:
