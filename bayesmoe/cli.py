@@ -214,7 +214,8 @@ def _report(args) -> int:
             result = bayesmoe.fit(runs, law=args.law, on_bad_fit="warn", num_warmup=args.num_warmup,
                                   num_samples=args.num_samples)
         message = result.convergence_message("cli")
-        if message:
+        if message:  # `report` takes only some of these flags; `fit` takes them all
+            message += f" The flags are those of `bayesmoe fit {args.path} --report {args.out}`."
             result.warnings = [message]
             print(f"bayesmoe: warning: {message}", file=sys.stderr)
     else:
