@@ -436,10 +436,12 @@ def convergence_message(diag: Diagnostics, law_name: str, *, settings: Mapping, 
     tips.append("tighten the priors of the parameters named above" + (
         f", or fix ones the data cannot identify (e.g. {_flag('priors', example, style)}, "
         "the published E_max)" if example else ""))
-    keep = _flag("on_bad_fit", "warn", style)
+    keep = (f"With {_flag('on_bad_fit', 'warn', style)} the command exits 0 with such a result."
+            if style == "cli" else
+            f"With {_flag('on_bad_fit', 'warn', style)} such a result comes back with a warning instead of an error.")
     return (
         f"the {law_name!r} fit did not converge: " + "; ".join(diag.problems) + ".\n"
-        "What to try: " + "; ".join(tips) + ". " + f"Pass {keep} to keep such a result without an error."
+        "What to try: " + "; ".join(tips) + ". " + keep
     )
 
 
