@@ -10,7 +10,12 @@ rows the fit may use, the second sets rows aside, predicts them and prints the e
 how many rows they kept, so nothing leaves the fit unannounced. ``--out X.nc`` also writes the
 model card ``X.md`` beside it.
 
-Bad input prints the validation message without a traceback and exits with status 2.
+Bad input prints the validation message without a traceback and exits with status 2. A fit
+that fails its convergence checks exits with status 1, after saving what ``--out`` and
+``--report`` ask for, marked as failed.
+
+JAX and NumPyro load only once the arguments are parsed and the table is validated, so
+``--help`` and a rejected table answer in about a second (bench/bench_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="NUTS target acceptance (default: the law's, 0.8 for joint and chinchilla, "
                         "0.95 for fine_grained and sparsity, for one group; 0.99 for several)")
     f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
-                   help="a failed convergence check: exit with an error (raise) or keep it (warn)")
+                   help="a failed convergence check: exit 1 (raise) or 0 with a warning (warn); either way "
+                        "--out and --report still write the result, marked as failed")
     f.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default=None,
                    help="the law's extrapolation error in every prediction beyond the fitted runs: its "
                         "growth rate learned from backtests inside the table and the shipped prior "
@@ -210,12 +216,20 @@ def _report(args) -> int:
     import bayesmoe
 
     if args.path.lower().endswith(".csv"):  # straight from a table: fit with defaults, keep a bad fit (red verdict)
-        import pandas as pd
+        runs, _ = _select(_read_runs(args.path), args.where, None)
+        _check_table(runs, args.law)
+        _start_jax(4)
+        import warnings
 
-        runs = pd.read_csv(args.path)
-        runs, _ = _select(runs, args.where, None)
-        result = bayesmoe.fit(runs, law=args.law, on_bad_fit="warn", num_warmup=args.num_warmup,
-                              num_samples=args.num_samples)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bayesmoe.ConvergenceWarning)  # said below, in CLI flags
+            result = bayesmoe.fit(runs, law=args.law, on_bad_fit="warn", num_warmup=args.num_warmup,
+                                  num_samples=args.num_samples)
+        message = result.convergence_message("cli")
+        if message:  # `report` takes only some of these flags; `fit` takes them all
+            message += f" The flags are those of `bayesmoe fit {args.path} --report {args.out}`."
+            result.warnings = [message]
+            print(f"bayesmoe: warning: {message}", file=sys.stderr)
     else:
         result = bayesmoe.load(args.path)
     try:
@@ -335,6 +349,60 @@ def _read_runs(path: str):
         raise ValueError(f"cannot read {path}: {err}") from None
 
 
+def _check_table(runs, law: str) -> None:
+    """Reject a bad table before JAX loads: the same checks ``fit`` runs, for a built-in law."""
+    from bayesmoe.data import LAW_INPUTS, validate_runs
+
+    if law not in LAW_INPUTS:
+        return  # fit itself will say the law is unknown
+    log = logging.getLogger("bayesmoe")
+    level = log.level
+    log.setLevel(logging.WARNING)  # fit validates again and says which columns it mapped, once
+    try:
+        validate_runs(runs, required=LAW_INPUTS[law] + ("loss",))
+    finally:
+        log.setLevel(level)
+
+
+def _start_jax(num_chains: int) -> None:
+    """One CPU device per chain, before JAX initialises (the library itself never does this)."""
+    import numpyro
+
+    numpyro.set_host_device_count(max(num_chains, 1))
+
+
+def _fit(args, runs, argv):
+    """``bayesmoe.fit`` as the CLI runs it: a failed fit is returned, marked, with the advice in
+    CLI flags (``--on-bad-fit raise`` then exits 1 after the result is saved)."""
+    import warnings
+
+    import bayesmoe
+
+    priors = args.priors
+    if priors.strip().startswith("{"):
+        try:
+            priors = json.loads(priors)
+        except json.JSONDecodeError as err:
+            raise bayesmoe.DataValidationError(f"--priors is not valid JSON: {err}") from None
+    _check_table(runs, args.law)
+    _start_jax(args.num_chains)
+    with warnings.catch_warnings():
+        # the Python-keyword advice of the warning is replaced by the CLI's own below
+        warnings.simplefilter("ignore", bayesmoe.ConvergenceWarning)
+        result = bayesmoe.fit(
+            runs, law=args.law, priors=priors, num_chains=args.num_chains,
+            num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
+            target_accept=args.target_accept, on_bad_fit="warn",
+            progress=False if args.no_progress else None, discrepancy=getattr(args, "discrepancy", None),
+        )
+    result.tree.attrs["command"] = "bayesmoe " + " ".join(
+        _quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    message = result.convergence_message("cli")
+    if message:
+        result.warnings = [message]
+    return result, message
+
+
 def _select(runs, where: str | None, holdout: str | None):
     """Apply ``--where`` then ``--holdout``; say how many rows each kept."""
     from bayesmoe.errors import DataValidationError
@@ -367,12 +435,6 @@ def _select(runs, where: str | None, holdout: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if (args.command in ("fit", "validate") and getattr(args, "check", None) != "compare") or (
-            args.command == "report" and args.path.lower().endswith(".csv")):
-        # one CPU device per chain, before JAX initialises (the library itself never does this)
-        import numpyro
-
-        numpyro.set_host_device_count(max(getattr(args, "num_chains", 4), 1))
     # the package's own messages (e.g. which column aliases were mapped), not JAX's
     log = logging.getLogger("bayesmoe")
     if not log.handlers:
@@ -383,27 +445,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    import bayesmoe
-    from bayesmoe.errors import BayesMoEError
+    from bayesmoe.errors import BayesMoEError, ConvergenceError
 
     try:
         if args.command == "fit":
             runs, heldout = _select(_read_runs(args.runs), args.where, args.holdout)
-            priors = args.priors
-            if priors.strip().startswith("{"):
-                try:
-                    priors = json.loads(priors)
-                except json.JSONDecodeError as err:
-                    print(f"bayesmoe: --priors is not valid JSON: {err}", file=sys.stderr)
-                    return 2
-            result = bayesmoe.fit(
-                runs, law=args.law, priors=priors, num_chains=args.num_chains,
-                num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
-                target_accept=args.target_accept, on_bad_fit=args.on_bad_fit,
-                progress=False if args.no_progress else None, discrepancy=args.discrepancy,
-            )
-            result.tree.attrs["command"] = "bayesmoe " + " ".join(
-                _quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+            result, failure = _fit(args, runs, argv)
             _print_result(result, args.ci_prob)
             if heldout is not None:
                 checks = result.holdout_table(heldout)
@@ -418,20 +465,29 @@ def main(argv: list[str] | None = None) -> int:
                 path = result.save(args.out)
                 card = path.with_suffix(".md")
                 card.write_text(result.model_card())
-                print(f"\nsaved: {path}\nmodel card: {card}")
+                print(f"\nsaved{' (marked as FAILED)' if failure else ''}: {path}\nmodel card: {card}")
             if args.report:
                 print(f"report: {result.report(args.report, budgets=args.flops)}")
+            if failure:
+                if args.on_bad_fit == "raise":
+                    print(f"bayesmoe: {failure}", file=sys.stderr)
+                    return 1
+                print(f"bayesmoe: warning: {failure}", file=sys.stderr)
             return 0
         if args.command == "report":
             return _report(args)
         if args.command == "validate":
+            if args.check != "compare":
+                _start_jax(getattr(args, "num_chains", 4))
             return _validate(args)
+        import bayesmoe
+
         result = bayesmoe.load(args.path)
         if args.command == "optimal":
             return _optimal(result, args)
         _print_result(result, args.ci_prob)
         return 0
-    except bayesmoe.ConvergenceError as err:
+    except ConvergenceError as err:
         print(f"bayesmoe: {err}", file=sys.stderr)
         return 1
     except (BayesMoEError, ValueError, FileNotFoundError) as err:

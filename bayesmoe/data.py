@@ -36,6 +36,7 @@ __all__ = [
     "ALIASES",
     "validate_runs",
     "table_hash",
+    "LAW_INPUTS",
 ]
 
 log = logging.getLogger("bayesmoe")
@@ -58,6 +59,15 @@ KEY_COLUMNS: tuple[str, ...] = (
     "granularity",
     "seed",
 )
+
+#: Columns each built-in law reads (``bayesmoe.laws`` takes them from here), so that a table can be
+#: checked against a law without importing JAX (the CLI rejects bad input before JAX starts).
+LAW_INPUTS: dict[str, tuple[str, ...]] = {
+    "joint": ("n_active", "tokens", "experts"),
+    "fine_grained": ("n_total", "tokens", "granularity"),
+    "sparsity": ("n_total", "tokens", "experts"),
+    "chinchilla": ("n_active", "tokens"),
+}
 
 #: Accepted spellings (compared case-insensitively, ignoring ``_``, ``-`` and spaces).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -172,6 +182,7 @@ def validate_runs(
     *,
     required: Sequence[str] = ("n_active", "tokens", "loss"),
     unit_checks: bool = True,
+    duplicates: str = "error",
 ) -> pd.DataFrame:
     """Check a run table against the schema and return a validated copy.
 
@@ -186,6 +197,9 @@ def validate_runs(
     unit_checks : bool
         Flag values that look like a unit slip (millions of parameters, perplexity instead of
         loss, steps instead of tokens). Turn off only for tables you have checked by hand.
+    duplicates : {"error", "allow"}
+        Repeated runs (and index labels) are an error in a table to fit; ``"allow"`` accepts
+        them, for inputs to predict at (seed replicates share their inputs).
 
     Returns
     -------
@@ -209,7 +223,9 @@ def validate_runs(
     df, mapping, problems = map_columns(runs)
     if mapping:
         log.info("run table: mapped columns %s", ", ".join(f"{k!r}->{v!r}" for k, v in mapping.items()))
-    if df.index.has_duplicates:
+    if duplicates not in ("error", "allow"):
+        raise ValueError(f"duplicates must be 'error' or 'allow', got {duplicates!r}")
+    if df.index.has_duplicates and duplicates == "error":
         problems.append(
             f"the index has repeated labels {_rows(df.index[df.index.duplicated()])}; "
             "rows could not be named unambiguously: call runs.reset_index(drop=True)"
@@ -269,7 +285,7 @@ def validate_runs(
 
     key = [c for c in KEY_COLUMNS if c in out.columns]
     dup_mask = out.duplicated(key, keep=False)
-    if dup_mask.any():
+    if dup_mask.any() and duplicates == "error":
         groups = out[dup_mask].groupby(key, dropna=False, sort=False).groups
         sets = [list(ix) for ix in groups.values()]
         listed = "; ".join(_rows(s) for s in sets[:10])

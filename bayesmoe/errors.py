@@ -26,7 +26,16 @@ class PriorError(BayesMoEError, ValueError):
 
 
 class ConvergenceError(BayesMoEError, RuntimeError):
-    """NUTS did not converge (R-hat, ESS or divergences); the message names the parameters."""
+    """NUTS did not converge (R-hat, ESS or divergences); the message names the parameters.
+
+    ``result`` holds the fit that failed (a :class:`~bayesmoe.results.FitResult` whose
+    ``tree.attrs["convergence"]`` is ``"failed"``), so the draws are never lost: inspect or
+    ``save`` it. ``None`` when no draws exist (e.g. no finite starting point).
+    """
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 class ConvergenceWarning(UserWarning):

@@ -9,16 +9,15 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from numpyro import handlers
 import pandas as pd
 import xarray as xr
 
 from bayesmoe.data import validate_runs
-from bayesmoe.errors import ConvergenceWarning
 from bayesmoe.discrepancy import learn as learn_discrepancy
-from bayesmoe.inference import diagnose, progress_default, raise_or_warn, run_nuts
+from bayesmoe.errors import ConvergenceError, ConvergenceWarning
+from bayesmoe.inference import diagnose, progress_default, run_nuts, trace_model
 from bayesmoe.laws import Law, get_law
-from bayesmoe.models import Design, build_model, make_design
+from bayesmoe.models import Design, build_model, describe_site, make_design
 from bayesmoe.priors import resolve_priors
 from bayesmoe.results import FitResult, provenance_attrs
 
@@ -34,8 +33,7 @@ def _run_labels(index: pd.Index) -> np.ndarray:
 
 def _site_layout(model, design: Design) -> tuple[list[str], list[str]]:
     """Latent sample sites, and the sites that carry a group dimension, from one traced run."""
-    start = handlers.substitute(model, data=model.init_values)  # improper sites cannot be drawn
-    trace = handlers.trace(handlers.seed(start, 0)).get_trace(log_loss=None)
+    trace = trace_model(model, (), {"log_loss": None}, model.init_values)
     sampled, grouped = [], []
     for name, site in trace.items():
         if site["type"] not in ("sample", "deterministic") or site.get("is_observed") or name == "log_loss":
@@ -94,7 +92,9 @@ def fit(
         (5 groups × 60 runs: 1-4 divergences at 0.8-0.95, none at 0.99, ~2x the leapfrog steps).
     on_bad_fit : {"raise", "warn"}
         What a failed convergence check does: raise :class:`ConvergenceError` naming the
-        parameters, or emit a :class:`ConvergenceWarning` that stays on ``result.warnings``.
+        parameters (the failed fit is its ``result`` attribute, to inspect or save), or emit a
+        :class:`ConvergenceWarning` that stays on ``result.warnings``. Either way the result's
+        ``attrs["convergence"]`` is ``"failed"`` and a saved copy loads with a warning.
     progress : bool, optional
         Progress bar; default on unless the ``CI`` environment variable is set.
     pooled : sequence of str, optional
@@ -162,6 +162,7 @@ def fit(
         coords=coords,
         group_dim_sites=group_sites,
         init_values=model.init_values,
+        init_jitter=model.init_jitter,
     )
     hashed = [*law.inputs, "loss", "group"]
     constant = table[hashed].copy()
@@ -172,22 +173,31 @@ def fit(
         law=law, priors=spec, design=design, runs=constant, hashed_columns=hashed,
         pooled=pooled_set, sampled=sampled, timings=timings,
         column_map=table.attrs.get("column_map", {}),
-        extra={"seed": seed, "target_accept": target_accept},
+        extra={"seed": seed, "target_accept": target_accept, "num_chains": num_chains,
+               "num_warmup": num_warmup, "num_samples": num_samples},
     )
-    diag = diagnose(tree, sampled)
-    message = raise_or_warn(diag, law.name, on_bad_fit)
+    diag = diagnose(tree, sampled, describe=lambda site: describe_site(law, site))
+    result = FitResult(tree, law, spec, diag)
+    message = result.convergence_message("python")
+    if message:
+        tree.attrs["convergence"] = "failed"
+        result.warnings.append(message)
+        if on_bad_fit == "raise":
+            raise ConvergenceError(message, result=result)  # the draws stay on err.result
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
+    else:
+        tree.attrs["convergence"] = "ok"
     # The discrepancy term is learned after the main fit (its backtests refit subsets of the
-    # table); a fit that failed its diagnostics has raised above before paying for them.
+    # table); a fit that failed its diagnostics and raised above never pays for them, and one kept
+    # with on_bad_fit="warn" gets the prior alone.
     if discrepancy is None:
         discrepancy = os.environ.get("BAYESMOE_DISCREPANCY", "auto")
+    if message and discrepancy in ("auto", "backtest"):
+        discrepancy = "prior"
     disc = learn_discrepancy(
         table, law, mode=discrepancy, prior=discrepancy_prior, progress=progress_default(progress),
         fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,
                     "pooled": pooled},
     )
     tree.attrs["discrepancy"] = disc.to_json()
-    result = FitResult(tree, law, spec, diag)
-    if message:
-        result.warnings.append(message)
-        warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result

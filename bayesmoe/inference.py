@@ -7,11 +7,12 @@ vectorised on one device, which is also what a GPU uses.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
 from functools import partial
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import arviz_base
@@ -22,6 +23,7 @@ import pandas as pd
 import xarray as xr
 from numpyro.infer import MCMC, NUTS, init_to_median, init_to_uniform
 
+from bayesmoe.compile_cache import enable_compile_cache
 from bayesmoe.errors import ConvergenceError
 
 __all__ = ["run_nuts", "Diagnostics", "diagnose", "summary_table", "chain_method", "psis_loo", "compare_loo",
@@ -32,27 +34,53 @@ RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
 
 
-def _init(site=None, values=None, fallback=False):
+def _init(site=None, values=None, fallback=False, jitter=None):
     """Prior medians, except for sites with given starting values (improper-prior sites).
 
     ``fallback=True``: uniform draws in (−2, 2) of the unconstrained coordinates instead of prior
     medians, for tables where the medians put every run's reducible terms above its loss (the
     derived irreducible loss would be negative), so no start near the medians is finite.
+    ``jitter`` maps a given site to a radius: its start is drawn uniformly within that distance
+    of the given value, so that chains do not all start an improper site at one point (R-hat
+    compares chains that began apart; identical starts hide a site that never moves).
     """
     if site is None:
-        return partial(_init, values=values, fallback=fallback)
-    if site["type"] == "sample" and not site["is_observed"] and site["name"] in values:
-        return jax.numpy.asarray(values[site["name"]], dtype=jax.numpy.float32)
+        return partial(_init, values=values, fallback=fallback, jitter=jitter)
+    name = site["name"]
+    if site["type"] == "sample" and not site["is_observed"] and name in values:
+        value = jax.numpy.asarray(values[name], dtype=jax.numpy.float32)
+        radius = (jitter or {}).get(name, 0.0)
+        if radius and site["kwargs"].get("rng_key") is not None:
+            value = value + jax.random.uniform(site["kwargs"]["rng_key"], jax.numpy.shape(value),
+                                               minval=-radius, maxval=radius)
+        return value
     return init_to_uniform(site) if fallback else init_to_median(site, num_samples=15)
+
+
+def trace_model(model, args: Sequence, kwargs: Mapping, values: Mapping):
+    """One forward run of ``model`` (a NumPyro trace) for its sites' names, shapes and supports.
+
+    Latent sites take ``values`` (improper sites cannot be drawn) or a feasible point of their
+    support instead of a prior draw: drawing runs op by op, and a Student-t or gamma prior's
+    sampler alone compiled for about 3 s per fit (JAX_LOG_COMPILES=1).
+    """
+    from numpyro import handlers
+    from numpyro.infer import init_to_feasible
+
+    def feasible(site):
+        if site["name"] in values:
+            return jax.numpy.asarray(values[site["name"]])
+        return init_to_feasible(site)
+
+    start = handlers.substitute(handlers.seed(model, 0), substitute_fn=feasible)
+    return handlers.trace(start).get_trace(*args, **kwargs)
 
 
 def _latent_transforms(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
     """Bijection to its support of every latent site, from one forward run of the model."""
-    from numpyro import handlers
     from numpyro.distributions.transforms import biject_to
 
-    start = handlers.substitute(model, data=dict(values))  # improper sites cannot be drawn
-    trace = handlers.trace(handlers.seed(start, 0)).get_trace(*args, **kwargs)
+    trace = trace_model(model, args, kwargs, values)
     return {n: (biject_to(site["fn"].support), site["value"]) for n, site in trace.items()
             if site["type"] == "sample" and not site["is_observed"]}
 
@@ -62,12 +90,14 @@ def _prototype(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
     return {n: t.inv(v) for n, (t, v) in _latent_transforms(model, args, kwargs, values).items()}
 
 
-def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototype: Mapping):
+def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototype: Mapping,
+           jitter: Mapping[str, float] | None = None):
     """One chain's starting point: prior medians where they give a finite log density, else the
     uniform fallback of :func:`_init`; and whether either was finite. Traceable (vmap, jit)."""
     from numpyro.infer.util import find_valid_initial_params
 
-    found = [find_valid_initial_params(k, model, init_strategy=partial(_init, values=values, fallback=fb),
+    found = [find_valid_initial_params(k, model, init_strategy=partial(_init, values=values, fallback=fb,
+                                                                       jitter=jitter),
                                        model_args=tuple(args), model_kwargs=dict(kwargs),
                                        prototype_params=prototype)
              for k, fb in zip(jax.random.split(key), (False, True))]
@@ -102,12 +132,16 @@ def run_nuts(
     group_dim_sites: Sequence[str] = (),
     max_tree_depth: int = 10,
     init_values: Mapping[str, np.ndarray] | None = None,
+    init_jitter: Mapping[str, float] | None = None,
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Sample ``model`` with NUTS and return an ArviZ DataTree plus timings in seconds.
 
     The DataTree holds ``posterior``, ``sample_stats``, ``log_likelihood`` and
     ``observed_data``. Timings separate the first call (trace + compile + warmup) from sampling.
+    ``init_values`` start the improper-prior sites, each chain within ``init_jitter[site]`` of
+    its value.
     """
+    compile_cache = enable_compile_cache()
     method = chain_method(num_chains)
     rng = jax.random.PRNGKey(seed)
     t0 = time.perf_counter()
@@ -116,7 +150,8 @@ def run_nuts(
     # SBC: 250 divergences in one chain); prior medians fall back to uniform starts instead.
     values = dict(init_values or {})
     prototype = _prototype(model, (), model_kwargs, values)
-    starts, ok = jax.vmap(lambda k: _start(k, model, (), model_kwargs, values, prototype))(
+    # one compiled program: run op by op, the search compiled ~100 small programs (seconds)
+    starts, ok = jax.jit(jax.vmap(lambda k: _start(k, model, (), model_kwargs, values, prototype, init_jitter)))(
         jax.random.split(jax.random.fold_in(rng, 1), num_chains))
     if not bool(np.all(ok)):
         raise ConvergenceError(
@@ -149,6 +184,7 @@ def run_nuts(
         "mean_leapfrog_steps": float(np.mean(np.asarray(steps))),
         "chain_method": method,
         "device": jax.default_backend(),
+        "compile_cache": str(compile_cache) if compile_cache else "off",
     }
     return tree, timings
 
@@ -183,6 +219,7 @@ def run_nuts_batched(
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import get_potential_fn
 
+    enable_compile_cache()
     first = jax.tree.map(lambda v: v[0], tuple(batch_args))
     first_init = {k: v[0] for k, v in init_values.items()}
     # The potential and the map back to the support, built as initialize_model builds them but
@@ -282,12 +319,27 @@ class Diagnostics:
         return pd.DataFrame(rows, columns=["diagnostic", "value", "target"]).set_index("diagnostic")
 
 
-def diagnose(tree: xr.DataTree, var_names: Sequence[str]) -> Diagnostics:
-    """R-hat, bulk/tail ESS (arviz-stats) and divergences; lists every parameter that fails."""
+def _stuck(draws: np.ndarray) -> bool:
+    """Some element never moved: one value in every draw of every chain (or NaN draws). Compared
+    exactly: a float std of a constant is not always 0, and arviz-stats then returns a finite ESS."""
+    flat = draws.reshape(draws.shape[0] * draws.shape[1], -1)
+    return bool(np.any(np.all(flat == flat[:1], axis=0)) or np.isnan(flat).any())
+
+
+def diagnose(tree: xr.DataTree, var_names: Sequence[str],
+             describe: Callable[[str], str] | None = None) -> Diagnostics:
+    """R-hat, bulk/tail ESS (arviz-stats) and divergences; lists every parameter that fails.
+
+    ``var_names`` are sampled sites: every one of them should move. One whose draws have no
+    spread at all (stuck at one value in every chain) fails as R-hat inf and ESS 0; fixed prior
+    sites are deterministic, never sampled, and do not belong in ``var_names``. ``describe``
+    turns a site's name into the words the problems use (e.g. the law's parameter behind it).
+    """
+    name = describe or (lambda v: v)
     post = tree["posterior"].to_dataset()[list(var_names)]
     num_chains, num_draws = post.sizes["chain"], post.sizes["draw"]
-    # Constant variables (fixed priors) have no spread: nothing to diagnose.
-    varying = [v for v in var_names if float(post[v].std()) > 0]
+    stuck = [v for v in var_names if _stuck(post[v].values)]
+    varying = [v for v in var_names if v not in stuck]
     post = post[varying]
     with warnings.catch_warnings():
         # A chain that never moved has no within-chain variance: arviz-stats divides by zero and
@@ -309,22 +361,29 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str]) -> Diagnostics:
 
     bulk, tail = worst(ess_bulk, np.min, 0.0), worst(ess_tail, np.min, 0.0)
     rh = worst(rhat, np.max, np.inf) if rhat is not None else {}
+    for v in stuck:
+        bulk[v] = tail[v] = 0.0
+        if rhat is not None:
+            rh[v] = np.inf
     ess_min = ESS_PER_CHAIN_MIN * num_chains
     problems = []
-    bad_rhat = sorted((v for v, r in rh.items() if not r < RHAT_MAX), key=lambda v: -rh[v])
+    if stuck:
+        problems.append("no movement at all (one value in every draw of every chain) for "
+                        + ", ".join(dict.fromkeys(name(v) for v in stuck)))
+    bad_rhat = sorted((v for v, r in rh.items() if not r < RHAT_MAX and v not in stuck), key=lambda v: -rh[v])
     if bad_rhat:
         problems.append(
-            "R-hat >= {} for {}".format(RHAT_MAX, ", ".join(f"{v} ({rh[v]:.3f})" for v in bad_rhat))
+            "R-hat >= {} for {}".format(RHAT_MAX, ", ".join(f"{name(v)} ({rh[v]:.3f})" for v in bad_rhat))
         )
-    bad_bulk = sorted((v for v, e in bulk.items() if not e >= ess_min), key=lambda v: bulk[v])
+    bad_bulk = sorted((v for v, e in bulk.items() if not e >= ess_min and v not in stuck), key=lambda v: bulk[v])
     if bad_bulk:
         problems.append(
-            f"bulk ESS < {ess_min} for " + ", ".join(f"{v} ({bulk[v]:.0f})" for v in bad_bulk)
+            f"bulk ESS < {ess_min} for " + ", ".join(f"{name(v)} ({bulk[v]:.0f})" for v in bad_bulk)
         )
-    bad_tail = sorted((v for v, e in tail.items() if not e >= ess_min), key=lambda v: tail[v])
+    bad_tail = sorted((v for v, e in tail.items() if not e >= ess_min and v not in stuck), key=lambda v: tail[v])
     if bad_tail:
         problems.append(
-            f"tail ESS < {ess_min} for " + ", ".join(f"{v} ({tail[v]:.0f})" for v in bad_tail)
+            f"tail ESS < {ess_min} for " + ", ".join(f"{name(v)} ({tail[v]:.0f})" for v in bad_tail)
         )
     if divergences:
         problems.append(f"{divergences} divergent transitions")
@@ -339,25 +398,51 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str]) -> Diagnostics:
     )
 
 
-def convergence_message(diag: Diagnostics, law_name: str) -> str:
+def _flag(name: str, value, style: str) -> str:
+    """One setting as the caller writes it: ``num_warmup=2000`` or ``--num-warmup 2000``."""
+    if style == "cli":
+        shown = f"'{json.dumps(value)}'" if isinstance(value, dict) else value
+        return f"--{name.replace('_', '-')} {shown}"
+    return f"{name}={value!r}"
+
+
+def convergence_message(diag: Diagnostics, law_name: str, *, settings: Mapping, n_groups: int,
+                        free_sites: Sequence[str] = (), style: str = "python") -> str:
+    """What failed and what to try next, each suggestion new to this fit.
+
+    ``settings`` are the fit's ``num_warmup``, ``num_samples`` and ``target_accept``;
+    ``free_sites`` the prior sites that were sampled (a fix is suggested only for one of them);
+    ``style`` writes the suggestions as Python keywords (``"python"``) or CLI flags (``"cli"``).
+    """
+    if style not in ("python", "cli"):
+        raise ValueError(f"style must be 'python' or 'cli', got {style!r}")
+    warmup, draws = int(settings["num_warmup"]), int(settings["num_samples"])
+    accept = float(settings["target_accept"])
+    mixing = any(not p.endswith("divergent transitions") for p in diag.problems)
+    tips = []
+    if mixing:
+        tips.append(f"more warmup and draws ({_flag('num_warmup', 2 * warmup, style)}, "
+                    f"{_flag('num_samples', 2 * draws, style)})")
+    if diag.divergences or mixing:
+        higher = next((t for t in (0.95, 0.99) if accept < t), None)
+        if higher is not None:
+            tips.append(f"a higher target acceptance ({_flag('target_accept', higher, style)}; this fit "
+                        f"used {accept:g}) against divergences and small steps")
+    if n_groups == 1:
+        tips.append("if the table mixes setups (codebases, data sets, tokenizers), label each with a "
+                    "'group' column for a hierarchical fit")
+    fixable = [s for s in ("e_max", "e_start") if s in free_sites]
+    example = {"e_max": 290.4521} if "e_max" in fixable else None
+    tips.append("tighten the priors of the parameters named above" + (
+        f", or fix ones the data cannot identify (e.g. {_flag('priors', example, style)}, "
+        "the published E_max)" if example else ""))
+    keep = (f"With {_flag('on_bad_fit', 'warn', style)} the command exits 0 with such a result."
+            if style == "cli" else
+            f"With {_flag('on_bad_fit', 'warn', style)} such a result comes back with a warning instead of an error.")
     return (
         f"the {law_name!r} fit did not converge: " + "; ".join(diag.problems) + ".\n"
-        "What to try: more warmup and draws (num_warmup=2000, num_samples=2000); "
-        "target_accept=0.95 against divergences; check the table for outliers or mixed setups "
-        "(give them a 'group' column); tighten the priors of the parameters named above, or fix "
-        "ones the data cannot identify (e.g. priors={'e_max': 290.4521}). "
-        "Pass on_bad_fit='warn' to keep this result anyway."
+        "What to try: " + "; ".join(tips) + ". " + keep
     )
-
-
-def raise_or_warn(diag: Diagnostics, law_name: str, on_bad_fit: str) -> str | None:
-    """Raise ConvergenceError, or return the warning text to attach (``on_bad_fit="warn"``)."""
-    if diag.ok:
-        return None
-    msg = convergence_message(diag, law_name)
-    if on_bad_fit == "raise":
-        raise ConvergenceError(msg)
-    return msg
 
 
 #: Pareto-k above which a PSIS-LOO term is unreliable (Vehtari et al. 2024, "Pareto smoothed

@@ -28,6 +28,8 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import logsumexp
 
+from bayesmoe.data import LAW_INPUTS
+
 __all__ = [
     "Term",
     "Law",
@@ -156,7 +158,7 @@ def _joint_data_term(p: Params, x: Inputs) -> Array:
 
 JOINT = Law(
     name="joint",
-    inputs=("n_active", "tokens", "experts"),
+    inputs=LAW_INPUTS["joint"],
     terms=(Term("a", _joint_params_term), Term("b", _joint_data_term)),
     irreducible="c",
     shape_params=("alpha", "beta", "gamma", "zeta", "delta", "omega", "e_start", "e_max"),
@@ -191,7 +193,7 @@ Ludziejewski et al. 2025, arXiv:2502.05172, Eq. 1 (= Eq. 6), Eq. 4, Table 3.
 
 FINE_GRAINED = Law(
     name="fine_grained",
-    inputs=("n_total", "tokens", "granularity"),
+    inputs=LAW_INPUTS["fine_grained"],
     terms=(
         Term("a", lambda p, x: -p["alpha"] * jnp.log(x["n_total"])),
         Term("g", lambda p, x: -p["gamma"] * jnp.log(x["granularity"]) - p["alpha"] * jnp.log(x["n_total"])),
@@ -238,7 +240,7 @@ def sparsity_from_experts(experts: Array) -> Array:
 
 SPARSITY = Law(
     name="sparsity",
-    inputs=("n_total", "tokens", "experts"),
+    inputs=LAW_INPUTS["sparsity"],
     terms=(
         Term("a", lambda p, x: -p["alpha"] * jnp.log(x["n_total"])),
         Term("b", lambda p, x: -p["beta"] * jnp.log(x["tokens"])),
@@ -278,7 +280,7 @@ Abnar et al. 2025, arXiv:2501.12370, Eq. 6.
 
 CHINCHILLA = Law(
     name="chinchilla",
-    inputs=("n_active", "tokens"),
+    inputs=LAW_INPUTS["chinchilla"],
     terms=(
         Term("a", lambda p, x: -p["alpha"] * jnp.log(x["n_active"])),
         Term("b", lambda p, x: -p["beta"] * jnp.log(x["tokens"])),

@@ -123,6 +123,46 @@ def coordinate(law: Law, site: str) -> str:
     return f"{site}_centred" if site in law.centred else site
 
 
+#: How messages spell the papers' parameters (Greek as in the papers, Ê's bounds as E_start/E_max)
+_SPELLING = {"alpha": "α", "beta": "β", "gamma": "γ", "zeta": "ζ", "delta": "δ", "omega": "ω",
+             "lambda": "λ", "e_start": "E_start", "e_max": "E_max"}
+
+
+def describe_site(law: Law, site: str) -> str:
+    """The law's words for a sampled site, for messages: ``omega_centred_z`` -> "ω (groups'
+    offsets)", ``c_rel_z`` -> "c (groups' offsets)", ``level_tau`` -> "a, b (spread across
+    groups)", ``log_loss_centre`` -> "a, b, c (expected loss at the data's centre)"."""
+    def spell(param: str) -> str:
+        return _SPELLING.get(param, param)
+
+    scales = ", ".join(spell(s) for s in law.scales)
+    irr = spell(law.irreducible)
+    fixed = {
+        "sigma": "σ (noise scale)", "nu": "ν (noise tail)",
+        "log_loss_centre": f"{scales}, {irr} (expected loss at the data's centre)",
+        "log_loss_best": f"{irr} (through the expected loss at the lowest-loss run)",
+        LEVEL_TAU: f"{scales} (spread across groups)",
+        "level_z": f"{scales} (groups' offsets)",
+    }
+    if site in fixed:
+        return fixed[site]
+    for term in law.terms:
+        if site == f"{term.scale}_vs_{law.irreducible}":
+            return f"{spell(term.scale)} vs {irr} (their split of the loss at the data's centre)"
+    base, role = site, ""
+    for suffix, words in (("_pop", "population value"), ("_tau", "spread across groups"),
+                          ("_z", "groups' offsets")):
+        if base.endswith(suffix):
+            base, role = base[: -len(suffix)], words
+            break
+    base = base.removesuffix("_centred")
+    if base.endswith("_level") and base[: -len("_level")] in law.scales:
+        base = base[: -len("_level")]
+    elif base == f"{law.irreducible}_rel":
+        base = law.irreducible
+    return f"{spell(base)} ({role})" if role else spell(base)
+
+
 def _anchor(design: Design) -> dict:
     return {k: jnp.asarray(v) for k, v in design.anchor.items()}
 
@@ -342,6 +382,11 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
 
     model.pooled_sites = pooled_set
     model.init_values = init_values  # improper sites cannot be drawn
+    # each chain starts these within a radius of their value (ln loss: 5 %, 2 % at the lowest-loss
+    # run, where c = L_best − terms must stay positive; log-ratios: half a unit), so the chains
+    # begin apart and R-hat can see a site that never moves
+    model.init_jitter = {n: 0.5 if n in share_names else 0.02 if n == "log_loss_best" else 0.05
+                         for n in init_values}
     return model
 
 

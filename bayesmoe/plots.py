@@ -114,15 +114,12 @@ def plot_predictive(result, *, ci_prob: float = 0.94, group: str | None = None, 
     groups = [group] if group is not None else list(dict.fromkeys(runs["group"].astype(str)))
     for g in groups:
         mask = (runs["group"].astype(str) == g).to_numpy()
-        # repeated seeds share their inputs: predict each distinct input once, then map back
-        inputs = runs.loc[mask, list(result.law.inputs)].reset_index(drop=True)
-        distinct = inputs.drop_duplicates().reset_index(drop=True)
-        where = inputs.merge(distinct.reset_index(), on=list(result.law.inputs), how="left")["index"]
-        mean = result.predict(distinct, group=g, kind="mean", seed=seed)
-        new = result.predict(distinct, group=g, kind="new_run", seed=seed)
-        med[mask] = mean.median(dim=("chain", "draw")).values[where]
-        lo[mask] = new.quantile(lo_q, dim=("chain", "draw")).values[where]
-        hi[mask] = new.quantile(hi_q, dim=("chain", "draw")).values[where]
+        inputs = runs.loc[mask, list(result.law.inputs)]
+        mean = result.predict(inputs, group=g, kind="mean", seed=seed)
+        new = result.predict(inputs, group=g, kind="new_run", seed=seed)
+        med[mask] = mean.median(dim=("chain", "draw")).values
+        lo[mask] = new.quantile(lo_q, dim=("chain", "draw")).values
+        hi[mask] = new.quantile(hi_q, dim=("chain", "draw")).values
     obs = runs["loss"].to_numpy(dtype=float)
     cvar = colour_variable(result)
     keys = runs[cvar].to_numpy(dtype=float) if cvar else np.zeros(len(runs))

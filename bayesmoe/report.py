@@ -190,11 +190,8 @@ def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None) -> dict:
     log_pred = np.empty(len(runs))
     for g in dict.fromkeys(runs["group"].astype(str)):
         m = (runs["group"].astype(str) == g).to_numpy()
-        distinct = inputs[m].drop_duplicates().reset_index(drop=True)
-        where = inputs[m].reset_index(drop=True).merge(distinct.reset_index(), how="left",
-                                                       on=list(inputs.columns))["index"]
-        pred = result.predict(distinct, group=g, kind="mean")
-        log_pred[m] = np.log(pred.median(dim=("chain", "draw")).values)[where]
+        pred = result.predict(inputs[m], group=g, kind="mean")
+        log_pred[m] = np.log(pred.median(dim=("chain", "draw")).values)
     resid = log_obs - log_pred
     err = np.exp(log_pred) - np.exp(log_obs)
     sigma = float(np.median(result.tree["posterior"]["sigma"].values))
@@ -345,6 +342,8 @@ def _provenance(result) -> list[tuple[str, str]]:
         rows.append(("time", f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
                              f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
                              f"{timings['chain_method']} on {timings['device']}"))
+    versions = json.loads(attrs.get("versions", "{}") or "{}")
+    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or "(not recorded)"))
     cmap = json.loads(attrs.get("column_map", "{}") or "{}")
     if cmap:
         rows.append(("column aliases", ", ".join(f"{k} → {v}" for k, v in cmap.items())))

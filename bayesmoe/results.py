@@ -2,16 +2,20 @@
 
 Files are netCDF4 (HDF5) written by xarray's DataTree with the ``h5netcdf`` engine: no pickle is
 ever written or read. The root ``attrs`` carry the provenance (package version, law, prior spec
-as JSON, the data's reference points, a SHA-256 of the validated table); :func:`load` refuses a
-file whose stored table no longer hashes to the recorded value, whose schema version is unknown,
-or whose law is not registered.
+as JSON, the data's reference points, a SHA-256 of the validated table, the versions of the
+numerical stack); :meth:`FitResult.save` adds a SHA-256 over every group's arrays and every
+provenance attribute (``content_sha256``). :func:`load` refuses a file in which any of them no
+longer hashes to the recorded value, naming what changed, and recomputes the diagnostics from
+the stored draws rather than trusting the stored summary.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
+import platform
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,17 +31,102 @@ from bayesmoe.data import table_hash, validate_runs
 from bayesmoe.discrepancy import Discrepancy
 from bayesmoe.discrepancy import none as no_discrepancy
 from bayesmoe.errors import ConvergenceWarning, LoadError
-from bayesmoe.inference import Diagnostics, diagnose, summary_table
+from bayesmoe.inference import Diagnostics, convergence_message, diagnose, summary_table
 from bayesmoe.laws import Law, get_law
-from bayesmoe.models import Design, coordinate, latent_sites, make_design, params_from_latents
+from bayesmoe.models import (Design, coordinate, describe_site, latent_sites, make_design,
+                             params_from_latents)
 from bayesmoe.priors import Prior, spec_from_json, spec_to_json, tau_site
 
-__all__ = ["FitResult", "load", "SCHEMA_VERSION"]
+__all__ = ["FitResult", "load", "SCHEMA_VERSION", "content_parts", "environment_versions"]
 
-SCHEMA_VERSION = "bayesmoe-fit/1"
+#: 2: a content hash over every group and provenance attribute (1 hashed the run table only)
+SCHEMA_VERSION = "bayesmoe-fit/2"
 #: Central intervals of a new run that hold-out tables score.
 HOLDOUT_LEVELS = (0.5, 0.9)
 _REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
+#: root attributes that hold the content hash itself, so are not part of it
+_HASH_ATTRS = ("content_sha256", "content_parts")
+#: distributions whose versions decide the draws (same seed, data and versions: same draws)
+_VERSIONED = ("jax", "jaxlib", "numpyro", "arviz-base", "arviz-stats", "numpy", "xarray", "pandas",
+              "scipy", "h5netcdf")
+
+
+def environment_versions() -> dict[str, str]:
+    """Python, platform and the versions of every package a fit's draws depend on."""
+    from importlib import metadata
+
+    out = {"bayesmoe": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for dist in _VERSIONED:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _canonical_attr(value) -> str:
+    """An attribute as text that survives the netCDF round trip (numpy scalars come back)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _array_digest(values: np.ndarray) -> str:
+    values = np.asarray(values)
+    h = hashlib.sha256(f"{values.shape}".encode())
+    if values.dtype.kind in "biuf":
+        # bool is stored as int8 by netCDF; little-endian bytes of the dtype the file returns
+        canon = values.astype("u1") if values.dtype.kind == "b" else values
+        h.update(f"{canon.dtype.kind}{canon.dtype.itemsize}".encode())
+        h.update(np.ascontiguousarray(canon, dtype=canon.dtype.newbyteorder("<")).tobytes())
+    else:  # labels (str / object): their text
+        h.update("\x1f".join(map(str, values.ravel())).encode())
+    return h.hexdigest()
+
+
+def content_parts(tree: xr.DataTree) -> dict[str, str]:
+    """SHA-256 of every array (``group/variable``, coordinates included), every group attribute
+    (``group/.attrs/name``) and every root attribute (``attrs/name``) but the hash's own."""
+    parts = {}
+    for node in tree.subtree:
+        if node is tree:
+            continue
+        group = node.path.strip("/")
+        ds = node.to_dataset()
+        for name in sorted(map(str, ds.variables)):
+            parts[f"{group}/{name}"] = _array_digest(ds[name].values)
+        for name in sorted(map(str, node.attrs)):
+            parts[f"{group}/.attrs/{name}"] = hashlib.sha256(
+                _canonical_attr(node.attrs[name]).encode()).hexdigest()
+    for name in sorted(map(str, tree.attrs)):
+        if name not in _HASH_ATTRS:
+            parts[f"attrs/{name}"] = hashlib.sha256(_canonical_attr(tree.attrs[name]).encode()).hexdigest()
+    return dict(sorted(parts.items()))
+
+
+def _content_hash(parts: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(dict(sorted(parts.items()))).encode()).hexdigest()
+
+
+def _what_changed(recorded: Mapping[str, str], found: Mapping[str, str]) -> str:
+    """``group 'posterior' (alpha); attribute 'priors'``: the parts whose hashes differ."""
+    changed = [k for k in found if k in recorded and recorded[k] != found[k]]
+    added = [k for k in found if k not in recorded]
+    removed = [k for k in recorded if k not in found]
+    out = []
+    for label, keys in (("changed", changed), ("added", added), ("removed", removed)):
+        by_place: dict[str, list[str]] = {}
+        for key in keys:
+            place, _, name = key.partition("/")
+            by_place.setdefault(place, []).append(name)
+        for place, names in by_place.items():
+            if place == "attrs":
+                out.append(f"{label}: attribute{'s' * (len(names) > 1)} " + ", ".join(map(repr, names)))
+            else:
+                out.append(f"{label}: group {place!r} ({', '.join(names)})")
+    return "; ".join(out) or "the recorded list of hashes itself"
 
 
 def _runs_from_tree(tree: xr.DataTree) -> pd.DataFrame:
@@ -75,10 +164,33 @@ class FitResult:
         self.log_loss_ref = float(attrs["log_loss_ref"])
         self.log_loss_min = float(attrs["log_loss_min"])
         self.pooled: tuple[str, ...] = tuple(json.loads(attrs["pooled_sites"]))
-        self.diagnostics = diagnostics or diagnose(tree, self.sampled_sites)
+        self.diagnostics = diagnostics or diagnose(tree, self.sampled_sites, describe=self.describe_site)
         self.warnings: list[str] = json.loads(attrs.get("warnings", "[]"))
 
     # ------------------------------------------------------------------ views
+    def describe_site(self, site: str) -> str:
+        """A sampled site in the law's words (``omega_centred_z`` -> "ω (groups' offsets)")."""
+        return describe_site(self.law, site)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the fit failed its convergence checks (kept by ``on_bad_fit="warn"``, or the
+        ``result`` of a :class:`ConvergenceError`)."""
+        return not self.diagnostics.ok
+
+    def convergence_message(self, style: str = "python") -> str | None:
+        """What failed and what to try, as Python keywords (``"python"``) or CLI flags
+        (``"cli"``); ``None`` for a fit that passed its checks."""
+        if self.diagnostics.ok:
+            return None
+        attrs = self.tree.attrs
+        d = self.diagnostics
+        settings = {"num_warmup": attrs.get("num_warmup", 1000), "num_samples": attrs.get("num_samples", d.num_draws),
+                    "target_accept": attrs.get("target_accept", 0.8)}
+        free = [s for s, p in self.priors.items() if not p.is_fixed]
+        return convergence_message(d, self.law.name, settings=settings, n_groups=len(self.groups),
+                                   free_sites=free, style=style)
+
     @property
     def hierarchical(self) -> bool:
         return len(self.groups) > 1
@@ -168,6 +280,14 @@ class FitResult:
         out[self.law.irreducible] = np.exp(np.asarray(log_irr))
         return out
 
+    @property
+    def _log_loss_jit(self):
+        # one compiled program per input shape, instead of ~30 op-by-op compilations per call
+        # (JAX_LOG_COMPILES=1: a predict on new inputs compiled 31 programs eagerly, 1 jitted)
+        if "_log_loss_fn" not in self.__dict__:
+            self.__dict__["_log_loss_fn"] = jax.jit(self.law.log_loss)
+        return self.__dict__["_log_loss_fn"]
+
     def predict(self, runs: pd.DataFrame, *, group: str | None = None, kind: str = "mean",
                 seed: int = 0, discrepancy: bool = True) -> xr.DataArray:
         """Posterior-predictive loss for new runs, dims ``(chain, draw, run)``.
@@ -188,32 +308,45 @@ class FitResult:
         discrepancy : bool
             ``False`` leaves δ out of ``kind="new_run"``: the law-only band (parameter
             uncertainty and noise), calibrated only inside the fitted range.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``loss`` (nats/token) with dims ``(chain, draw, run)``; ``run`` is labelled by the
+            table's index and carries the law's inputs (e.g. ``n_active``, ``tokens``,
+            ``experts``) as coordinates. Repeated inputs are predicted once per row.
         """
         if kind not in ("mean", "new_run"):
             raise ValueError(f"kind must be 'mean' or 'new_run', got {kind!r}")
         table = runs.copy()
         if "loss" not in table.columns:
             table["loss"] = 1.0  # placeholder so the shared validator runs; never used
-        table = validate_runs(table, required=self.law.inputs, unit_checks=False)
+        # repeated inputs (seed replicates, a grid with repeats) are fine to predict
+        table = validate_runs(table, required=self.law.inputs, unit_checks=False, duplicates="allow")
         if group is None and not self.hierarchical:
             group = self.groups[0]
         params = self._group_params(group) if group is not None else self._new_setup_params(seed)
         x = {k: jnp.asarray(table[k].to_numpy(dtype="float64")) for k in self.law.inputs}
         # (chain, draw) -> (chain, draw, 1) so the runs broadcast last
         p3 = {k: jnp.asarray(v)[..., None] for k, v in params.items()}
-        mean = np.asarray(self.law.log_loss(p3, x))
+        mean = np.asarray(self._log_loss_jit(p3, x))
         if kind == "new_run":
             post = self.tree["posterior"]
             sigma = post["sigma"].values[..., None]
             nu = post["nu"].values[..., None]
-            key = jax.random.PRNGKey(seed + 1)
-            t = np.asarray(jax.random.t(key, jnp.asarray(nu), shape=mean.shape))
+            # NumPy's Student-t takes each draw's ν elementwise and compiles nothing (jax.random.t
+            # compiled a 2.5 s program for every new input shape)
+            t = np.random.default_rng([seed, 1]).standard_t(np.broadcast_to(nu, mean.shape))
             mean = mean + sigma * t
             if discrepancy:
                 mean = mean + self.discrepancy.delta(self.law, table, mean.shape[:2], group=group, seed=seed)
         coords = {"chain": self.tree["posterior"]["chain"].values,
                   "draw": self.tree["posterior"]["draw"].values, "run": table.index.values}
-        return xr.DataArray(np.exp(mean), dims=("chain", "draw", "run"), coords=coords, name="loss")
+        coords.update({k: ("run", table[k].to_numpy(dtype="float64")) for k in self.law.inputs})
+        out = xr.DataArray(np.exp(mean), dims=("chain", "draw", "run"), coords=coords, name="loss")
+        out.attrs = {"units": "nats/token", "kind": kind, "law": self.law.name,
+                     "group": "(new setup)" if group is None else str(group)}
+        return out
 
     def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None,
                       levels: Sequence[float] = HOLDOUT_LEVELS, seed: int = 0) -> pd.DataFrame:
@@ -266,9 +399,12 @@ class FitResult:
             [{"site": k, "distribution": p.dist,
               "arguments": ", ".join(f"{a}={float(b):g}" for a, b in p.args.items())}
              for k, p in sorted(self.priors.items())]).set_index("site")
-        lines = [
-            f"# Model card: {self.law.name} law",
-            "",
+        versions = json.loads(attrs.get("versions", "{}"))
+        lines = [f"# Model card: {self.law.name} law", ""]
+        if self.failed:
+            lines += ["**FAILED: this fit did not pass its convergence checks; its draws are not a "
+                      "trustworthy posterior.** " + "; ".join(d.problems), ""]
+        lines += [
             f"{self.law.description}",
             "",
             "| | |", "|---|---|",
@@ -280,6 +416,7 @@ class FitResult:
             f"| table SHA-256 ({', '.join(json.loads(attrs['table_columns']))}) | `{attrs['table_sha256']}` |",
             f"| NUTS | {d.num_chains} chains × {d.num_draws} draws, seed {attrs.get('seed')}, "
             f"target_accept {attrs.get('target_accept')} |",
+            "| versions | " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "(not recorded)") + " |",
         ]
         if timings:
             lines.append(f"| time | warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
@@ -353,7 +490,13 @@ class FitResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         tree = self.tree.copy()
         tree.attrs["warnings"] = json.dumps(self.warnings)
+        # for readers of the file; load recomputes the diagnostics from the draws
         tree.attrs["diagnostics"] = json.dumps(self.diagnostics.to_dict())
+        tree.attrs["convergence"] = "failed" if self.failed else "ok"
+        tree.attrs["schema"] = SCHEMA_VERSION
+        parts = content_parts(tree)
+        tree.attrs["content_parts"] = json.dumps(parts)
+        tree.attrs["content_sha256"] = _content_hash(parts)
         tree.to_netcdf(path, engine="h5netcdf")
         return path
 
@@ -378,13 +521,20 @@ def provenance_attrs(*, law: Law, priors: Mapping[str, Prior], design: Design, r
         "timings": json.dumps(dict(timings)),
         "column_map": json.dumps(dict(column_map)),
         "warnings": "[]",
+        "versions": json.dumps(environment_versions()),
     }
     attrs.update(extra or {})
     return attrs
 
 
 def load(path: str | Path) -> FitResult:
-    """Read a result written by :meth:`FitResult.save`, checking schema, law and table hash."""
+    """Read a result written by :meth:`FitResult.save`.
+
+    Checks the schema, the law, and that every group's arrays and every provenance attribute
+    still hash to the recorded ``content_sha256`` (refusing the file and naming what changed if
+    not); the diagnostics are recomputed from the stored draws. A fit that failed its convergence
+    checks loads with a :class:`ConvergenceWarning`.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such result file: {path}")
@@ -395,11 +545,36 @@ def load(path: str | Path) -> FitResult:
     except (OSError, ValueError) as err:
         raise LoadError(f"{path} is not a readable netCDF/HDF5 file: {err}") from None
     attrs = tree.attrs
+    if attrs.get("schema") == "bayesmoe-fit/1":
+        raise LoadError(
+            f"{path} was saved by an older bayesmoe (schema 'bayesmoe-fit/1'), whose files hashed only "
+            "the run table; re-save it once with models/resave_schema1.py, or refit it"
+        )
     if attrs.get("schema") != SCHEMA_VERSION:
         raise LoadError(
             f"{path} has schema {attrs.get('schema')!r}, expected {SCHEMA_VERSION!r}: "
             "it was not written by this version of bayesmoe.FitResult.save"
         )
+    if "content_sha256" not in attrs or "content_parts" not in attrs:
+        raise LoadError(f"{path} has no content hash; refusing a file whose draws cannot be checked")
+    try:
+        recorded = json.loads(attrs["content_parts"])
+    except (TypeError, ValueError):
+        recorded = {}
+    found = content_parts(tree)
+    if _content_hash(recorded) != attrs["content_sha256"] or found != recorded:
+        raise LoadError(
+            f"{path}: the contents do not hash to the recorded content_sha256 ("
+            f"{_what_changed(recorded, found) if found != recorded else 'the recorded list of hashes itself'}"
+            "); the file was modified after saving, refusing to load it"
+        )
+    _check_contents(path, tree)
+    return _from_checked_tree(path, tree)
+
+
+def _check_contents(path: Path, tree: xr.DataTree) -> Law:
+    """Groups, law, parameters and run-table hash of a tree read from ``path``."""
+    attrs = tree.attrs
     missing = [g for g in _REQUIRED_GROUPS if g not in tree.children]
     if missing:
         raise LoadError(f"{path} lacks the groups {missing}; it is incomplete or not a bayesmoe fit")
@@ -420,12 +595,15 @@ def load(path: str | Path) -> FitResult:
             f"{path}: the stored run table does not hash to the recorded table_sha256; "
             "the file was modified after saving, refusing to load it"
         )
-    priors = spec_from_json(attrs["priors"])
-    diag = None
-    if "diagnostics" in attrs:
-        raw = json.loads(attrs["diagnostics"])
-        diag = Diagnostics(**raw)
-    result = FitResult(tree, law, priors, diag)
-    for w in result.warnings:
-        warnings.warn(f"{path}: {w}", ConvergenceWarning, stacklevel=2)
+    return law
+
+
+def _from_checked_tree(path: Path, tree: xr.DataTree) -> FitResult:
+    law = get_law(tree.attrs["law"])
+    priors = spec_from_json(tree.attrs["priors"])
+    result = FitResult(tree, law, priors)  # diagnostics recomputed from the draws, never read back
+    if result.failed:
+        warnings.warn(
+            f"{path}: this fit failed its convergence checks ({'; '.join(result.diagnostics.problems)}); "
+            "its draws are not a trustworthy posterior", ConvergenceWarning, stacklevel=3)
     return result

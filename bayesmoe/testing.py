@@ -151,7 +151,8 @@ def fake_result(
     rng = np.random.default_rng(seed)
     shape = (num_chains, num_draws)
     post = {p: truth[p] * (1 + rel_sd * rng.standard_normal(shape)) for p in law.params}
-    post["sigma"] = np.full(shape, sigma)
+    # sigma moves like every sampled site: a draw stuck at one value fails the diagnostics
+    post["sigma"] = sigma * (1 + rel_sd * rng.standard_normal(shape))
     post["nu"] = np.full(shape, 4.0)
     coords = {"chain": np.arange(num_chains), "draw": np.arange(num_draws)}
     posterior = xr.Dataset({k: (("chain", "draw"), v) for k, v in post.items()}, coords=coords)

@@ -2,11 +2,16 @@
 
 import os
 
+import tempfile  # noqa: E402
+
 os.environ.setdefault("CI", "1")  # no progress bars in test logs
 # Fits in tests use the shipped discrepancy prior without backtests (three extra refits per fit
 # would triple the suite's time); tests of the backtests themselves ask for them explicitly
 # (tests/test_discrepancy.py). Subprocesses (the CLI tests) inherit it.
 os.environ.setdefault("BAYESMOE_DISCREPANCY", "prior")
+# JAX's compilation cache (on by default, bayesmoe.compile_cache) goes to a fresh folder, not the
+# user's cache directory; subprocesses inherit it
+os.environ.setdefault("BAYESMOE_CACHE_DIR", tempfile.mkdtemp(prefix="bayesmoe-test-cache-"))
 
 import numpyro  # noqa: E402
 

@@ -1,6 +1,7 @@
 """The README's commands and the CLI, run as subprocesses with tiny NUTS settings."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "bayesmoe.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+                          env={"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+                               "BAYESMOE_CACHE_DIR": os.environ["BAYESMOE_CACHE_DIR"]})
 
 
 def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path):
@@ -126,3 +128,52 @@ def test_validate_compare_two_saved_fits(tmp_path):
     assert rows["reference_joint"][2] == rows["copy"][2]  # same ELPD
     proc = run_cli("validate", "compare", "models/reference_joint.nc")
     assert proc.returncode == 2 and "at least two" in proc.stderr
+
+
+def test_failed_fit_is_saved_marked_failed_and_the_advice_is_in_flags(tmp_path):
+    # 2 chains x 30 draws cannot reach bulk ESS 200: the convergence check fails every time
+    import warnings
+
+    import bayesmoe
+    from bayesmoe.testing import synthetic_runs
+
+    runs = tmp_path / "runs.csv"
+    synthetic_runs("chinchilla", n_runs=20, seed=2).to_csv(runs, index=False)
+    out, report = tmp_path / "failed.nc", tmp_path / "failed.html"
+    proc = run_cli("fit", str(runs), "--law", "chinchilla", "--num-chains", "2", "--num-warmup", "30",
+                   "--num-samples", "30", "--out", str(out), "--report", str(report))
+    assert proc.returncode == 1, proc.stderr
+    assert "did not converge" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--num-warmup 60" in proc.stderr and "--num-samples 60" in proc.stderr
+    assert "--on-bad-fit warn" in proc.stderr and "--target-accept 0.95" in proc.stderr
+    assert "num_warmup=" not in proc.stderr and "on_bad_fit=" not in proc.stderr
+    assert "saved (marked as FAILED)" in proc.stdout
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = bayesmoe.load(out)
+    assert any(issubclass(w.category, bayesmoe.ConvergenceWarning) for w in caught)
+    assert result.failed and result.tree.attrs["convergence"] == "failed"
+    assert "--num-warmup 60" in result.warnings[0]
+    assert "**FAILED" in out.with_suffix(".md").read_text()
+    assert report.stat().st_size > 10_000 and "did not converge" in report.read_text()
+    summary = run_cli("summary", str(out))
+    assert summary.returncode == 0 and "ConvergenceWarning" in summary.stderr
+
+
+def test_help_and_bad_input_do_not_import_jax(tmp_path):
+    # the fast path of bench/bench_cli_startup.py, as a property rather than a time
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"N": [1e8, -1.0], "D": [1e10, 2e10], "L": [3.0, 2.9]}).to_csv(bad, index=False)
+    code = (
+        "import sys\n"
+        "from bayesmoe.cli import main\n"
+        f"rc = main(['fit', {str(bad)!r}, '--law', 'joint'])\n"
+        "assert rc == 2, rc\n"
+        "heavy = [m for m in ('jax', 'numpyro', 'arviz_stats', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'jax' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "n_active: rows [1] are <= 0" in proc.stderr

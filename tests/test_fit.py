@@ -153,11 +153,60 @@ def test_bad_fit_raises_naming_parameters_and_warn_keeps_it():
     with pytest.raises(bayesmoe.ConvergenceError) as info:
         bayesmoe.fit(runs, law="chinchilla", **tiny)
     msg = str(info.value)
-    assert "ESS" in msg and "alpha" in msg and "num_warmup" in msg
+    # 2 chains x 20 draws cannot reach bulk ESS 200: the advice doubles what the fit did
+    assert "ESS" in msg and "α" in msg and "num_warmup=40" in msg and "num_samples=40" in msg
+    assert "on_bad_fit='warn'" in msg and "--" not in msg  # Python keywords for a Python caller
+    kept = info.value.result  # the failed fit is not lost
+    assert kept is not None and kept.failed and kept.tree.attrs["convergence"] == "failed"
+    assert kept.warnings == [msg] and kept.posterior["alpha"].sizes["draw"] == 20
     with pytest.warns(bayesmoe.ConvergenceWarning):
         result = bayesmoe.fit(runs, law="chinchilla", on_bad_fit="warn", **tiny)
     assert result.warnings and "ESS" in result.warnings[0]
     assert not result.diagnostics.ok
+
+
+def test_failed_hierarchical_fit_speaks_of_the_laws_parameters_and_not_of_what_it_did():
+    # grouped table at target_accept 0.99: the advice must not suggest a group column or a
+    # target_accept the fit already used, and must not name internal sites (alpha_z, level_tau)
+    runs = synthetic_runs("chinchilla", n_runs=20, seed=4, groups={"a": {}, "b": {"alpha": 0.4}})
+    with pytest.raises(bayesmoe.ConvergenceError) as info:
+        bayesmoe.fit(runs, law="chinchilla", num_chains=2, num_warmup=20, num_samples=20, seed=0,
+                     target_accept=0.99, progress=False)
+    msg = str(info.value)
+    sampled = info.value.result.sampled_sites
+    assert any(s.endswith("_z") for s in sampled) and "level_tau" in sampled
+    for internal in ("_z ", "_z,", "_tau", "_rel", "_level", "_centred", "log_loss_best"):
+        assert internal not in msg, (internal, msg)
+    assert "α" in msg and "target_accept" not in msg and "'group' column" not in msg
+
+
+def test_same_seed_gives_bit_identical_draws_in_two_processes(tmp_path):
+    # Two fresh processes, one seed: identical draws, bit for bit. The second process finds the
+    # first one's programs in JAX's compilation cache (bayesmoe.compile_cache), so this also shows
+    # that the cache does not change the draws.
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpyro; numpyro.set_host_device_count(2)\n"
+        "import numpy as np, bayesmoe\n"
+        "from bayesmoe.testing import synthetic_runs\n"
+        "r = bayesmoe.fit(synthetic_runs('chinchilla', n_runs=20, seed=1), law='chinchilla', num_chains=2,"
+        " num_warmup=30, num_samples=30, seed=7, progress=False, on_bad_fit='warn')\n"
+        "np.savez(sys.argv[1], **{k: v.values for k, v in r.tree['posterior'].data_vars.items()},"
+        " diverging=r.tree['sample_stats']['diverging'].values)\n"
+    )
+    cache = tmp_path / "cache"
+    env = {**os.environ, "BAYESMOE_CACHE_DIR": str(cache), "PYTHONWARNINGS": "ignore"}
+    outs = [tmp_path / f"draws{i}.npz" for i in range(2)]
+    for out in outs:
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+    assert any((cache / "jax").iterdir())  # the first process filled the cache
+    first, second = np.load(outs[0]), np.load(outs[1])
+    assert set(first.files) == set(second.files) and "alpha" in first.files
+    for name in first.files:
+        assert first[name].tobytes() == second[name].tobytes(), name
 
 
 def test_fit_rejects_bad_arguments():

@@ -81,7 +81,7 @@ def test_load_refuses_tampered_table_and_foreign_files(real_fit, tmp_path):
     path = real_fit.save(tmp_path / "fit.nc")
     with h5py.File(path, "r+") as f:
         f["constant_data/loss"][0] = f["constant_data/loss"][0] * 1.01
-    with pytest.raises(bayesmoe.LoadError, match="does not hash"):
+    with pytest.raises(bayesmoe.LoadError, match=r"do not hash .*constant_data.*\(loss\)"):
         bayesmoe.load(path)
     other = tmp_path / "other.nc"
     xr.Dataset({"x": ("i", [1.0])}).to_netcdf(other, engine="h5netcdf")
@@ -138,3 +138,124 @@ def test_stuck_chains_fail_the_diagnostics():
     assert any("alpha (inf)" in p for p in diag.problems), diag.problems
     healthy = diagnose_arrays({"beta": rng.normal(size=(4, 1000))}, no_div, ["beta"])
     assert healthy.ok, healthy.problems
+
+
+# ------------------------------------------------------------------ a saved file cannot lie
+def _saved_fake(tmp_path):
+    from bayesmoe.inference import diagnose
+
+    result = fake_result("chinchilla", num_draws=300)
+    result.diagnostics = diagnose(result.tree, result.sampled_sites)  # real numbers, R-hat not 1.0
+    assert result.diagnostics.ok and result.diagnostics.max_rhat != 1.0
+    result.tree.attrs["command"] = "bayesmoe fit runs.csv --law chinchilla"
+    return result.save(tmp_path / "fit.nc")
+
+
+def _halve_alpha(f):
+    f["posterior/alpha"][...] = f["posterior/alpha"][...] * 0.5
+
+
+def _rhat_one(f):
+    import json
+
+    diag = json.loads(f.attrs["diagnostics"])
+    f.attrs["diagnostics"] = json.dumps({**diag, "max_rhat": 1.0})
+
+
+def _diverge_200(f):
+    flags = f["sample_stats/diverging"][...]
+    flags.flat[:200] = 1
+    f["sample_stats/diverging"][...] = flags
+
+
+def _edit_priors(f):
+    f.attrs["priors"] = f.attrs["priors"].replace('"alpha"', '"alpha" ', 1)
+
+
+def _edit_command(f):
+    f.attrs["command"] = "bayesmoe fit other.csv"
+
+
+@pytest.mark.parametrize("edit, named", [
+    (_halve_alpha, "group 'posterior' (alpha)"),
+    (_rhat_one, "attribute 'diagnostics'"),
+    (_diverge_200, "group 'sample_stats' (diverging)"),
+    (_edit_priors, "attribute 'priors'"),
+    (_edit_command, "attribute 'command'"),
+])
+def test_load_refuses_an_edited_file_naming_what_changed(tmp_path, edit, named):
+    path = _saved_fake(tmp_path)
+    bayesmoe.load(path)  # the unedited file loads
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(bayesmoe.LoadError, match="do not hash") as info:
+        bayesmoe.load(path)
+    assert named in str(info.value)
+
+
+def test_load_recomputes_the_diagnostics_from_the_draws(tmp_path):
+    # Someone who also rewrites the hashes still cannot make 200 divergences read as 0: the
+    # summary comes from the stored draws, never from the stored `diagnostics` attribute.
+    import json
+
+    from bayesmoe.results import _content_hash, content_parts
+
+    path = _saved_fake(tmp_path)
+    tree = xr.open_datatree(path, engine="h5netcdf").load()
+    tree["sample_stats"]["diverging"].data.flat[:200] = True  # in place: the node's own array
+    assert int(tree["sample_stats"]["diverging"].sum()) == 200
+    tree.attrs["diagnostics"] = json.dumps({**json.loads(tree.attrs["diagnostics"]), "divergences": 0})
+    parts = content_parts(tree)
+    tree.attrs["content_parts"], tree.attrs["content_sha256"] = json.dumps(parts), _content_hash(parts)
+    forged = tmp_path / "forged.nc"
+    tree.to_netcdf(forged, engine="h5netcdf")
+    with pytest.warns(bayesmoe.ConvergenceWarning, match="200 divergent transitions"):
+        back = bayesmoe.load(forged)
+    assert back.diagnostics.divergences == 200 and back.failed
+
+
+def test_old_schema_is_refused_with_the_way_out(tmp_path):
+    path = _saved_fake(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema"] = "bayesmoe-fit/1"
+    with pytest.raises(bayesmoe.LoadError, match="resave_schema1.py"):
+        bayesmoe.load(path)
+
+
+def test_shipped_and_saved_files_record_the_numerical_stack(tmp_path):
+    import json
+
+    result = fake_result("chinchilla")
+    versions = json.loads(result.tree.attrs["versions"])
+    for name in ("jax", "jaxlib", "numpyro", "arviz-base", "arviz-stats", "numpy", "xarray", "platform", "python"):
+        assert versions[name] and versions[name] != "not installed", name
+    back = bayesmoe.load(result.save(tmp_path / "fit.nc"))
+    assert json.loads(back.tree.attrs["versions"]) == versions
+    card = back.model_card()
+    assert f"jaxlib {versions['jaxlib']}" in card and f"arviz-stats {versions['arviz-stats']}" in card
+
+
+# ------------------------------------------------------------------ predict
+def test_predict_is_labelled_and_takes_repeated_inputs():
+    result = fake_result("joint", rel_sd=1e-6)
+    # three seed replicates of one configuration and one other: inputs repeat, rows do not merge
+    new = pd.DataFrame({"N": [1e9, 1e9, 1e9, 3e8], "D": [2e10, 2e10, 2e10, 6e9], "E": [8, 8, 8, 1]},
+                       index=["s0", "s1", "s2", "small"])
+    pred = result.predict(new)
+    assert pred.dims == ("chain", "draw", "run") and pred.sizes["run"] == 4
+    assert list(pred["run"].values) == ["s0", "s1", "s2", "small"]
+    np.testing.assert_array_equal(pred["n_active"].values, [1e9, 1e9, 1e9, 3e8])
+    np.testing.assert_array_equal(pred["experts"].values, [8, 8, 8, 1])
+    assert pred["tokens"].dims == ("run",)
+    np.testing.assert_array_equal(pred.sel(run="s0").values, pred.sel(run="s2").values)
+    assert pred.attrs["units"] == "nats/token" and pred.attrs["kind"] == "mean"
+
+
+@pytest.mark.parametrize("bad, message", [
+    (pd.DataFrame({"n_active": [1e9, np.nan], "tokens": [2e10, 2e10], "experts": [8, 8]}), "missing"),
+    (pd.DataFrame({"n_active": [1e9, -1.0], "tokens": [2e10, 2e10], "experts": [8, 8]}), "<= 0"),
+    (pd.DataFrame({"n_active": [1e9], "experts": [8]}), "tokens"),
+])
+def test_predict_still_validates_its_inputs(bad, message):
+    with pytest.raises(bayesmoe.DataValidationError, match=message):
+        fake_result("joint").predict(bad)
