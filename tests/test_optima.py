@@ -200,9 +200,11 @@ def test_real_posterior_intervals_widen_past_the_fitted_range():
     loss_width = (loss.quantile(0.95, ("chain", "draw")) - loss.quantile(0.05, ("chain", "draw"))).values
     assert np.all(np.diff(width) > 0), width
     assert np.all(np.diff(loss_width[1:]) > 0), loss_width
-    decades = opt.summary()["extrapolation_decades"].values
+    decades = opt.dataset["compute_decades"].values  # the budget's own distance in compute
     assert decades[0] == 0 and np.all(np.diff(decades) > 0)
     assert decades[-1] == pytest.approx(np.log10(1e21 / opt.dataset.attrs["fitted_flops_max"]))
+    # the optimum's distance beyond the fitted runs (every input, and N·D) grows with them
+    assert np.all(np.diff(opt.summary()["extrapolation_decades"].values) > 0)
     assert isinstance(opt.summary(), pd.DataFrame)
 
 

@@ -16,7 +16,7 @@ from bayesmoe.report import render_report, verdict
 from bayesmoe.testing import fake_result
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURE_IDS = ["fig-parameters", "fig-predictive", "fig-curves", "fig-rank", "fig-sampler"]
+FIGURE_IDS = ["fig-parameters", "fig-predictive", "fig-curves", "fig-backtest", "fig-rank", "fig-sampler"]
 
 
 class _Page(HTMLParser):
