@@ -13,6 +13,7 @@ from bayesmoe.errors import (
     ConvergenceError,
     ConvergenceWarning,
     DataValidationError,
+    InputError,
     LoadError,
     PriorError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "register_law",
     "BayesMoEError",
     "DataValidationError",
+    "InputError",
     "PriorError",
     "ConvergenceError",
     "ConvergenceWarning",

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+# No matplotlib.use() here: importing bayesmoe.plots keeps the user's backend (a notebook's
+# inline one, say). Functions given no Axes open a pyplot figure on that backend; the report
+# draws on pyplot-free Figures, and the CLI picks Agg for itself.
+import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from scipy import stats
 
-matplotlib.use("Agg")  # figures are rendered to files and reports; never open a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from bayesmoe.laws import PUBLISHED  # noqa: E402
+from bayesmoe.intervals import DEFAULT_CI_PROB
+from bayesmoe.laws import PUBLISHED
 
 __all__ = [
     "plot_predictive",
@@ -95,7 +95,7 @@ def _group_arg(result, group):
     return None  # a new, unseen setup: the population with group spreads
 
 
-def plot_predictive(result, *, ci_prob: float = 0.94, group: str | None = None, seed: int = 0,
+def plot_predictive(result, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None, seed: int = 0,
                     ax: Axes | None = None) -> Axes:
     """Observed loss of every fitted run against its posterior-predictive loss.
 
@@ -161,7 +161,7 @@ def _slice_default(runs: pd.DataFrame, size: str, x: str) -> float:
     return float(np.exp(np.median(np.log(values[keys == uniq[np.argmax(counts)]]))))
 
 
-def plot_loss_curves(result, x: str = "n_active", *, at: float | None = None, ci_prob: float = 0.94,
+def plot_loss_curves(result, x: str = "n_active", *, at: float | None = None, ci_prob: float = DEFAULT_CI_PROB,
                      group: str | None = None, num_points: int = 60, tolerance: float = 1.25,
                      ax: Axes | None = None) -> Axes:
     """Loss against model size or tokens, one posterior curve and band per expert count.
@@ -273,7 +273,7 @@ def _site_pooled(result, param: str) -> bool:
     return site_of(result.law, param) in result.pooled
 
 
-def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_prob: float = 0.94,
+def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_prob: float = DEFAULT_CI_PROB,
                    ax: Axes | None = None) -> Axes:
     """Posterior density of one parameter, its prior beside it and the published values.
 

@@ -25,9 +25,11 @@ from bayesmoe import __version__
 from bayesmoe.data import table_hash, validate_runs
 from bayesmoe.errors import ConvergenceWarning, LoadError
 from bayesmoe.inference import Diagnostics, diagnose, summary_table
+from bayesmoe.intervals import DEFAULT_CI_PROB, level_label
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import Design, coordinate, latent_sites, make_design, params_from_latents
 from bayesmoe.priors import Prior, spec_from_json, spec_to_json, tau_site
+from bayesmoe.verdict import saved_holdout, verdict
 
 __all__ = ["FitResult", "load", "SCHEMA_VERSION"]
 
@@ -108,7 +110,7 @@ class FitResult:
         return make_design(self.runs, self.law, anchor=self.anchor,
                            log_loss_ref=self.log_loss_ref, log_loss_min=self.log_loss_min)
 
-    def summary(self, ci_prob: float = 0.94, var_names: Sequence[str] | None = None) -> pd.DataFrame:
+    def summary(self, ci_prob: float = DEFAULT_CI_PROB, var_names: Sequence[str] | None = None) -> pd.DataFrame:
         """Median, equal-tailed ``ci_prob`` interval, R-hat and bulk/tail ESS per parameter."""
         table = summary_table(self.tree, var_names or self.param_names, ci_prob=ci_prob)
         keep = [c for c in table.columns if c in ("median", "mean", "sd") or c.startswith("eti")
@@ -196,7 +198,7 @@ class FitResult:
                   "draw": self.tree["posterior"]["draw"].values, "run": table.index.values}
         return xr.DataArray(np.exp(mean), dims=("chain", "draw", "run"), coords=coords, name="loss")
 
-    def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None, ci_prob: float = 0.94,
+    def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None, ci_prob: float = DEFAULT_CI_PROB,
                       seed: int = 0) -> pd.DataFrame:
         """Predict runs the fit did not see and compare with their observed ``loss``.
 
@@ -218,7 +220,7 @@ class FitResult:
         out["inside"] = (out["loss"] >= lo) & (out["loss"] <= hi)
         return out
 
-    def model_card(self, ci_prob: float = 0.94) -> str:
+    def model_card(self, ci_prob: float = DEFAULT_CI_PROB) -> str:
         """A Markdown model card: law, priors, command, data, sampler, diagnostics, posterior."""
         attrs = self.tree.attrs
         d = self.diagnostics
@@ -254,17 +256,17 @@ class FitResult:
                          f"{timings['chain_method']} on {timings['device']} |")
         lines += [
             "", "## Diagnostics", "",
-            f"Status: **{'ok' if d.ok else 'PROBLEMS: ' + '; '.join(d.problems)}**", "",
+            f"Verdict: **{verdict(self).line()}**", "", *[f"- {r}" for r in verdict(self).reasons], "",
             block(d.table()), "",
             f"## Posterior ({ci_prob:.0%} equal-tailed intervals)", "",
             block(self.summary(ci_prob=ci_prob)), "",
         ]
-        if attrs.get("holdout"):
-            held = pd.read_json(io.StringIO(attrs["holdout"]), orient="records")
+        held, held_level = saved_holdout(self)
+        if held is not None:
             lines += ["## Held-out runs (not fitted)", "",
                       f"Mean absolute error {held['error'].abs().mean():.4f} nats "
                       f"({held['rel_error'].abs().mean():.2%}); {int(held['inside'].sum())} of "
-                      f"{len(held)} observed losses inside the 94 % interval of a new run.", "",
+                      f"{len(held)} observed losses inside the {level_label(held_level)} interval of a new run.", "",
                       block(held), ""]
         lines += ["## Priors", "", block(prior_rows), ""]
         if self.warnings:
@@ -301,16 +303,16 @@ class FitResult:
         return flop_savings(self, budget, experts=experts, ci_prob=ci_prob, group=group)
 
     # ------------------------------------------------------------------ report
-    def report(self, path: str | Path, budgets=None, *, ci_prob: float = 0.94, memory_gb: float | None = None,
-               context_tokens: float = 0.0) -> Path:
+    def report(self, path: str | Path, budgets=None, *, ci_prob: float = DEFAULT_CI_PROB, **options) -> Path:
         """Write a self-contained HTML report (see :mod:`bayesmoe.report`) and return its path.
 
-        ``budgets`` adds a recommendations section where ``optimal_experts`` is available.
+        ``budgets`` adds the answer card and the recommendations section; ``options``
+        (``memory_gb``, ``context_tokens``, ``serve_tokens``, ``experts``, ``shape``) as for
+        :func:`bayesmoe.report.render_report`.
         """
         from bayesmoe.report import write_report  # report imports plots and results: keep it lazy
 
-        return write_report(self, path, budgets, ci_prob=ci_prob, memory_gb=memory_gb,
-                            context_tokens=context_tokens)
+        return write_report(self, path, budgets, ci_prob=ci_prob, **options)
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:
