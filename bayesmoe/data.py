@@ -146,7 +146,11 @@ def _is_text(col: pd.Series) -> bool:
 
 def _example(col: pd.Series) -> str:
     v = col.dropna()
-    return repr(v.iloc[0]) if len(v) else "nothing"
+    if not len(v):
+        return "nothing"
+    first = v.iloc[0]
+    return repr(first) if isinstance(first, str) else f"{float(first):g}" if isinstance(
+        first, (int, float, np.integer, np.floating)) else repr(str(first))
 
 
 def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
@@ -220,6 +224,10 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
         if cols[0] != canon:
             mapping[cols[0]] = canon
     return df.rename(columns=mapping), mapping, problems, hints
+
+
+def name_of_tokens(mapping: Mapping[str, str]) -> str:
+    return next((k for k, v in mapping.items() if v == "tokens"), "tokens")
 
 
 def _suggest(missing: str, columns: Sequence[str], hints: Sequence[str] = ()) -> str:
@@ -336,12 +344,22 @@ def validate_runs(
             f"the index has repeated labels {rows(df.index[df.index.duplicated()])}; "
             "rows could not be named unambiguously: call runs.reset_index(drop=True)"
         )
-    derive_tokens = "flops" in df.columns and "tokens" not in df.columns
-    if "flops" in df.columns and not derive_tokens:
-        problems.append("columns: flops is given but the table has a token count too; give one of them")
+    # tokens from compute only when asked (columns={"flops": ...}): many tables carry a FLOPs column
+    wants_flops = bool(columns) and "flops" in columns
+    derive_tokens = wants_flops and "flops" in df.columns and "tokens" not in df.columns
+    if wants_flops and "tokens" in df.columns:
+        problems.append(f"columns: flops={columns['flops']!r} derives tokens, but the table has a token count "
+                        f"too ({name_of_tokens(mapping)!r}); give one of them")
     need = [c for c in required if c not in df.columns and not (c == "tokens" and derive_tokens)]
     if derive_tokens and "n_active" not in df.columns and "n_active" not in need:
         need.append("n_active")
+    if "loss" in need:
+        for col in df.columns:
+            said = next((u for key, u in _LOSS_NAME_HINTS if key in str(col).lower()), None)
+            if said or "loss" in str(col).lower():
+                unit = f" with loss_unit={said!r} (CLI: --loss-unit {said})" if said else ""
+                hints.setdefault("loss", []).append(
+                    f"column {col!r} looks like a loss: columns={{'loss': {str(col)!r}}}{unit}")
     problems += [_suggest(m, [c for c in df.columns if c not in FIELDS], hints.get(m, ())) for m in need]
     for field in ("group", "n_total"):
         if field not in df.columns and field not in need:
@@ -362,7 +380,7 @@ def validate_runs(
 
     numeric: dict[str, pd.Series] = {}
     suffixed = []
-    for col in (*NUMERIC_COLUMNS, "flops"):
+    for col in (*NUMERIC_COLUMNS, *(("flops",) if derive_tokens else ())):
         if col not in df.columns:
             continue
         raw = df[col]

@@ -290,7 +290,10 @@ def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_pro
     if prior is None:
         prior = prior_draws(result, [name])[name]
     prior = np.asarray(prior, dtype=float).ravel()
-    log_x = name in ("e_max",) or (post.min() > 0 and post.max() / max(post.min(), 1e-300) > 50)
+    # a log axis only where every draw (posterior and prior) is positive: a badly mixed posterior
+    # can span decades while its prior still puts mass below zero
+    log_x = (name in ("e_max",) and prior.min() > 0) or (
+        post.min() > 0 and prior.min() > 0 and post.max() / max(post.min(), 1e-300) > 50)
     tf = np.log if log_x else (lambda v: v)
     lo_q, hi_q = _interval(ci_prob)
     p_lo, p_hi = np.quantile(post, [lo_q, hi_q])
