@@ -358,7 +358,7 @@ def _table_text(df) -> str:
                         index=df.index, columns=df.columns).to_string()
 
 
-def _print_result(result, ci_prob: float, holdout=None) -> None:
+def _print_result(result, ci_prob: float, notes: bool = True) -> None:
     import pandas as pd
 
     from bayesmoe.intervals import level_label
@@ -371,8 +371,8 @@ def _print_result(result, ci_prob: float, holdout=None) -> None:
     unit = attrs.get("loss_unit", "nats")
     given = "" if unit == "nats" else f" (given in {unit}, converted)"
     print(f"runs: {n_runs}  groups: {', '.join(result.groups)}  loss: nats per token{given}")
-    for note in json.loads(attrs.get("table_notes", "[]") or "[]"):
-        print(f"table: {note}")
+    for note in json.loads(attrs.get("table_notes", "[]") or "[]") if notes else ():
+        print(f"table: {note}")  # fit logged these as it read the table
     timings = json.loads(attrs.get("timings", "{}"))
     if timings:
         print(f"NUTS: {result.diagnostics.num_chains} chains x {result.diagnostics.num_draws} draws, "
@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "fit":
             result = _fit_csv(args, argv)
-            _print_result(result, args.ci_prob)
+            _print_result(result, args.ci_prob, notes=False)
             if args.flops:
                 _print_recommendations(result, args)
             if args.out:
