@@ -1,16 +1,20 @@
 """Command line: a thin argparse layer over the public API; flags mirror the Python keywords.
 
     bayesmoe fit data/reference_runs.csv --law joint --where "granularity == 1" \
-        --holdout "split == 'heldout'" --target-accept 0.99 --out models/reference_joint.nc
-    bayesmoe summary models/reference_joint.nc
-    bayesmoe report models/reference_joint.nc -o report.html
+        --holdout "split == 'heldout'" --target-accept 0.99 --out results/reference_joint.nc
+    bayesmoe summary results/reference_joint.nc
+    bayesmoe report results/reference_joint.nc -o results/report.html --flops 1e13 1e16
+    bayesmoe fit paper.csv --columns n_active=ActiveParams,tokens=D --loss-unit perplexity
 
 ``--where`` and ``--holdout`` are pandas ``DataFrame.query`` expressions: the first selects the
 rows the fit may use, the second sets rows aside, predicts them and prints the errors. Both print
 how many rows they kept, so nothing leaves the fit unannounced. ``--out X.nc`` also writes the
 model card ``X.md`` beside it.
 
-Bad input prints the validation message without a traceback and exits with status 2.
+Bad input (any :class:`bayesmoe.BayesMoEError`: a table, a file, a flag) prints its message
+without a traceback and exits with status 2; a fit that fails its convergence checks exits 1.
+Any other exception is a bug and keeps its traceback. ``--help`` shows every default; every
+interval is 90 % (``bayesmoe.intervals.DEFAULT_CI_PROB``) unless ``--ci-prob`` says otherwise.
 """
 
 from __future__ import annotations

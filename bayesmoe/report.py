@@ -295,6 +295,10 @@ def _provenance(result) -> list[tuple[str, str]]:
     cmap = json.loads(attrs.get("column_map", "{}") or "{}")
     if cmap:
         rows.append(("column aliases", ", ".join(f"{k} → {v}" for k, v in cmap.items())))
+    unit = attrs.get("loss_unit", "nats")
+    rows.append(("loss unit", "nats per token" + ("" if unit == "nats" else f" (given in {unit}, converted)")))
+    for note in json.loads(attrs.get("table_notes", "[]") or "[]"):
+        rows.append(("reading the table", note))
     if attrs.get("fake") == "true":
         rows.append(("synthetic", "made by bayesmoe.testing.fake_result: draws were not sampled"))
     return rows
