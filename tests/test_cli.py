@@ -22,7 +22,7 @@ def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path
     proc = run_cli("fit", "data/reference_runs.csv", "--law", "joint", "--where", "granularity == 1",
                    "--holdout", "split == 'heldout'", "--target-accept", "0.99", "--out", str(out),
                    "--report", str(tmp_path / "reference.html"), "--flops", "1e13", "1e16",
-                   "--num-warmup", "300", "--num-samples", "300", "--on-bad-fit", "warn")
+                   "--num-chains", "2", "--num-warmup", "100", "--num-samples", "100", "--on-bad-fit", "warn")
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(ROOT / "data" / "reference_runs.csv")
     kept = int((table["granularity"] == 1).sum())
