@@ -329,6 +329,14 @@ def _report(args, argv) -> int:
     if args.path.lower().endswith(".csv"):  # straight from a table: fit first, keep a bad fit (red verdict)
         result = _fit_csv(args, argv)
     else:
+        defaults = _parser().parse_args(["report", "x.csv"])
+        table_only = [f"--{k.replace('_', '-')}" for k in ("where", "holdout", "columns", "loss_unit", "law", "priors",
+                                                           "num_chains", "num_warmup", "num_samples", "seed",
+                                                           "target_accept")
+                      if getattr(args, k) != getattr(defaults, k)]
+        if table_only:
+            raise InputError(f"{', '.join(table_only)} apply when PATH is a CSV to fit; {args.path} is a saved fit "
+                             "(its selection and sampler settings are fixed)")
         result = _load(args.path)
     budgets = args.flops
     try:

@@ -31,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmoe.errors import InputError
+from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
 from bayesmoe.laws import Law, e_hat
 from bayesmoe.shape import GB, ModelShape
 from bayesmoe.units import flops_label
@@ -211,7 +212,7 @@ class OptimalExperts:
     """
 
     dataset: xr.Dataset
-    ci_prob: float = 0.9
+    ci_prob: float = DEFAULT_CI_PROB
     result: object = field(default=None, repr=False)
     group: str | None = None
     budget: Budget | None = field(default=None, repr=False)
@@ -338,8 +339,7 @@ def _candidates(values, what: str) -> np.ndarray:
 
 
 def _check_ci_prob(ci_prob: float) -> None:
-    if not 0 < ci_prob < 1:
-        raise InputError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    check_ci_prob(ci_prob)
 
 
 def _compute_only_budget(law: Law, budget, budget_kwargs) -> Budget:
@@ -398,7 +398,7 @@ def _assemble(result, b: Budget, cands, arrays: Mapping[str, np.ndarray], *, ci_
     return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
 
 
-def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS, ci_prob: float = 0.9,
+def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS, ci_prob: float = DEFAULT_CI_PROB,
                     group: str | None = None, **budget_kwargs) -> OptimalExperts:
     """Per-draw loss-minimising E, N_act, D under a budget; see :class:`OptimalExperts`.
 
@@ -423,7 +423,7 @@ def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS,
     return _optimise(result, budget, experts, ci_prob, group, budget_kwargs)
 
 
-def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float = 0.9,
+def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float = DEFAULT_CI_PROB,
                    group: str | None = None, **budget_kwargs) -> OptimalExperts:
     """Per-draw compute-optimal configuration.
 
@@ -446,7 +446,7 @@ def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float
     return _optimise(result, budget, (1 if experts is None else experts,), ci_prob, group, budget_kwargs)
 
 
-def recommend(result, budget, *, experts: Sequence[int] | None = None, ci_prob: float = 0.9,
+def recommend(result, budget, *, experts: Sequence[int] | None = None, ci_prob: float = DEFAULT_CI_PROB,
               group: str | None = None, **budget_kwargs) -> OptimalExperts:
     """The optimum a user asks for: over expert counts where the law has them
     (:func:`optimal_experts`), else the law's own compute-optimal configuration
@@ -533,7 +533,7 @@ def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> Optimal
                             "context_tokens": b.context_tokens, "serve_tokens": b.serve_tokens})
 
 
-def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.9, group: str | None = None) -> dict:
+def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None) -> dict:
     """P(config A reaches a lower expected loss than B) and the interval of loss(A) − loss(B).
 
     Configs are mappings of the law's inputs, e.g. ``{"n_active": 1e9, "tokens": 2e10, "experts": 8}``.
@@ -547,7 +547,7 @@ def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.
             "ci_prob": ci_prob}
 
 
-def flop_savings(result, budget, *, experts: int, ci_prob: float = 0.9, group: str | None = None) -> pd.DataFrame:
+def flop_savings(result, budget, *, experts: int, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None) -> pd.DataFrame:
     """Compute saved by the compute-optimal E-expert model over the compute-optimal dense model
     trained with ``budget`` FLOPs, at equal loss: ``1 − F_MoE / F_dense`` per draw
     (Ludziejewski et al. 2025 Fig. 2b: "an MoE matching a compute-optimal dense model trained with
@@ -630,7 +630,7 @@ def _solve_granularity(law: Law, p, flops, g, n_fixed, expansion):
     return n, _fg_tokens(n, f, gg, expansion), loss(log_n)
 
 
-def _optimise_granularity(result, budget, *, ci_prob: float = 0.9, group: str | None = None,
+def _optimise_granularity(result, budget, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None,
                           granularities: Sequence[int] = DEFAULT_GRANULARITIES, expansion: float = 64.0,
                           n_total=None, **budget_kwargs) -> OptimalExperts:
     """Per-draw compute-optimal (N_total, D, G) of the fine-grained law at F = Eq. 10 FLOPs.

@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from scipy import stats
 
-from bayesmoe.intervals import DEFAULT_CI_PROB
+from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
 from bayesmoe.laws import PUBLISHED
 
 __all__ = [
@@ -67,8 +67,7 @@ def _ax(ax: Axes | None, size=(5.5, 4.0)) -> Axes:
 
 
 def _interval(ci_prob: float) -> tuple[float, float]:
-    if not 0 < ci_prob < 1:
-        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    ci_prob = check_ci_prob(ci_prob)
     tail = (1 - ci_prob) / 2
     return tail, 1 - tail
 
@@ -439,7 +438,7 @@ def plot_optimal_choice(optimum, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: float = 0.9,
+def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: float = DEFAULT_CI_PROB,
                  max_draws: int = 400, ax: Axes | None = None) -> Axes:
     """Loss along each budget's IsoFLOP line at its decision E (or G), with credible bands.
 
@@ -482,7 +481,7 @@ def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: fl
 
 def plot_memory_optimum(result, flops: float, *, memory_gb: Sequence[float] | None = None,
                         experts: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), context_tokens: float = 0.0,
-                        shape=None, ci_prob: float = 0.9, limit_gb: float | None = None,
+                        shape=None, ci_prob: float = DEFAULT_CI_PROB, limit_gb: float | None = None,
                         ax: Axes | None = None) -> Axes:
     """Best loss reachable with ``flops`` under a memory limit, per expert count, as the limit grows.
 

@@ -275,7 +275,7 @@ class FitResult:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ decisions
-    def optimal_experts(self, budget, *, experts=None, ci_prob: float = 0.9, group: str | None = None,
+    def optimal_experts(self, budget, *, experts=None, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None,
                         **budget_kwargs):
         """Posterior of the loss-minimising E, N_act, D under a budget: see :mod:`bayesmoe.optima`."""
         from bayesmoe.optima import DEFAULT_EXPERTS, optimal_experts
@@ -283,20 +283,20 @@ class FitResult:
         return optimal_experts(self, budget, experts=DEFAULT_EXPERTS if experts is None else experts,
                                ci_prob=ci_prob, group=group, **budget_kwargs)
 
-    def optimal_config(self, budget, *, experts: int | None = None, ci_prob: float = 0.9,
+    def optimal_config(self, budget, *, experts: int | None = None, ci_prob: float = DEFAULT_CI_PROB,
                        group: str | None = None, **budget_kwargs):
         """Posterior of the compute-optimal N_act*, D*, loss* at a fixed E (dense by default)."""
         from bayesmoe.optima import optimal_config
 
         return optimal_config(self, budget, experts=experts, ci_prob=ci_prob, group=group, **budget_kwargs)
 
-    def compare(self, config_a, config_b, *, ci_prob: float = 0.9, group: str | None = None) -> dict:
+    def compare(self, config_a, config_b, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None) -> dict:
         """P(config A has lower expected loss than B) and the interval of the difference."""
         from bayesmoe.optima import compare
 
         return compare(self, config_a, config_b, ci_prob=ci_prob, group=group)
 
-    def flop_savings(self, budget, *, experts: int, ci_prob: float = 0.9, group: str | None = None):
+    def flop_savings(self, budget, *, experts: int, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None):
         """Compute saved by the optimal E-expert model over the optimal dense one at equal loss."""
         from bayesmoe.optima import flop_savings
 

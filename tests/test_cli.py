@@ -209,6 +209,8 @@ def test_help_shows_defaults_and_report_has_fits_section_flags():
     for flag in ("--serve-tokens", "--memory-gb", "--holdout", "--experts", "--where", "--vocab", "--blocks"):
         assert flag in report_help and flag in fit_help, flag
     assert "(default: 0.9)" in " ".join(run_cli("optimal", "--help").stdout.split())
+    proc = run_cli("report", "models/reference_joint.nc", "--holdout", "split == 'heldout'")
+    assert proc.returncode == 2 and "--holdout apply when PATH is a CSV to fit" in proc.stderr
 
 
 def test_summary_prints_the_reports_verdict_priors_and_one_level():
