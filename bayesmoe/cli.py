@@ -612,6 +612,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except bayesmoe.ConvergenceError as err:
         print(f"bayesmoe: {err}", file=sys.stderr)
+        if getattr(args, "loss_unit", "") is None:  # a fit of a table whose loss unit nobody stated
+            print("bayesmoe: the loss column was read as nats per token; a loss in bits or a perplexity "
+                  "misfits the law this way: if so, pass --loss-unit bits or --loss-unit perplexity",
+                  file=sys.stderr)
         return 1
     except BayesMoEError as err:  # bad input; anything else is a bug and keeps its traceback
         print(f"bayesmoe: {err}", file=sys.stderr)
