@@ -252,3 +252,11 @@ def test_a_bug_is_not_reported_as_bad_input(monkeypatch, capsys):
     monkeypatch.undo()
     assert cli.main(["optimal", str(ROOT / "models" / "reference_joint.nc"), "--flops", "-5"]) == 2  # input: exit 2
     assert "flops must be finite and > 0" in capsys.readouterr().err
+
+
+def test_a_failed_fit_says_which_loss_unit_it_assumed():
+    # the issue: a loss in bits ran to divergences with no unit hint
+    proc = run_cli("fit", "data/reference_runs.csv", "--where", "granularity == 1", "--num-chains", "1",
+                   "--num-warmup", "5", "--num-samples", "10")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "the loss column was read as nats per token" in proc.stderr and "--loss-unit bits" in proc.stderr
