@@ -323,7 +323,6 @@ def _fit_csv(args, argv):
 
 
 def _report(args, argv) -> int:
-    import bayesmoe
     from bayesmoe.report import write_report
 
     if args.path.lower().endswith(".csv"):  # straight from a table: fit first, keep a bad fit (red verdict)
