@@ -20,6 +20,7 @@ from bayesmoe.errors import (  # noqa: E402  (cheap: no third-party imports)
     ConvergenceError,
     ConvergenceWarning,
     DataValidationError,
+    InputError,
     LoadError,
     PriorError,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "register_law",
     "BayesMoEError",
     "DataValidationError",
+    "InputError",
     "PriorError",
     "ConvergenceError",
     "ConvergenceWarning",

@@ -1,21 +1,23 @@
 """Command line: a thin argparse layer over the public API; flags mirror the Python keywords.
 
     bayesmoe fit data/reference_runs.csv --law joint --where "granularity == 1" \
-        --holdout "split == 'heldout'" --target-accept 0.99 --out models/reference_joint.nc
-    bayesmoe summary models/reference_joint.nc
-    bayesmoe report models/reference_joint.nc -o report.html
+        --holdout "split == 'heldout'" --target-accept 0.99 --out results/reference_joint.nc
+    bayesmoe summary results/reference_joint.nc
+    bayesmoe report results/reference_joint.nc -o results/report.html --flops 1e13 1e16
+    bayesmoe fit paper.csv --columns n_active=ActiveParams,tokens=D --loss-unit perplexity
 
 ``--where`` and ``--holdout`` are pandas ``DataFrame.query`` expressions: the first selects the
 rows the fit may use, the second sets rows aside, predicts them and prints the errors. Both print
 how many rows they kept, so nothing leaves the fit unannounced. ``--out X.nc`` also writes the
 model card ``X.md`` beside it.
 
-Bad input prints the validation message without a traceback and exits with status 2. A fit
-that fails its convergence checks exits with status 1, after saving what ``--out`` and
-``--report`` ask for, marked as failed.
-
-JAX and NumPyro load only once the arguments are parsed and the table is validated, so
-``--help`` and a rejected table answer in about a second (bench/bench_cli_startup.py).
+Bad input (any :class:`bayesmoe.BayesMoEError`: a table, a file, a flag) prints its message
+without a traceback and exits with status 2. A fit that fails its convergence checks exits 1,
+after saving what ``--out`` and ``--report`` ask for, marked as failed. Any other exception is a
+bug and keeps its traceback. JAX and NumPyro load only once the arguments are parsed and the table
+is validated, so ``--help`` and a rejected table answer in about a second
+(bench/bench_cli_startup.py). ``--help`` shows every default; every
+interval is 90 % (``bayesmoe.intervals.DEFAULT_CI_PROB``) unless ``--ci-prob`` says otherwise.
 """
 
 from __future__ import annotations
@@ -26,75 +28,131 @@ import logging
 import shlex
 import sys
 
+from bayesmoe.errors import InputError
+from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
+from bayesmoe.units import LOSS_UNITS
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bayesmoe", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
 
-    f = sub.add_parser("fit", help="fit a scaling law to a CSV of runs and print the posterior")
-    f.add_argument("runs", help="CSV with one row per run (columns: see bayesmoe.data)")
-    f.add_argument("--where", help="pandas query selecting the rows to use, e.g. \"granularity == 1\"")
-    f.add_argument("--holdout", help="pandas query for rows to leave out of the fit and predict, "
-                                     "e.g. \"split == 'heldout'\"")
-    f.add_argument("--law", default="joint", help="joint | fine_grained | sparsity | chinchilla (default joint)")
-    f.add_argument("--priors", default="literature",
+_HELP = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
+_LOSS_UNIT_HINT = ("bayesmoe: the loss column was read as nats per token; a loss in bits or a perplexity "
+                   "misfits the law this way: if so, pass --loss-unit bits or --loss-unit perplexity")
+
+
+def _columns_arg(text: str) -> dict[str, str]:
+    """``n_active=ActiveParams,tokens=D`` -> ``{"n_active": "ActiveParams", "tokens": "D"}``."""
+    out = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        field, sep, col = part.partition("=")
+        if not sep or not field.strip() or not col.strip():
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not NAME=COLUMN; e.g. --columns n_active=ActiveParams,tokens=D")
+        out[field.strip()] = col.strip()
+    return out
+
+
+def _prob_arg(text: str) -> float:
+    try:
+        return check_ci_prob(float(text))
+    except (ValueError, InputError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _table_flags(p: argparse.ArgumentParser, *, holdout: bool = True) -> None:
+    """Flags of every verb that reads a CSV of runs."""
+    p.add_argument("--where", help="pandas query selecting the rows to use, e.g. \"granularity == 1\"")
+    if holdout:
+        p.add_argument("--holdout", help="pandas query for rows to leave out of the fit and predict, "
+                                         "e.g. \"split == 'heldout'\"")
+    p.add_argument("--columns", type=_columns_arg, default=None, metavar="NAME=COLUMN,...",
+                   help="which column is what, e.g. n_active=ActiveParams,tokens=D; flops=COLUMN derives "
+                        "tokens as D = C / (6 N) (default: unambiguous aliases only)")
+    p.add_argument("--loss-unit", choices=LOSS_UNITS, default=None,
+                   help="unit of the loss column, converted to nats (default: nats; a column named like "
+                        "bits or perplexity must say its unit)")
+
+
+def _fit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--law", default="joint", help="joint | fine_grained | sparsity | chinchilla")
+    p.add_argument("--priors", default="literature",
                    help="'literature', 'weak', or a JSON object of per-site overrides, "
                         "e.g. '{\"e_start\": 2.0732, \"e_max\": 290.4521}'")
-    f.add_argument("--num-chains", type=int, default=4, help="NUTS chains (default 4)")
-    f.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain")
-    f.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
-    f.add_argument("--seed", type=int, default=0, help="sampler seed")
-    f.add_argument("--target-accept", type=float, default=None,
+    p.add_argument("--num-chains", type=int, default=4, help="NUTS chains")
+    p.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain")
+    p.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--target-accept", type=float, default=None,
                    help="NUTS target acceptance (default: the law's, 0.8 for joint and chinchilla, "
                         "0.95 for fine_grained and sparsity, for one group; 0.99 for several)")
-    f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
-                   help="a failed convergence check: exit 1 (raise) or 0 with a warning (warn); either way "
-                        "--out and --report still write the result, marked as failed")
-    f.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default=None,
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default=None,
                    help="the law's extrapolation error in every prediction beyond the fitted runs: its "
                         "growth rate learned from backtests inside the table and the shipped prior "
                         "(auto: backtests where the table is large enough), the prior alone, or none "
                         "(the law-only band); default: $BAYESMOE_DISCREPANCY, else auto")
-    f.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
+
+
+def _budget_flags(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """Flags of the recommendation (answer) tables: fit, report and optimal share them."""
+    p.add_argument("--flops", type=float, nargs="+", required=required, default=None,
+                   help="training budgets in FLOPs: print the recommended configuration for each")
+    p.add_argument("--experts", type=int, nargs="+", default=None,
+                   help="candidate expert counts (default 1 2 4 ... 256)")
+    p.add_argument("--memory-gb", type=float, default=None, help="limit on weights + KV cache, GB (1e9 bytes)")
+    p.add_argument("--context", type=float, default=0.0, help="tokens in the KV cache (with --memory-gb)")
+    p.add_argument("--serve-tokens", type=float, default=0.0,
+                   help="tokens to serve after training (2·N_act FLOPs each, taken out of --flops)")
+    p.add_argument("--vocab", type=int, default=None,
+                   help="vocabulary of the model shape behind sizes and memory (default: ModelShape's 50257)")
+    p.add_argument("--blocks", type=float, default=None,
+                   help="fixed number of transformer blocks of the shape (default: d_model / 64, the "
+                        "joint-law paper's; the shipped reference runs have 2 blocks and vocab 256)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bayesmoe", description=__doc__.split("\n")[0], formatter_class=_HELP)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fit", help="fit a scaling law to a CSV of runs and print the posterior", formatter_class=_HELP)
+    f.add_argument("runs", help="CSV with one row per run (columns: see bayesmoe.data)")
+    _table_flags(f)
+    _fit_flags(f)
+    f.add_argument("--on-bad-fit", choices=("raise", "warn"), default="raise",
+                   help="a failed convergence check: exit 1 (raise) or 0 with a warning (warn); either way "
+                        "--out and --report still write the result, marked as failed")
+    f.add_argument("--ci-prob", type=_prob_arg, default=DEFAULT_CI_PROB, help="probability of every interval")
     f.add_argument("--out", help="save the result to this netCDF path (and its model card beside it, .md)")
-    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    f.add_argument("--flops", type=float, nargs="+", default=None,
-                   help="training budgets: print the recommended configuration for each (and put it in --report)")
+    _budget_flags(f)
     f.add_argument("--report", help="also write the self-contained HTML report to this path")
 
-    o = sub.add_parser("optimal", help="posterior of the best expert count, size and tokens for budgets")
+    o = sub.add_parser("optimal", help="posterior of the best expert count, size and tokens for budgets",
+                       formatter_class=_HELP)
     o.add_argument("path", help="a file written by `bayesmoe fit --out`")
-    o.add_argument("--flops", type=float, nargs="+", required=True, help="training budgets in FLOPs")
-    o.add_argument("--experts", type=int, nargs="+", default=None,
-                   help="candidate expert counts (default 1 2 4 ... 256)")
-    o.add_argument("--memory-gb", type=float, default=None, help="limit on weights + KV cache, GB (1e9 bytes)")
-    o.add_argument("--context", type=float, default=0.0, help="tokens in the KV cache (with --memory-gb)")
-    o.add_argument("--serve-tokens", type=float, default=0.0,
-                   help="tokens to serve after training (2·N_act FLOPs each, taken out of --flops)")
+    _budget_flags(o, required=True)
     o.add_argument("--group", default=None, help="a group of a hierarchical fit (default: a new setup)")
-    o.add_argument("--ci-prob", type=float, default=0.9, help="probability of the intervals")
+    o.add_argument("--ci-prob", type=_prob_arg, default=DEFAULT_CI_PROB, help="probability of the intervals")
     o.add_argument("--json", action="store_true", help="print the table as JSON records")
 
-    s = sub.add_parser("summary", help="print the posterior summary of a saved result")
+    s = sub.add_parser("summary", help="print the posterior summary, verdict and priors of a saved result",
+                       formatter_class=_HELP)
     s.add_argument("path", help="a file written by `bayesmoe fit --out`")
-    s.add_argument("--ci-prob", type=float, default=0.94, help="probability of the printed intervals")
+    s.add_argument("--ci-prob", type=_prob_arg, default=DEFAULT_CI_PROB, help="probability of the printed intervals")
 
-    r = sub.add_parser("report", help="write a self-contained HTML report of a saved result (or of a CSV, fitted first)")
-    r.add_argument("path", help="a file written by `bayesmoe fit --out`, or a CSV of runs to fit with defaults")
-    r.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
-    r.add_argument("--flops", type=float, nargs="+", default=None,
-                   help="training compute budgets (FLOPs) for the recommendations section")
-    r.add_argument("--memory-gb", type=float, default=None, help="memory limit for the recommendations (GB)")
-    r.add_argument("--context", type=float, default=0.0, help="KV-cache tokens under --memory-gb")
-    r.add_argument("--law", default="joint", help="law to fit when PATH is a CSV (default joint)")
-    r.add_argument("--where", help="pandas query selecting the CSV rows to fit")
-    r.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain (CSV input)")
-    r.add_argument("--num-samples", type=int, default=1000, help="draws per chain (CSV input)")
-    r.add_argument("--ci-prob", type=float, default=0.94, help="probability of the intervals")
-    v = sub.add_parser("validate", help="is the posterior honest? SBC, extrapolation hold-out, LOO comparison")
+    r = sub.add_parser("report", help="write a self-contained HTML report of a saved result (or of a CSV, fitted first)",
+                       formatter_class=_HELP)
+    r.add_argument("path", help="a file written by `bayesmoe fit --out`, or a CSV of runs to fit first")
+    r.add_argument("-o", "--out", default="report.html", help="HTML file to write")
+    _budget_flags(r)
+    r.add_argument("--ci-prob", type=_prob_arg, default=DEFAULT_CI_PROB, help="probability of the intervals")
+    csv = r.add_argument_group("when PATH is a CSV (fitted first, a bad fit kept with a red verdict)")
+    _table_flags(csv)
+    _fit_flags(csv)
+
+    v = sub.add_parser("validate", help="is the posterior honest? SBC, extrapolation hold-out, LOO comparison",
+                       formatter_class=_HELP)
     vsub = v.add_subparsers(dest="check", required=True)
-    vs = vsub.add_parser("sbc", help="simulation-based calibration: prior draws -> tables -> fits -> ranks")
-    vs.add_argument("--law", default="chinchilla", help="law to calibrate (default chinchilla)")
+    vs = vsub.add_parser("sbc", help="simulation-based calibration: prior draws -> tables -> fits -> ranks",
+                         formatter_class=_HELP)
+    vs.add_argument("--law", default="chinchilla", help="law to calibrate")
     vs.add_argument("--datasets", type=int, default=20, help="simulated data sets (200 for the full check)")
     vs.add_argument("--runs", type=int, default=None, help="runs per table (default: 120 joint, 100 others)")
     vs.add_argument("--num-chains", type=int, default=4, help="NUTS chains per fit")
@@ -108,10 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     vs.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate of the whole pass/fail check")
     vs.add_argument("--out", default=None, help="CSV of one row per data set (appended to: a rerun resumes)")
     vs.add_argument("--figure", default=None, help="PNG of the rank histograms (and X_coverage.png beside it)")
-    vh = vsub.add_parser("holdout", help="fit below a compute (or size) threshold, score the runs above it")
+    vh = vsub.add_parser("holdout", help="fit below a compute (or size) threshold, score the runs above it",
+                         formatter_class=_HELP)
     vh.add_argument("runs", help="CSV with one row per run")
-    vh.add_argument("--law", default="joint", help="law to fit (default joint)")
-    vh.add_argument("--where", help="pandas query selecting the rows to use")
+    vh.add_argument("--law", default="joint", help="law to fit")
+    _table_flags(vh, holdout=False)
     vh.add_argument("--by", default="compute", help="what orders the runs: compute (6·N·D) or a numeric column")
     vh.add_argument("--quantile", type=float, default=0.8, help="fit the runs at or below this quantile of --by")
     vh.add_argument("--threshold", type=float, default=None, help="an absolute threshold instead of --quantile")
@@ -126,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="pass when the 90%% new-run interval covers at least this share of held-out runs")
     vh.add_argument("--out", default=None, help="CSV of the held-out runs with predictions and intervals")
     vh.add_argument("--figure", default=None, help="PNG of the extrapolation errors")
-    vc = vsub.add_parser("compare", help="PSIS-LOO comparison of saved fits of the same runs")
+    vc = vsub.add_parser("compare", help="PSIS-LOO comparison of saved fits of the same runs", formatter_class=_HELP)
     vc.add_argument("paths", nargs="+", help="two or more files written by `bayesmoe fit --out`")
     return p
 
@@ -144,7 +203,7 @@ def _validate(args) -> int:
         law = get_law(args.law)
         for name in ("datasets", "num_chains", "num_warmup", "num_samples", "thin", "batch_size"):
             if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
         table = validation.sbc(law, n_datasets=args.datasets, n_runs=args.runs or (120 if law.name == "joint" else 100),
                                num_chains=args.num_chains, num_warmup=args.num_warmup,
                                num_samples=args.num_samples, thin=args.thin, seed=args.seed, out=args.out,
@@ -169,6 +228,9 @@ def _validate(args) -> int:
         return 0 if check.passed else 1
     if args.check == "holdout":
         runs, _ = _select(_read_runs(args.runs), args.where, None)
+        from bayesmoe.laws import get_law
+
+        runs = _canonical(runs, get_law(args.law), args.columns, args.loss_unit)
         ho = validation.extrapolation_holdout(
             runs, law=args.law, by=args.by, quantile=args.quantile, threshold=args.threshold,
             per_group=args.per_group, hierarchical=False if args.pooled else None, seed=args.seed,
@@ -212,144 +274,84 @@ def _validate(args) -> int:
     return 0
 
 
-def _report(args) -> int:
+def _canonical(runs, law, columns, loss_unit):
+    """The selected rows in the schema's names and nats, for code that takes a validated table."""
+    from bayesmoe.data import validate_runs
+
+    return validate_runs(runs, required=law.inputs + ("loss",), columns=columns, loss_unit=loss_unit)
+
+
+def _quiet_canonical(runs, law, columns, loss_unit):
+    """As :func:`_canonical`, without repeating the column notes the fit already printed."""
+    log = logging.getLogger("bayesmoe")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return _canonical(runs, law, columns, loss_unit)
+    finally:
+        log.setLevel(level)
+
+
+def _shape(args):
+    """The ModelShape of --vocab/--blocks, or None for the default."""
+    if args.vocab is None and args.blocks is None:
+        return None
+    from bayesmoe.shape import ModelShape
+
+    kw = {k: v for k, v in (("vocab", args.vocab), ("n_blocks", args.blocks)) if v is not None}
+    return ModelShape(**kw)
+
+
+def _budget_options(args) -> dict:
+    """Keywords of recommend()/render_report() from the shared budget flags."""
+    if args.context and args.memory_gb is None:
+        raise InputError("--context sizes the KV cache of a memory limit; give --memory-gb too")
+    opts = {"experts": args.experts, "serve_tokens": args.serve_tokens, "shape": _shape(args)}
+    if args.memory_gb is not None:
+        opts.update(memory_gb=args.memory_gb, context_tokens=args.context)
+    return opts
+
+
+def _fit_csv(args, argv):
+    """fit (and report on a CSV): read, select, fit, predict the held-out rows; print as it goes."""
     import bayesmoe
 
-    if args.path.lower().endswith(".csv"):  # straight from a table: fit with defaults, keep a bad fit (red verdict)
-        runs, _ = _select(_read_runs(args.path), args.where, None)
-        _check_table(runs, args.law)
-        _start_jax(4)
-        import warnings
+    runs, heldout = _select(_read_runs(args.runs if hasattr(args, "runs") else args.path), args.where,
+                            args.holdout)
+    priors = args.priors
+    if priors.strip().startswith("{"):
+        try:
+            priors = json.loads(priors)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--priors is not valid JSON: {err}") from None
+    _check_table(runs, args.law, args.columns, args.loss_unit)
+    _start_jax(args.num_chains)
+    import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", bayesmoe.ConvergenceWarning)  # said below, in CLI flags
-            result = bayesmoe.fit(runs, law=args.law, on_bad_fit="warn", num_warmup=args.num_warmup,
-                                  num_samples=args.num_samples)
-        message = result.convergence_message("cli")
-        if message:  # `report` takes only some of these flags; `fit` takes them all
-            message += f" The flags are those of `bayesmoe fit {args.path} --report {args.out}`."
-            result.warnings = [message]
-            print(f"bayesmoe: warning: {message}", file=sys.stderr)
-    else:
-        result = bayesmoe.load(args.path)
-    try:
-        path = result.report(args.out, budgets=args.flops, ci_prob=args.ci_prob, memory_gb=args.memory_gb,
-                             context_tokens=args.context)
-    except OSError as err:
-        print(f"bayesmoe: cannot write the report to {args.out}: {err}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0
-
-
-def _print_result(result, ci_prob: float) -> None:
-    import pandas as pd
-
-    attrs = result.tree.attrs
-    n_runs = result.tree["observed_data"].sizes["run"]
-    print(f"law: {result.law.name}  {result.law.description}")
-    print(f"runs: {n_runs}  groups: {', '.join(result.groups)}  priors: see saved file attrs")
-    timings = json.loads(attrs.get("timings", "{}"))
-    if timings:
-        print(f"NUTS: {result.diagnostics.num_chains} chains x {result.diagnostics.num_draws} draws, "
-              f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
-              f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps/iteration, {timings['chain_method']} on {timings['device']}")
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
-        print("\nposterior summary")
-        print(result.summary(ci_prob=ci_prob).to_string())
-        print("\ndiagnostics")
-        print(result.diagnostics.table().to_string())
-    print("\nstatus:", "ok" if result.diagnostics.ok else "PROBLEMS: " + "; ".join(result.diagnostics.problems))
-    disc = result.discrepancy.summary()
-    if disc["source"] == "none":
-        print("extrapolation error: none (law-only intervals; calibrated inside the fitted runs only)")
-    else:
-        extra = (f" from {disc['backtest_predictions']} backtest predictions at {disc['backtest_cuts']} cuts"
-                 if "backtest_predictions" in disc else "")
-        print(f"extrapolation error: grows {disc['tau_median']:.3g} ln-loss per decade beyond the fitted runs "
-              f"(90 % {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{extra}); "
-              "new-run intervals include it")
+    with warnings.catch_warnings():
+        # the Python-keyword advice of the warning is replaced by the CLI's own below
+        warnings.simplefilter("ignore", bayesmoe.ConvergenceWarning)
+        result = bayesmoe.fit(
+            runs, law=args.law, priors=priors, num_chains=args.num_chains,
+            num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
+            target_accept=args.target_accept, on_bad_fit="warn",
+            progress=False if args.no_progress else None, columns=args.columns, loss_unit=args.loss_unit,
+            discrepancy=args.discrepancy,
+        )
+    result.tree.attrs["command"] = "bayesmoe " + " ".join(
+        _quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    failure = result.convergence_message("cli")
+    if failure:
+        result.warnings = [failure]
+    if heldout is not None:
+        held = _quiet_canonical(heldout, result.law, args.columns, args.loss_unit)
+        checks = result.holdout_table(held, ci_prob=args.ci_prob)
+        result.tree.attrs["holdout"] = checks.to_json(orient="records")
+        result.tree.attrs["holdout_ci_prob"] = args.ci_prob
+    return result, failure
 
 
-def _optimal(result, args) -> int:
-    import pandas as pd
-
-    if args.context and args.memory_gb is None:
-        print("bayesmoe: --context sizes the KV cache of a memory limit; give --memory-gb too", file=sys.stderr)
-        return 2
-    from bayesmoe.optima import recommend
-
-    if args.experts and "experts" not in result.law.inputs:
-        print(f"bayesmoe: law {result.law.name!r} has no expert count; drop --experts", file=sys.stderr)
-        return 2
-    opt = recommend(result, args.flops, experts=args.experts, ci_prob=args.ci_prob, group=args.group,
-                    memory_gb=args.memory_gb, context_tokens=args.context, serve_tokens=args.serve_tokens)
-    table = opt.summary()
-    if args.json:
-        print(table.reset_index().to_json(orient="records", indent=1))
-        return 0
-    limits = [f"memory {args.memory_gb:g} GB with {args.context:g} KV tokens" if args.memory_gb else "",
-              f"serving {args.serve_tokens:g} tokens" if args.serve_tokens else ""]
-    print(f"law: {result.law.name}; budgets: training FLOPs{''.join('; ' + x for x in limits if x)}")
-    with pd.option_context("display.width", 200, "display.max_columns", 60, "display.float_format", "{:.4g}".format):
-        print(table.T.to_string())
-    _print_extrapolation(opt, table)
-    return 0
-
-
-def _print_extrapolation(opt, table) -> None:
-    """Where each answer leaves the data: per input, and the expert-count odds at the edges."""
-    choice, _, _, x = opt.names
-    ds = opt.dataset
-    for flops, row in table.iterrows():
-        parts = [f"{a} {row[f'beyond_{a}']:+.2f}" for a in ds["axis"].values if abs(row[f"beyond_{a}"]) > 0.005]
-        flags = []
-        if row.get(f"{x}_at_edge"):
-            flags.append(f"P({x}* = largest candidate) {row[f'P({x}* at edge)']:.2f}: widen the candidates")
-        if row.get(f"{x}_beyond_fitted"):
-            lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
-            flags.append(f"P({x}* outside the fitted {x} {lo:g}-{hi:g}) {row[f'P({x}* beyond fitted)']:.2f}")
-        if parts or flags:
-            print(f"\n{flops:.0e} FLOPs: the optimum lies beyond the fitted runs by "
-                  f"{', '.join(parts) if parts else 'nothing'} (decades; "
-                  f"{row['extrapolation_decades']:.2f} in all)" + ("; " + "; ".join(flags) if flags else ""))
-
-
-def _print_recommendations(result, flops) -> None:
-    import pandas as pd
-
-    from bayesmoe.optima import recommend
-
-    opt = recommend(result, flops)
-    _, _, size, x = opt.names
-    table = opt.summary()
-    keep = ["extrapolation_decades", f"{x}_decision", "expected_regret", f"{x}* median",
-            f"{'N_act' if size == 'n_active' else 'N_total'}* median", "D* median", "loss* median"]
-    keep += [c for c in table.columns if c.startswith(f"P({x}*=") and table[c].max() >= 0.01]
-    print(f"\nrecommendations ({opt.ci_prob:.0%} intervals and every column: bayesmoe optimal, or the report)")
-    with pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.4g}".format):
-        print(table[keep].T.to_string())
-    _print_extrapolation(opt, table)
-
-
-def _quote(arg: str) -> str:
-    """Shell quoting that reads like the README: double quotes where they are safe."""
-    if shlex.quote(arg) == arg or any(ch in arg for ch in '"$`\\!'):
-        return shlex.quote(arg)
-    return f'"{arg}"'
-
-
-def _read_runs(path: str):
-    """The CSV of runs; an unreadable file is bad input (exit 2 with the reason)."""
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read {path}: {err}") from None
-
-
-def _check_table(runs, law: str) -> None:
+def _check_table(runs, law: str, columns=None, loss_unit=None) -> None:
     """Reject a bad table before JAX loads: the same checks ``fit`` runs, for a built-in law."""
     from bayesmoe.data import LAW_INPUTS, validate_runs
 
@@ -359,7 +361,7 @@ def _check_table(runs, law: str) -> None:
     level = log.level
     log.setLevel(logging.WARNING)  # fit validates again and says which columns it mapped, once
     try:
-        validate_runs(runs, required=LAW_INPUTS[law] + ("loss",))
+        validate_runs(runs, required=LAW_INPUTS[law] + ("loss",), columns=columns, loss_unit=loss_unit)
     finally:
         log.setLevel(level)
 
@@ -371,36 +373,231 @@ def _start_jax(num_chains: int) -> None:
     numpyro.set_host_device_count(max(num_chains, 1))
 
 
-def _fit(args, runs, argv):
-    """``bayesmoe.fit`` as the CLI runs it: a failed fit is returned, marked, with the advice in
-    CLI flags (``--on-bad-fit raise`` then exits 1 after the result is saved)."""
-    import warnings
+def _report(args, argv) -> int:
+    from bayesmoe.report import write_report
 
-    import bayesmoe
+    if args.path.lower().endswith(".csv"):  # straight from a table: fit first, keep a bad fit (red verdict)
+        result, failure = _fit_csv(args, argv)
+        if failure:
+            print(f"bayesmoe: warning: {failure}", file=sys.stderr)
+    else:
+        defaults = _parser().parse_args(["report", "x.csv"])
+        table_only = [f"--{k.replace('_', '-')}" for k in ("where", "holdout", "columns", "loss_unit", "law", "priors",
+                                                           "num_chains", "num_warmup", "num_samples", "seed",
+                                                           "target_accept")
+                      if getattr(args, k) != getattr(defaults, k)]
+        if table_only:
+            raise InputError(f"{', '.join(table_only)} apply when PATH is a CSV to fit; {args.path} is a saved fit "
+                             "(its selection and sampler settings are fixed)")
+        result = _load(args.path)
+    budgets = args.flops
+    try:
+        path = write_report(result, args.out, budgets, ci_prob=args.ci_prob, **_report_options(args))
+    except OSError as err:
+        raise InputError(f"cannot write the report to {args.out}: {err}") from None
+    print(f"report: {path}")
+    return 0
 
-    priors = args.priors
-    if priors.strip().startswith("{"):
-        try:
-            priors = json.loads(priors)
-        except json.JSONDecodeError as err:
-            raise bayesmoe.DataValidationError(f"--priors is not valid JSON: {err}") from None
-    _check_table(runs, args.law)
-    _start_jax(args.num_chains)
-    with warnings.catch_warnings():
-        # the Python-keyword advice of the warning is replaced by the CLI's own below
-        warnings.simplefilter("ignore", bayesmoe.ConvergenceWarning)
-        result = bayesmoe.fit(
-            runs, law=args.law, priors=priors, num_chains=args.num_chains,
-            num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
-            target_accept=args.target_accept, on_bad_fit="warn",
-            progress=False if args.no_progress else None, discrepancy=getattr(args, "discrepancy", None),
-        )
-    result.tree.attrs["command"] = "bayesmoe " + " ".join(
-        _quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    message = result.convergence_message("cli")
-    if message:
-        result.warnings = [message]
-    return result, message
+
+def _report_options(args) -> dict:
+    opts = _budget_options(args)
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _table_text(df) -> str:
+    """A table as text with each cell formatted by its own type (ints stay ints)."""
+    import numpy as np
+    import pandas as pd
+
+    def cell(v):
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.4g}"
+        return str(v)
+
+    return pd.DataFrame([[cell(v) for v in row] for row in df.itertuples(index=False)],
+                        index=df.index, columns=df.columns).to_string()
+
+
+def _print_result(result, ci_prob: float, notes: bool = True) -> None:
+    import pandas as pd
+
+    from bayesmoe.intervals import level_label
+    from bayesmoe.priors import sites
+    from bayesmoe.verdict import saved_holdout, verdict
+
+    attrs = result.tree.attrs
+    n_runs = result.tree["observed_data"].sizes["run"]
+    print(f"law: {result.law.name}  {result.law.description}")
+    unit = attrs.get("loss_unit", "nats")
+    given = "" if unit == "nats" else f" (given in {unit}, converted)"
+    print(f"runs: {n_runs}  groups: {', '.join(result.groups)}  loss: nats per token{given}")
+    for note in json.loads(attrs.get("table_notes", "[]") or "[]") if notes else ():
+        print(f"table: {note}")  # fit logged these as it read the table
+    timings = json.loads(attrs.get("timings", "{}"))
+    if timings:
+        print(f"NUTS: {result.diagnostics.num_chains} chains x {result.diagnostics.num_draws} draws, "
+              f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
+              f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps/iteration, {timings['chain_method']} on {timings['device']}")
+    used = set(sites(result.law, hierarchical=result.hierarchical, pooled=tuple(result.pooled) or None))
+    priors = pd.DataFrame([{"site": k, "distribution": p.dist,
+                            "arguments": ", ".join(f"{a}={float(b):g}" for a, b in p.args.items())}
+                           for k, p in sorted(result.priors.items()) if k in used]).set_index("site")
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        print("\npriors (sampled sites; bayesmoe.priors documents each)")
+        print(priors.to_string())
+        print(f"\nposterior summary (median and {level_label(ci_prob)} equal-tailed interval)")
+        print(result.summary(ci_prob=ci_prob).to_string())
+        print("\ndiagnostics")
+        print(result.diagnostics.table().to_string())
+    held, level = saved_holdout(result)
+    if held is not None:
+        with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
+            print(f"\nheld-out runs (not fitted): posterior median of the law and {level_label(level)} "
+                  "interval of a new run")
+            print(held.to_string())
+    v = verdict(result, held, level)
+    print(f"\nverdict: {v.line()}")
+    for reason in v.reasons:
+        print(f"  - {reason}")
+    disc = result.discrepancy.summary()
+    if disc["source"] == "none":
+        print("extrapolation error: none (law-only intervals; calibrated inside the fitted runs only)")
+    else:
+        extra = (f" from {disc['backtest_predictions']} backtest predictions at {disc['backtest_cuts']} cuts"
+                 if "backtest_predictions" in disc else "")
+        print(f"extrapolation error: grows {disc['tau_median']:.3g} ln-loss per decade beyond the fitted runs "
+              f"(90 % {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{extra}); "
+              "new-run intervals include it")
+
+
+def _recommendation_table(opt) -> str:
+    from bayesmoe.units import flops_label
+
+    table = opt.summary()
+    shown = table.T
+    shown.columns = [flops_label(c) for c in table.index]
+    shown.columns.name = "budget (FLOPs)"
+    return table, shown
+
+
+def _optimal(result, args) -> int:
+    from bayesmoe.optima import recommend
+
+    if args.experts and "experts" not in result.law.inputs:
+        raise InputError(f"law {result.law.name!r} has no expert count; drop --experts")
+    opts = {k: v for k, v in _budget_options(args).items() if v is not None}
+    opt = recommend(result, args.flops, ci_prob=args.ci_prob, group=args.group, **opts)
+    table, shown = _recommendation_table(opt)
+    if args.json:
+        print(table.reset_index().to_json(orient="records", indent=1))
+        return 0
+    limits = [f"memory {args.memory_gb:g} GB with {args.context:g} KV tokens" if args.memory_gb else "",
+              f"serving {args.serve_tokens:g} tokens" if args.serve_tokens else ""]
+    print(f"law: {result.law.name}; budgets: training FLOPs{''.join('; ' + x for x in limits if x)}; "
+          f"{opt.ci_prob:.0%} intervals")
+    print(_table_text(shown))
+    _print_extrapolation(opt, table)
+    return 0
+
+
+def _print_extrapolation(opt, table) -> None:
+    """Where each answer leaves the data: per input, and the expert-count odds at the edges."""
+    from bayesmoe.units import flops_label
+
+    choice, _, _, x = opt.names
+    ds = opt.dataset
+    for flops, row in table.iterrows():
+        parts = [f"{a} {row[f'beyond_{a}']:+.2f}" for a in ds["axis"].values if abs(row[f"beyond_{a}"]) > 0.005]
+        flags = []
+        if row.get(f"{x}_at_edge"):
+            flags.append(f"P({x}* = largest candidate) {row[f'P({x}* at edge)']:.2f}: widen the candidates")
+        if row.get(f"{x}_beyond_fitted"):
+            lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
+            flags.append(f"P({x}* outside the fitted {x} {lo:g}-{hi:g}) {row[f'P({x}* beyond fitted)']:.2f}")
+        if parts or flags:
+            print(f"\n{flops_label(flops)} FLOPs: the optimum lies beyond the fitted runs by "
+                  f"{', '.join(parts) if parts else 'nothing'} (decades; "
+                  f"{row['extrapolation_decades']:.2f} in all)" + ("; " + "; ".join(flags) if flags else ""))
+
+
+def _print_recommendations(result, args) -> None:
+    from bayesmoe.optima import recommend
+
+    opts = {k: v for k, v in _budget_options(args).items() if v is not None}
+    opt = recommend(result, args.flops, ci_prob=args.ci_prob, **opts)
+    _, _, size, x = opt.names
+    table, shown = _recommendation_table(opt)
+    lo, hi = f"{opt.ci_prob:.0%} lo", f"{opt.ci_prob:.0%} hi"
+    keep = ["extrapolation_decades", f"{x}_decision", "expected_regret", f"{x}* median",
+            f"{'N_act' if size == 'n_active' else 'N_total'}* median",
+            f"{'N_act' if size == 'n_active' else 'N_total'}* {lo}",
+            f"{'N_act' if size == 'n_active' else 'N_total'}* {hi}", "D* median", f"D* {lo}", f"D* {hi}",
+            "loss* median", f"loss* {lo}", f"loss* {hi}"]
+    keep = [k for k in keep if k in table.columns]
+    keep += [c for c in table.columns if c.startswith(f"P({x}*=") and table[c].max() >= 0.01]
+    print(f"\nrecommendations ({opt.ci_prob:.0%} intervals; every column: bayesmoe optimal, or the report)")
+    print(_table_text(shown.loc[keep]))
+    _print_extrapolation(opt, table)
+
+
+def _quote(arg: str) -> str:
+    """Shell quoting that reads like the README: double quotes where they are safe."""
+    if shlex.quote(arg) == arg or any(ch in arg for ch in '"$`\\!'):
+        return shlex.quote(arg)
+    return f'"{arg}"'
+
+
+_CSV_EXPECTED = ("expected a CSV text file with a header row naming the columns "
+                 "(e.g. n_active,tokens,experts,loss) and one row per finished run")
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG image"),
+          (b"\x89HDF\r\n\x1a\n", "an HDF5/netCDF file, perhaps a saved fit (read one with bayesmoe summary, "
+                                 "report or optimal)"),
+          (b"CDF\x01", "a netCDF file"), (b"CDF\x02", "a netCDF file"), (b"%PDF", "a PDF document"),
+          (b"PK\x03\x04", "a zip archive or an Excel .xlsx workbook (export it as CSV)"),
+          (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"))
+
+
+def _read_runs(path: str):
+    """The CSV of runs; a missing, empty, header-only or binary file is bad input that names the file."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"cannot read {path}: no such file; {_CSV_EXPECTED}")
+    if p.is_dir():
+        raise InputError(f"cannot read {path}: it is a folder; {_CSV_EXPECTED}")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from None
+    if not head.strip():
+        raise InputError(f"{path} is empty: {_CSV_EXPECTED}")
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise InputError(f"{path} is {what}, not a CSV of runs: {_CSV_EXPECTED}")
+    if b"\x00" in head:
+        raise InputError(f"{path} is a binary file (it holds NUL bytes), not a CSV of runs: {_CSV_EXPECTED}")
+    try:
+        runs = pd.read_csv(p)
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}): "
+                         f"{_CSV_EXPECTED}; save it as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path} is empty: {_CSV_EXPECTED}") from None
+    except pd.errors.ParserError as err:
+        raise InputError(f"cannot read {path} as CSV: {err}") from None
+    if runs.empty:
+        raise InputError(f"{path} has a header ({', '.join(map(str, runs.columns))}) but no rows: "
+                         "expected one row per finished run below it")
+    runs.attrs["source_csv"] = str(path)  # validation messages then name CSV lines
+    return runs
 
 
 def _select(runs, where: str | None, holdout: str | None):
@@ -429,12 +626,25 @@ def _select(runs, where: str | None, holdout: str | None):
         if heldout.empty:
             raise DataValidationError(f"--holdout {holdout!r} matches no row")
     if runs.empty:
-        raise DataValidationError("no rows left to fit after --where/--holdout")
+        flags = " and ".join(f for f, x in (("--where", where), ("--holdout", holdout)) if x)
+        raise DataValidationError(f"no rows left to fit after {flags}")
     return runs, heldout
+
+
+def _load(path: str):
+    import bayesmoe
+
+    try:
+        return bayesmoe.load(path)
+    except FileNotFoundError as err:
+        raise InputError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # a command-line program writes figures to files; never opens a window
     # the package's own messages (e.g. which column aliases were mapped), not JAX's
     log = logging.getLogger("bayesmoe")
     if not log.handlers:
@@ -443,54 +653,49 @@ def main(argv: list[str] | None = None) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
 
-    import pandas as pd
-
     from bayesmoe.errors import BayesMoEError, ConvergenceError
 
     try:
         if args.command == "fit":
-            runs, heldout = _select(_read_runs(args.runs), args.where, args.holdout)
-            result, failure = _fit(args, runs, argv)
-            _print_result(result, args.ci_prob)
-            if heldout is not None:
-                checks = result.holdout_table(heldout)
-                result.tree.attrs["holdout"] = checks.to_json(orient="records")
-                with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
-                    print("\nheld-out runs (not fitted): posterior median of the law and the 50 % / 90 % "
-                          "intervals of a new run (extrapolation error included; in90_law: the law-only band)")
-                    print(checks.to_string())
+            result, failure = _fit_csv(args, argv)
+            _print_result(result, args.ci_prob, notes=False)
             if args.flops:
-                _print_recommendations(result, args.flops)
+                _print_recommendations(result, args)
             if args.out:
                 path = result.save(args.out)
                 card = path.with_suffix(".md")
-                card.write_text(result.model_card())
+                card.write_text(result.model_card(ci_prob=args.ci_prob))
                 print(f"\nsaved{' (marked as FAILED)' if failure else ''}: {path}\nmodel card: {card}")
             if args.report:
-                print(f"report: {result.report(args.report, budgets=args.flops)}")
+                from bayesmoe.report import write_report
+
+                path = write_report(result, args.report, args.flops, ci_prob=args.ci_prob, **_report_options(args))
+                print(f"report: {path}")
             if failure:
                 if args.on_bad_fit == "raise":
                     print(f"bayesmoe: {failure}", file=sys.stderr)
+                    if args.loss_unit is None:
+                        print(_LOSS_UNIT_HINT, file=sys.stderr)
                     return 1
                 print(f"bayesmoe: warning: {failure}", file=sys.stderr)
             return 0
         if args.command == "report":
-            return _report(args)
+            return _report(args, argv)
         if args.command == "validate":
             if args.check != "compare":
                 _start_jax(getattr(args, "num_chains", 4))
             return _validate(args)
-        import bayesmoe
-
-        result = bayesmoe.load(args.path)
+        result = _load(args.path)
         if args.command == "optimal":
             return _optimal(result, args)
         _print_result(result, args.ci_prob)
         return 0
     except ConvergenceError as err:
         print(f"bayesmoe: {err}", file=sys.stderr)
+        if getattr(args, "loss_unit", "") is None:  # a fit of a table whose loss unit nobody stated
+            print(_LOSS_UNIT_HINT, file=sys.stderr)
         return 1
-    except (BayesMoEError, ValueError, FileNotFoundError) as err:
+    except BayesMoEError as err:  # bad input; anything else is a bug and keeps its traceback
         print(f"bayesmoe: {err}", file=sys.stderr)
         return 2
 

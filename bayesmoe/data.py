@@ -6,7 +6,7 @@ Columns (units in the name's meaning; every law takes the subset it needs):
 ``n_active``    active parameters per token (count, not millions). Which parameters are
                 counted is the law's convention: the joint law includes embeddings.
 ``tokens``      training tokens D (count, not steps).
-``loss``        final evaluation loss in nats per token (not perplexity, not bits).
+``loss``        final evaluation loss in nats per token (``loss_unit`` converts bits or perplexity).
 ``experts``     E >= 1, the expansion rate (number of experts at granularity 1); 1 = dense.
 ``granularity`` G >= 1: expert width = d_ff / G, top-k = G.
 ``n_total``     total parameters (>= n_active).
@@ -14,8 +14,10 @@ Columns (units in the name's meaning; every law takes the subset it needs):
 ``seed``        optional: tells repeated runs of the same configuration apart.
 ==============  ===========================================================================
 
-Any other columns are kept untouched. :func:`validate_runs` maps common aliases (``N``, ``D``,
-``E``, ``G``, ``params`` ...) onto these names, says which it mapped, and reports *every*
+Any other columns are kept untouched. :func:`validate_runs` maps aliases that mean one thing
+(``N``, ``D``, ``E``, ``G``, ``active_params`` ...) onto these names and says which it mapped;
+a name that could mean several things (``Params``: total or active?) or a text column is never
+guessed: say what is what with ``columns={"n_active": "ActiveParams"}``. It reports *every*
 problem at once, naming rows and columns. Nothing is dropped silently.
 """
 
@@ -24,16 +26,20 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from bayesmoe.errors import DataValidationError
+from bayesmoe.units import LOSS_UNITS, MAX_NATS, loss_to_nats, parse_counts
 
 __all__ = [
     "NUMERIC_COLUMNS",
     "ALIASES",
+    "AMBIGUOUS",
+    "FIELDS",
+    "map_columns",
     "validate_runs",
     "table_hash",
     "LAW_INPUTS",
@@ -69,26 +75,41 @@ LAW_INPUTS: dict[str, tuple[str, ...]] = {
     "chinchilla": ("n_active", "tokens"),
 }
 
-#: Accepted spellings (compared case-insensitively, ignoring ``_``, ``-`` and spaces).
+#: Accepted spellings (compared case-insensitively, ignoring ``_``, ``-`` and spaces). Only names
+#: that mean one thing are here; see :data:`AMBIGUOUS` for the rest.
 ALIASES: dict[str, tuple[str, ...]] = {
-    "n_active": (
-        "n", "n_act", "nact", "active_params", "active_parameters", "n_active_params",
-        "params", "parameters", "n_params", "num_params", "model_size", "nparams",
-    ),
-    "tokens": ("d", "n_tokens", "num_tokens", "training_tokens", "train_tokens", "data"),
+    "n_active": ("n", "n_act", "nact", "active_params", "active_parameters", "n_active_params"),
+    "tokens": ("d", "n_tokens", "num_tokens", "training_tokens", "train_tokens", "tokens_seen"),
     "loss": ("l", "final_loss", "eval_loss", "val_loss", "validation_loss", "test_loss"),
     "experts": ("e", "n_experts", "num_experts", "expert_count", "expansion_rate"),
     "granularity": ("g", "gran"),
     "n_total": ("n_tot", "total_params", "total_parameters", "n_total_params"),
-    "group": ("setup", "dataset", "codebase", "source"),
+    "group": ("setup", "codebase"),
     "seed": ("random_seed", "run_seed"),
 }
 
+#: Names that could mean more than one schema column (or something else entirely): never mapped by
+#: guess. ``Params`` is total parameters in one table and active in another; ``data`` is a token
+#: count in one and a corpus name ("Pile") in another; ``source`` and ``dataset`` may be a setup
+#: label or a provenance note. Say which with ``columns={"n_active": "Params"}``.
+AMBIGUOUS: dict[str, tuple[str, ...]] = {
+    **{n: ("n_active", "n_total") for n in ("params", "parameters", "n_params", "num_params", "nparams",
+                                             "model_size", "size")},
+    "data": ("tokens", "group"),
+    "dataset": ("group",),
+    "source": ("group",),
+}
+
+#: Schema names ``columns=`` may point at: the table's columns, plus ``flops`` (training compute
+#: C, from which tokens are derived as D = C / (6·N) when the table has no token count).
+FIELDS: tuple[str, ...] = (*NUMERIC_COLUMNS, "group", "seed", "flops")
+
 # Unit-slip thresholds: see the messages in _unit_slips for what each one catches.
 _MIN_PLAUSIBLE_PARAMS = 1e4
-_MAX_PLAUSIBLE_LOSS = 20.0
 _MIN_TOKENS_PER_PARAM = 1e-2
 _MAX_LISTED = 20
+_LOSS_NAME_HINTS = (("bpb", "bits"), ("bpc", "bits"), ("bits", "bits"), ("ppl", "perplexity"),
+                    ("perplexity", "perplexity"))
 
 
 def _norm(name: str) -> str:
@@ -104,40 +125,122 @@ def _alias_lookup() -> dict[str, str]:
     return table
 
 
-def _rows(index: Iterable) -> str:
-    idx = list(index)
-    shown = ", ".join(map(str, idx[:_MAX_LISTED]))
-    more = f" and {len(idx) - _MAX_LISTED} more" if len(idx) > _MAX_LISTED else ""
-    return f"rows [{shown}{more}]"
+class _Rows:
+    """Names rows the way the user can find them: CSV lines for a file the CLI read (line 1 is
+    the header), else the DataFrame's index labels (0-based positions after ``read_csv``)."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.csv = df.attrs.get("source_csv")
+        self.lines = bool(self.csv) and df.index.dtype.kind in "iu"
+
+    def __call__(self, index: Iterable) -> str:
+        idx = list(index)
+        if self.lines:
+            idx = [int(i) + 2 for i in idx]
+        shown = ", ".join(map(str, idx[:_MAX_LISTED]))
+        more = f" and {len(idx) - _MAX_LISTED} more" if len(idx) > _MAX_LISTED else ""
+        return f"{'CSV lines' if self.lines else 'rows'} [{shown}{more}]"
+
+    def legend(self) -> str:
+        if self.lines:
+            return f"(CSV lines of {self.csv}; line 1 is the header)"
+        return "(rows are the table's index labels: 0-based data rows for a fresh pandas.read_csv)"
 
 
-def map_columns(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
-    """Rename alias columns to the schema's names.
+def _is_text(col: pd.Series) -> bool:
+    """True when a column's values are not counts (not numbers, nor "4B"-style numbers)."""
+    values, _ = parse_counts(col)
+    present = col.notna()
+    return bool(present.any()) and bool(values[present].isna().all())
 
-    Returns the renamed frame, the mapping used (original -> canonical) and problems
-    (two columns claiming the same canonical name).
+
+def _example(col: pd.Series) -> str:
+    v = col.dropna()
+    if not len(v):
+        return "nothing"
+    first = v.iloc[0]
+    return repr(first) if isinstance(first, str) else f"{float(first):g}" if isinstance(
+        first, (int, float, np.integer, np.floating)) else repr(str(first))
+
+
+def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
+                ) -> tuple[pd.DataFrame, dict[str, str], list[str], dict[str, list[str]]]:
+    """Rename the user's columns to the schema's names.
+
+    ``columns`` (schema name -> column) is applied first and wins; the remaining columns are
+    matched against :data:`ALIASES`. A numeric field is only ever satisfied by a numeric column,
+    and names in :data:`AMBIGUOUS` are never mapped by guess.
+
+    Returns the renamed frame, the mapping used (original -> canonical), problems (e.g. two
+    columns claiming the same name) and, per schema name, hints about columns that were *not*
+    used for it and why.
     """
+    problems: list[str] = []
+    hints: dict[str, list[str]] = {}
+    mapping: dict[str, str] = {}
+    explicit = dict(columns or {})
+    present = [str(c) for c in df.columns]
+    for field, col in explicit.items():
+        if field not in FIELDS:
+            problems.append(f"columns: {field!r} is not a schema name; use one of {list(FIELDS)}")
+        elif col not in df.columns:
+            near = difflib.get_close_matches(str(col), present, n=1, cutoff=0.5)
+            problems.append(f"columns: {field}={col!r} names no column of the table"
+                            + (f" (did you mean {near[0]!r}?)" if near else "") + f"; columns: {present}")
+        elif field in df.columns and field != col:
+            problems.append(f"columns: {field}={col!r}, but the table already has a column {field!r}; "
+                            "rename or drop one of them")
+    used = [c for c in explicit.values()]
+    for col in dict.fromkeys(c for c in used if used.count(c) > 1):
+        problems.append(f"columns: {col!r} is given for {[f for f, c in explicit.items() if c == col]}; "
+                        "one column can mean one thing")
+    if problems:
+        return df, {}, problems, hints
+    mapping.update({col: field for field, col in explicit.items() if col != field})
+
     lookup = _alias_lookup()
     claims: dict[str, list[str]] = {}
     for col in df.columns:
-        canon = lookup.get(_norm(col))
+        if col in explicit.values():
+            continue
+        key = _norm(col)
+        canon = lookup.get(key)
+        if canon is not None and canon in explicit:
+            continue  # the user said which column this is
+        if canon is not None and canon in NUMERIC_COLUMNS and col != canon and _is_text(df[col]):
+            hints.setdefault(canon, []).append(
+                f"column {col!r} is named like {canon} but holds text (e.g. {_example(df[col])}), "
+                "so it was not used")
+            continue
+        if canon is None and key in AMBIGUOUS:
+            for field in AMBIGUOUS[key]:
+                if field in explicit or field in df.columns:
+                    continue
+                others = [f for f in AMBIGUOUS[key] if f != field]
+                what = f"{field} or {' or '.join(others)}" if others else f"{field}, or something else"
+                hints.setdefault(field, []).append(
+                    f"column {col!r} (e.g. {_example(df[col])}) could mean {what}, so it was not "
+                    f"guessed; say which with columns={{{field!r}: {str(col)!r}}} "
+                    f"(CLI: --columns {field}={col})")
+            continue
         if canon is not None:
             claims.setdefault(canon, []).append(col)
-    mapping: dict[str, str] = {}
-    problems = []
     for canon, cols in claims.items():
         if len(cols) > 1:
             problems.append(
-                f"columns {cols} all mean {canon!r}; keep one (or rename the others) so the "
-                "table is unambiguous"
-            )
+                f"columns {cols} all mean {canon!r}; keep one, or say which with "
+                f"columns={{{canon!r}: {str(cols[0])!r}}} (CLI: --columns {canon}={cols[0]})")
             continue
         if cols[0] != canon:
             mapping[cols[0]] = canon
-    return df.rename(columns=mapping), mapping, problems
+    return df.rename(columns=mapping), mapping, problems, hints
 
 
-def _suggest(missing: str, columns: Sequence[str]) -> str:
+def name_of_tokens(mapping: Mapping[str, str]) -> str:
+    return next((k for k, v in mapping.items() if v == "tokens"), "tokens")
+
+
+def _suggest(missing: str, columns: Sequence[str], hints: Sequence[str] = ()) -> str:
     pool = [str(c) for c in columns]
     near = difflib.get_close_matches(missing, pool, n=1, cutoff=0.5)
     if not near:
@@ -145,33 +248,39 @@ def _suggest(missing: str, columns: Sequence[str]) -> str:
         hit = difflib.get_close_matches(_norm(missing), list(norm_pool), n=1, cutoff=0.5)
         near = [norm_pool[h] for h in hit]
     aliases = ", ".join(ALIASES.get(missing, ())[:4])
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    return f"missing column {missing!r}{hint}; accepted names: {missing}, {aliases}, ..."
+    hint = f" (did you mean {near[0]!r}?)" if near and not hints else ""
+    notes = "".join(f"; {h}" for h in hints)
+    return (f"missing column {missing!r}{hint}{notes}; accepted names: {missing}, {aliases}, ..., "
+            f"or name yours with columns={{{missing!r}: 'YourColumn'}} (CLI: --columns {missing}=YourColumn)")
 
 
-def _unit_slips(df: pd.DataFrame, numeric: dict[str, pd.Series]) -> list[str]:
+def _unit_slips(df: pd.DataFrame, numeric: dict[str, pd.Series], rows: _Rows, loss_unit: str) -> list[str]:
     problems = []
     if "n_active" in numeric:
         n = numeric["n_active"]
         small = df.index[(n > 0) & (n < _MIN_PLAUSIBLE_PARAMS)]
         if len(small):
             problems.append(
-                f"n_active: {_rows(small)} are below {_MIN_PLAUSIBLE_PARAMS:.0e}, which looks like "
+                f"n_active: {rows(small)} are below {_MIN_PLAUSIBLE_PARAMS:.0e}, which looks like "
                 "millions (or billions) of parameters; give plain counts, e.g. multiply by 1e6"
             )
     if "loss" in numeric:
-        big = df.index[numeric["loss"] > _MAX_PLAUSIBLE_LOSS]
+        loss = numeric["loss"]
+        big = df.index[loss > MAX_NATS]
         if len(big):
+            given = "" if loss_unit == "nats" else f" after converting from {loss_unit}"
             problems.append(
-                f"loss: {_rows(big)} exceed {_MAX_PLAUSIBLE_LOSS:g}, which looks like perplexity; "
-                "give the loss in nats per token, i.e. take ln(perplexity)"
+                f"loss: {rows(big)} exceed ln(256k) = {MAX_NATS:.2f} nats{given}, more than the "
+                "cross-entropy of any trained model over a vocabulary of up to 256k tokens "
+                f"(the column spans {loss.min():.3g} to {loss.max():.3g}); if it holds perplexity, "
+                "pass loss_unit='perplexity' (CLI: --loss-unit perplexity), if bits, loss_unit='bits'"
             )
     if "tokens" in numeric and "n_active" in numeric:
         ratio = numeric["tokens"] / numeric["n_active"]
         steps = df.index[(ratio > 0) & (ratio < _MIN_TOKENS_PER_PARAM)]
         if len(steps):
             problems.append(
-                f"tokens: {_rows(steps)} have fewer than n_active/100 tokens, which looks like a "
+                f"tokens: {rows(steps)} have fewer than n_active/100 tokens, which looks like a "
                 "step count; give tokens, i.e. multiply steps by tokens per step (batch x sequence)"
             )
     return problems
@@ -183,15 +292,18 @@ def validate_runs(
     required: Sequence[str] = ("n_active", "tokens", "loss"),
     unit_checks: bool = True,
     duplicates: str = "error",
+    columns: Mapping[str, str] | None = None,
+    loss_unit: str | None = None,
 ) -> pd.DataFrame:
     """Check a run table against the schema and return a validated copy.
 
     Parameters
     ----------
     runs : pandas.DataFrame
-        One row per finished training run. Aliases (``N``, ``D``, ``E``, ``G``, ``params``, ...)
-        are renamed to the schema's names; the mapping is logged and stored in
-        ``result.attrs["column_map"]``.
+        One row per finished training run. Aliases that mean one thing (``N``, ``D``, ``E``,
+        ``G``, ``active_params``, ...) are renamed to the schema's names; the mapping is logged
+        and stored in ``result.attrs["column_map"]``. Names that could mean several things
+        (``Params``, ``data``, ``source``: :data:`AMBIGUOUS`) and text columns are never guessed.
     required : sequence of str
         Schema columns the caller needs (each law declares its own).
     unit_checks : bool
@@ -200,82 +312,145 @@ def validate_runs(
     duplicates : {"error", "allow"}
         Repeated runs (and index labels) are an error in a table to fit; ``"allow"`` accepts
         them, for inputs to predict at (seed replicates share their inputs).
+    columns : mapping, optional
+        Which column is what, schema name -> column name, e.g.
+        ``{"n_active": "ActiveParams", "tokens": "D"}``; applied before any alias. ``"flops"``
+        names a training-compute column: when the table has no token count, tokens are derived
+        as D = C / (6·N) (and the log says so).
+    loss_unit : {"nats", "bits", "perplexity"}, optional
+        Unit of the loss column, converted to nats per token (bits × ln 2, ln perplexity) and
+        recorded in ``attrs["loss_unit"]``. Default nats; a loss column whose name says bits or
+        perplexity (``bpb``, ``ppl`` ...) then needs the unit said explicitly.
+
+    Numbers written as papers write them (``"4B"``, ``"64B"``, ``"1.3M"``) are read as counts,
+    and the log says which columns used them.
 
     Returns
     -------
     pandas.DataFrame
-        A copy with canonical column names, numeric schema columns as float64, ``group`` as
-        str (``"all"`` when absent), ``experts`` and ``granularity`` filled with 1 when absent,
-        the original index kept, and every other column untouched.
+        A copy with canonical column names, numeric schema columns as float64 (loss in nats),
+        ``group`` as str (``"all"`` when absent), ``experts`` and ``granularity`` filled with 1
+        when absent, the original index kept, and every other column untouched. ``attrs`` hold
+        ``column_map``, ``loss_unit`` and ``notes`` (what was read or derived, in words).
 
     Raises
     ------
     DataValidationError
-        Listing every problem found: missing or ambiguous columns (with the closest present
-        name), non-numeric, NaN/inf, non-positive values, E < 1, G < 1, n_total < n_active,
-        duplicated runs and suspected unit slips, each naming the offending rows.
+        Listing every problem found: missing or ambiguous columns (with the candidates),
+        non-numeric, NaN/inf, non-positive values, E < 1, G < 1, n_total < n_active,
+        duplicated runs and suspected unit slips, each naming the offending rows (CSV lines when
+        the CLI read the file).
     """
     if not isinstance(runs, pd.DataFrame):
         raise DataValidationError(
             f"runs must be a pandas DataFrame, got {type(runs).__name__}; "
             "e.g. pandas.read_csv('runs.csv')"
         )
-    df, mapping, problems = map_columns(runs)
+    if loss_unit is not None and loss_unit not in LOSS_UNITS:
+        raise DataValidationError(f"loss_unit must be one of {list(LOSS_UNITS)}, got {loss_unit!r}")
+    rows = _Rows(runs)
+    df, mapping, problems, hints = map_columns(runs, columns)
+    notes: list[str] = []
     if mapping:
-        log.info("run table: mapped columns %s", ", ".join(f"{k!r}->{v!r}" for k, v in mapping.items()))
+        notes.append("mapped columns " + ", ".join(f"{k!r}->{v!r}" for k, v in mapping.items()))
     if duplicates not in ("error", "allow"):
         raise ValueError(f"duplicates must be 'error' or 'allow', got {duplicates!r}")
     if df.index.has_duplicates and duplicates == "error":
         problems.append(
-            f"the index has repeated labels {_rows(df.index[df.index.duplicated()])}; "
+            f"the index has repeated labels {rows(df.index[df.index.duplicated()])}; "
             "rows could not be named unambiguously: call runs.reset_index(drop=True)"
         )
-    missing = [c for c in required if c not in df.columns]
-    problems += [_suggest(m, [c for c in df.columns if c not in NUMERIC_COLUMNS]) for m in missing]
+    # tokens from compute only when asked (columns={"flops": ...}): many tables carry a FLOPs column
+    wants_flops = bool(columns) and "flops" in columns
+    derive_tokens = wants_flops and "flops" in df.columns and "tokens" not in df.columns
+    if wants_flops and "tokens" in df.columns:
+        problems.append(f"columns: flops={columns['flops']!r} derives tokens, but the table has a token count "
+                        f"too ({name_of_tokens(mapping)!r}); give one of them")
+    need = [c for c in required if c not in df.columns and not (c == "tokens" and derive_tokens)]
+    if derive_tokens and "n_active" not in df.columns and "n_active" not in need:
+        need.append("n_active")
+    if "loss" in need:
+        for col in df.columns:
+            said = next((u for key, u in _LOSS_NAME_HINTS if key in str(col).lower()), None)
+            if said or "loss" in str(col).lower():
+                unit = f" with loss_unit={said!r} (CLI: --loss-unit {said})" if said else ""
+                hints.setdefault("loss", []).append(
+                    f"column {col!r} looks like a loss: columns={{'loss': {str(col)!r}}}{unit}")
+    problems += [_suggest(m, [c for c in df.columns if c not in FIELDS], hints.get(m, ())) for m in need]
+    for field in ("group", "n_total"):
+        if field not in df.columns and field not in need:
+            for h in hints.get(field, ()):
+                log.info("run table: %s", h)
     if len(df) == 0:
         problems.append("the table has no rows")
 
+    name_of = {v: k for k, v in mapping.items()}
+    unit = loss_unit or "nats"
+    if loss_unit is None and "loss" in df.columns:
+        low = str(name_of.get("loss", "loss")).lower()
+        said = next((u for key, u in _LOSS_NAME_HINTS if key in low), None)
+        if said:
+            problems.append(f"loss: the column {name_of.get('loss', 'loss')!r} is named like {said}; say its "
+                            f"unit: loss_unit={said!r} converts it to nats (CLI: --loss-unit {said}), "
+                            "loss_unit='nats' keeps it as it is")
+
     numeric: dict[str, pd.Series] = {}
-    for col in NUMERIC_COLUMNS:
+    suffixed = []
+    for col in (*NUMERIC_COLUMNS, *(("flops",) if derive_tokens else ())):
         if col not in df.columns:
             continue
         raw = df[col]
-        x = pd.to_numeric(raw, errors="coerce").astype("float64")
+        x, used_suffix = parse_counts(raw)
+        if used_suffix:
+            suffixed.append(f"{name_of.get(col, col)!r} (e.g. {_example(raw)} = {x.dropna().iloc[0]:.4g})")
         nonnum = df.index[x.isna() & raw.notna()]
         if len(nonnum):
-            problems.append(f"{col}: {_rows(nonnum)} are not numbers")
+            problems.append(f"{col}: {rows(nonnum)} are not numbers (e.g. {_example(raw[nonnum])})")
         nan = df.index[raw.isna()]
         if len(nan):
-            problems.append(f"{col}: {_rows(nan)} are missing (NaN)")
+            problems.append(f"{col}: {rows(nan)} are missing (NaN)")
         inf = df.index[np.isinf(x)]
         if len(inf):
-            problems.append(f"{col}: {_rows(inf)} are infinite")
+            problems.append(f"{col}: {rows(inf)} are infinite")
         nonpos = df.index[np.isfinite(x) & (x <= 0)]
         if len(nonpos):
-            problems.append(f"{col}: {_rows(nonpos)} are <= 0; every {col} must be positive")
+            problems.append(f"{col}: {rows(nonpos)} are <= 0; every {col} must be positive")
         numeric[col] = x.where(np.isfinite(x))
+    if suffixed:
+        notes.append("read numbers written with K/M/B/T (x1e3/1e6/1e9/1e12) in " + ", ".join(suffixed))
+    if "loss" in numeric and unit != "nats":
+        if unit == "perplexity":
+            below = df.index[numeric["loss"] < 1]
+            if len(below):
+                problems.append(f"loss: {rows(below)} are below 1, which no perplexity is")
+        numeric["loss"] = loss_to_nats(numeric["loss"], unit)
+        notes.append(f"loss converted from {unit} to nats per token "
+                     f"({'x ln 2' if unit == 'bits' else 'ln of perplexity'})")
+    if derive_tokens and "n_active" in numeric:
+        numeric["tokens"] = numeric.pop("flops") / (6.0 * numeric["n_active"])
+        notes.append(f"tokens derived from {name_of.get('flops', 'flops')!r} as D = C / (6·N) with N = n_active")
 
     for col, what in (("experts", "E"), ("granularity", "G")):
         if col in numeric:
             low = df.index[(numeric[col] > 0) & (numeric[col] < 1)]
             if len(low):
-                problems.append(f"{col}: {_rows(low)} have {what} < 1; {what} = 1 means dense")
+                problems.append(f"{col}: {rows(low)} have {what} < 1; {what} = 1 means dense")
     if "n_total" in numeric and "n_active" in numeric:
         inv = df.index[numeric["n_total"] < numeric["n_active"]]
         if len(inv):
             problems.append(
-                f"n_total: {_rows(inv)} are smaller than n_active; are the two columns swapped?"
+                f"n_total: {rows(inv)} are smaller than n_active; are the two columns swapped?"
             )
     if unit_checks:
-        problems += _unit_slips(df, numeric)
+        problems += _unit_slips(df, numeric, rows, unit)
 
-    out = df.copy()
+    out = df.drop(columns=["flops"]) if derive_tokens else df.copy()
     for col, x in numeric.items():
         out[col] = x
     if "group" in out.columns:
         gnan = out.index[out["group"].isna()]
         if len(gnan):
-            problems.append(f"group: {_rows(gnan)} have no group label")
+            problems.append(f"group: {rows(gnan)} have no group label")
         out["group"] = out["group"].astype(str)
     else:
         out["group"] = "all"
@@ -288,7 +463,7 @@ def validate_runs(
     if dup_mask.any() and duplicates == "error":
         groups = out[dup_mask].groupby(key, dropna=False, sort=False).groups
         sets = [list(ix) for ix in groups.values()]
-        listed = "; ".join(_rows(s) for s in sets[:10])
+        listed = "; ".join(rows(s) for s in sets[:10])
         hint = (
             " If these are repeated seeds, add a 'seed' column that tells them apart."
             if "seed" not in out.columns
@@ -298,10 +473,12 @@ def validate_runs(
 
     if problems:
         raise DataValidationError(
-            f"invalid run table ({len(problems)} problem{'s' * (len(problems) > 1)}):\n  - "
+            f"invalid run table ({len(problems)} problem{'s' * (len(problems) > 1)}) {rows.legend()}:\n  - "
             + "\n  - ".join(problems)
         )
-    out.attrs = {"column_map": mapping}
+    for note in notes:
+        log.info("run table: %s", note)
+    out.attrs = {"column_map": mapping, "loss_unit": unit, "notes": notes}
     return out
 
 

@@ -7,6 +7,7 @@ __all__ = [
     "BayesMoEError",
     "DataValidationError",
     "PriorError",
+    "InputError",
     "ConvergenceError",
     "ConvergenceWarning",
     "LoadError",
@@ -19,6 +20,12 @@ class BayesMoEError(Exception):
 
 class DataValidationError(BayesMoEError, ValueError):
     """The run table does not match the schema; the message lists every problem."""
+
+
+class InputError(BayesMoEError, ValueError):
+    """An argument of a call is out of range or inconsistent (a budget, ci_prob, a query); the
+    message says what was given and what is expected. The CLI prints these without a traceback;
+    any other exception is a bug and keeps its traceback."""
 
 
 class PriorError(BayesMoEError, ValueError):

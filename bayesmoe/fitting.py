@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesmoe.errors import InputError
 from bayesmoe.data import validate_runs
 from bayesmoe.discrepancy import learn as learn_discrepancy
 from bayesmoe.errors import ConvergenceError, ConvergenceWarning
@@ -62,6 +64,8 @@ def fit(
     reference: Mapping[str, Any] | None = None,
     discrepancy: str | None = None,
     discrepancy_prior: Mapping[str, Any] | None = None,
+    columns: Mapping[str, str] | None = None,
+    loss_unit: str | None = None,
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
 
@@ -118,31 +122,38 @@ def fit(
     discrepancy_prior : mapping, optional
         Prior on ln τ (``{"family": "lognormal", "mu": ..., "sigma": ...}``) instead of the
         shipped, distilled one.
+    columns : mapping, optional
+        Which column is what, schema name -> column, e.g. ``{"n_active": "ActiveParams",
+        "tokens": "D"}``; ``"flops"`` derives tokens as D = C / (6·N). See
+        :func:`bayesmoe.data.validate_runs`.
+    loss_unit : {"nats", "bits", "perplexity"}, optional
+        Unit of the loss column (default nats); converted to nats and recorded in the result.
 
     Returns
     -------
     FitResult
     """
     if on_bad_fit not in ("raise", "warn"):
-        raise ValueError(f"on_bad_fit must be 'raise' or 'warn', got {on_bad_fit!r}")
+        raise InputError(f"on_bad_fit must be 'raise' or 'warn', got {on_bad_fit!r}")
     if target_accept is not None and not 0 < target_accept < 1:
-        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+        raise InputError(f"target_accept must be in (0, 1), got {target_accept}")
     for name, value, low in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
                              ("num_samples", num_samples, 4)):
         if int(value) != value or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     law = get_law(law)
     spec = resolve_priors(law, priors)
-    table = validate_runs(runs, required=law.inputs + ("loss",), unit_checks=unit_checks)
+    table = validate_runs(runs, required=law.inputs + ("loss",), unit_checks=unit_checks, columns=columns,
+                          loss_unit=loss_unit)
     ref = dict(reference or {})
     unknown = set(ref) - {"anchor", "log_loss_ref", "log_loss_min"}
     if unknown:
-        raise ValueError(f"unknown reference keys {sorted(unknown)}; use anchor, log_loss_ref, log_loss_min")
+        raise InputError(f"unknown reference keys {sorted(unknown)}; use anchor, log_loss_ref, log_loss_min")
     design = make_design(table, law, **ref)
     if pooled is not None:
         unknown = [p for p in pooled if p not in law.params]
         if unknown:
-            raise ValueError(f"pooled names {unknown} are not parameters of {law.name!r}: {law.params}")
+            raise InputError(f"pooled names {unknown} are not parameters of {law.name!r}: {law.params}")
     model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
     if target_accept is None:
         target_accept = 0.99 if design.n_groups > 1 else law.target_accept
@@ -174,7 +185,8 @@ def fit(
         pooled=pooled_set, sampled=sampled, timings=timings,
         column_map=table.attrs.get("column_map", {}),
         extra={"seed": seed, "target_accept": target_accept, "num_chains": num_chains,
-               "num_warmup": num_warmup, "num_samples": num_samples},
+               "num_warmup": num_warmup, "num_samples": num_samples, "loss_unit": table.attrs["loss_unit"],
+               "table_notes": json.dumps(table.attrs["notes"])},
     )
     diag = diagnose(tree, sampled, describe=lambda site: describe_site(law, site))
     result = FitResult(tree, law, spec, diag)

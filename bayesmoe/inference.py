@@ -25,6 +25,7 @@ from numpyro.infer import MCMC, NUTS, init_to_median, init_to_uniform
 
 from bayesmoe.compile_cache import enable_compile_cache
 from bayesmoe.errors import ConvergenceError
+from bayesmoe.intervals import DEFAULT_CI_PROB
 
 __all__ = ["run_nuts", "Diagnostics", "diagnose", "summary_table", "chain_method", "psis_loo", "compare_loo",
            "PARETO_K_MAX"]
@@ -270,7 +271,7 @@ def diagnose_arrays(posterior: Mapping[str, np.ndarray], diverging: np.ndarray,
     return diagnose(tree, var_names)
 
 
-def summary_table(tree: xr.DataTree, var_names: Sequence[str] | None = None, ci_prob: float = 0.94) -> pd.DataFrame:
+def summary_table(tree: xr.DataTree, var_names: Sequence[str] | None = None, ci_prob: float = DEFAULT_CI_PROB) -> pd.DataFrame:
     """Median, equal-tailed interval, R-hat and ESS per parameter (one row per scalar)."""
     if not 0 < ci_prob < 1:
         raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")

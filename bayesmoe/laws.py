@@ -29,6 +29,7 @@ from jax import Array
 from jax.scipy.special import logsumexp
 
 from bayesmoe.data import LAW_INPUTS
+from bayesmoe.errors import InputError
 
 __all__ = [
     "Term",
@@ -334,7 +335,7 @@ def get_law(law: str | Law) -> Law:
     try:
         return _REGISTRY[law]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown law {law!r}; registered laws: {sorted(_REGISTRY)}. "
             "Register your own with bayesmoe.laws.register_law(law, priors)."
         ) from None
@@ -357,14 +358,14 @@ def register_law(law: Law, priors: Mapping[str, Mapping] | None = None, *, overw
     from bayesmoe import priors as _priors  # priors imports laws; keep the dependency one-way
 
     if law.name in ("joint", "fine_grained", "sparsity", "chinchilla") and _REGISTRY.get(law.name) is not law:
-        raise ValueError(f"{law.name!r} is a built-in law; register yours under another name")
+        raise InputError(f"{law.name!r} is a built-in law; register yours under another name")
     if law.name in _REGISTRY and not overwrite and _REGISTRY[law.name] is not law:
-        raise ValueError(f"a law named {law.name!r} is already registered; pass overwrite=True")
+        raise InputError(f"a law named {law.name!r} is already registered; pass overwrite=True")
     unknown = set(law.pooled) - set(law.params)
     if unknown:
-        raise ValueError(f"pooled names {sorted(unknown)} are not parameters of {law.name!r}")
+        raise InputError(f"pooled names {sorted(unknown)} are not parameters of {law.name!r}")
     if priors is None:
-        raise ValueError(f"register_law({law.name!r}) needs priors: {{'literature': {{site: prior}}}}")
+        raise InputError(f"register_law({law.name!r}) needs priors: {{'literature': {{site: prior}}}}")
     _priors.register_default_priors(law, priors)
     _REGISTRY[law.name] = law
     return law

@@ -30,8 +30,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesmoe.errors import InputError
+from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
 from bayesmoe.laws import Law, e_hat
 from bayesmoe.shape import GB, ModelShape
+from bayesmoe.units import flops_label
 
 __all__ = ["Budget", "OptimalExperts", "optimal_experts", "optimal_config", "recommend", "compare", "flop_savings",
            "DEFAULT_EXPERTS"]
@@ -84,16 +87,16 @@ class Budget:
     def __post_init__(self):
         flops = np.atleast_1d(np.asarray(self.flops, dtype="float64"))
         if flops.ndim != 1 or flops.size == 0:
-            raise ValueError("flops must be a number or a 1-D array of numbers")
+            raise InputError("flops must be a number or a 1-D array of numbers")
         bad = np.flatnonzero(~np.isfinite(flops) | (flops <= 0))
         if bad.size:
-            raise ValueError(f"flops must be finite and > 0; bad entries at positions {bad.tolist()}: "
+            raise InputError(f"flops must be finite and > 0; bad entries at positions {bad.tolist()}: "
                              f"{flops[bad].tolist()}")
         object.__setattr__(self, "flops", flops)
         if self.memory_bytes is not None and not self.memory_bytes > 0:
-            raise ValueError(f"memory_bytes must be > 0, got {self.memory_bytes}")
+            raise InputError(f"memory_bytes must be > 0, got {self.memory_bytes}")
         if self.context_tokens < 0 or self.serve_tokens < 0:
-            raise ValueError("context_tokens and serve_tokens must be >= 0")
+            raise InputError("context_tokens and serve_tokens must be >= 0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ class OptimalExperts:
     """
 
     dataset: xr.Dataset
-    ci_prob: float = 0.9
+    ci_prob: float = DEFAULT_CI_PROB
     result: object = field(default=None, repr=False)
     group: str | None = None
     budget: Budget | None = field(default=None, repr=False)
@@ -228,7 +231,7 @@ class OptimalExperts:
         sizes ``sizes`` (N_act for the joint/chinchilla/sparsity optimum's size variable,
         N_total for fine_grained); shape ``(draws, sizes)``, at most ``max_draws`` draws."""
         if self.result is None:
-            raise ValueError("this optimum was built without its FitResult")
+            raise InputError("this optimum was built without its FitResult")
         law = self.result.law
         params, _, _ = _group_draws(self.result, self.group)
         step = max(1, len(params[law.params[0]]) // max_draws)
@@ -249,10 +252,13 @@ class OptimalExperts:
             loss = np.asarray(jnp.exp(law.log_loss(pj, x)), dtype="float64")
         return np.where(np.asarray(x["tokens"]) > 0, loss, np.nan)
 
-    def _interval(self, da: xr.DataArray):
+    def _interval(self, da: xr.DataArray, discrete: bool = False):
         q = (1 - self.ci_prob) / 2
         st = da.stack(sample=("chain", "draw"))
-        return (st.median("sample").values, st.quantile(q, "sample").values, st.quantile(1 - q, "sample").values)
+        # a count (E, G) has no value between two candidates: take quantiles among the draws' own values
+        how = {"method": "nearest"} if discrete else {}
+        return (st.quantile(0.5, "sample", **how).values, st.quantile(q, "sample", **how).values,
+                st.quantile(1 - q, "sample", **how).values)
 
     @property
     def names(self) -> tuple[str, str, str, str]:
@@ -282,27 +288,34 @@ class OptimalExperts:
         out["extrapolation_decades"] = ds["extrapolation_decades"].values
         for a in ds["axis"].values:
             out[f"beyond_{a}"] = ds["beyond"].sel(axis=a).values
-        out[f"{x}_decision"] = self.decision.values
-        # loss still falling at the largest candidate: the search range, not the law, set the
-        # optimum; or the odds sit on expert counts the fit never saw
-        edge = ds[f"p_{choice}_at_edge"].values
-        out[f"P({x}* at edge)"] = edge
-        out[f"{x}_at_edge"] = (((self.decision.values == ds[dim].values.max()) | (edge >= EDGE_MASS))
-                               & (ds.sizes[dim] > 1))
-        out[f"P({x}* beyond fitted)"] = ds[f"p_{choice}_beyond_fitted"].values
-        decided = self.decision.values
-        lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
-        out[f"{x}_beyond_fitted"] = ((decided > hi) | (decided < lo)
-                                     | (ds[f"p_{choice}_beyond_fitted"].values >= EDGE_MASS))
+        # a law without the choice variable (chinchilla: dense only) has no E rows to show
+        has_choice = self.result is None or choice in self.result.law.inputs
+        if has_choice:
+            out[f"{x}_decision"] = self.decision.values.astype(int)
+            # loss still falling at the largest candidate: the search range, not the law, set the
+            # optimum; or the odds sit on expert counts the fit never saw
+            edge = ds[f"p_{choice}_at_edge"].values
+            out[f"P({x}* at edge)"] = edge
+            out[f"{x}_at_edge"] = (((self.decision.values == ds[dim].values.max()) | (edge >= EDGE_MASS))
+                                   & (ds.sizes[dim] > 1))
+            out[f"P({x}* beyond fitted)"] = ds[f"p_{choice}_beyond_fitted"].values
+            decided = self.decision.values
+            lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
+            out[f"{x}_beyond_fitted"] = ((decided > hi) | (decided < lo)
+                                         | (ds[f"p_{choice}_beyond_fitted"].values >= EDGE_MASS))
         out["expected_regret"] = self.expected_regret.values
         if "p_no_optimum" in ds:
             out["P(no optimum)"] = ds["p_no_optimum"].values
         size_label = "N_act*" if size == "n_active" else "N_total*"
-        for var, label in ((choice, f"{x}*"), (size, size_label), ("tokens", "D*"), ("loss", "loss*")):
-            med, lo, hi = self._interval(ds[var])
+        rows = ((choice, f"{x}*"),) if has_choice else ()
+        for var, label in (*rows, (size, size_label), ("tokens", "D*"), ("loss", "loss*")):
+            med, lo, hi = self._interval(ds[var], discrete=var == choice)
+            if var == choice:
+                med, lo, hi = (np.rint(v).astype(int) for v in (med, lo, hi))
             out[f"{label} median"], out[f"{label} {lo_name}"], out[f"{label} {hi_name}"] = med, lo, hi
-        for e in ds[dim].values:
-            out[f"P({x}*={int(e)})"] = ds[f"p_{choice}"].sel({dim: e}).values
+        if has_choice:
+            for e in ds[dim].values:
+                out[f"P({x}*={int(e)})"] = ds[f"p_{choice}"].sel({dim: e}).values
         return out
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -375,20 +388,19 @@ def _candidates(values, what: str) -> np.ndarray:
     """Sorted distinct integer candidates (expert counts or granularities) as floats."""
     cands = np.asarray(sorted(set(int(v) for v in np.atleast_1d(values))), dtype="float64")
     if cands.size == 0 or cands.min() < 1:
-        raise ValueError(f"{what} must be integers >= 1, got {list(np.atleast_1d(values))}")
+        raise InputError(f"{what} must be integers >= 1, got {list(np.atleast_1d(values))}")
     return cands
 
 
 def _check_ci_prob(ci_prob: float) -> None:
-    if not 0 < ci_prob < 1:
-        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    check_ci_prob(ci_prob)
 
 
 def _compute_only_budget(law: Law, budget, budget_kwargs) -> Budget:
     """A Budget for the laws whose optimum has no memory or serving model (yet)."""
     b = Budget.from_any(budget, **budget_kwargs)
     if b.memory_bytes is not None or b.serve_tokens:
-        raise ValueError(f"memory limits and serving tokens are implemented for the joint and chinchilla "
+        raise InputError(f"memory limits and serving tokens are implemented for the joint and chinchilla "
                          f"laws, not {law.name!r}: give training FLOPs only")
     return b
 
@@ -462,7 +474,7 @@ def _assemble(result, b: Budget, cands, arrays: Mapping[str, np.ndarray], *, ci_
     return OptimalExperts(ds, ci_prob, result=result, group=group, budget=b)
 
 
-def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS, ci_prob: float = 0.9,
+def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS, ci_prob: float = DEFAULT_CI_PROB,
                     group: str | None = None, **budget_kwargs) -> OptimalExperts:
     """Per-draw loss-minimising E, N_act, D under a budget; see :class:`OptimalExperts`.
 
@@ -481,13 +493,13 @@ def optimal_experts(result, budget, *, experts: Sequence[int] = DEFAULT_EXPERTS,
     """
     law = result.law
     if "experts" not in law.inputs:
-        raise ValueError(f"law {law.name!r} has no expert count; use optimal_config(...) for its N*, D*")
+        raise InputError(f"law {law.name!r} has no expert count; use optimal_config(...) for its N*, D*")
     if law.name == "sparsity":
         return _optimise_sparsity(result, budget, experts, ci_prob, group, **budget_kwargs)
     return _optimise(result, budget, experts, ci_prob, group, budget_kwargs)
 
 
-def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float = 0.9,
+def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float = DEFAULT_CI_PROB,
                    group: str | None = None, **budget_kwargs) -> OptimalExperts:
     """Per-draw compute-optimal configuration.
 
@@ -506,11 +518,11 @@ def optimal_config(result, budget, *, experts: int | None = None, ci_prob: float
         raise NotImplementedError(f"optimal_config is implemented for the joint, chinchilla, fine_grained and "
                                   f"sparsity laws, not {law.name!r}")
     if experts is not None and "experts" not in law.inputs:
-        raise ValueError(f"law {law.name!r} has no expert count; drop experts=")
+        raise InputError(f"law {law.name!r} has no expert count; drop experts=")
     return _optimise(result, budget, (1 if experts is None else experts,), ci_prob, group, budget_kwargs)
 
 
-def recommend(result, budget, *, experts: Sequence[int] | None = None, ci_prob: float = 0.9,
+def recommend(result, budget, *, experts: Sequence[int] | None = None, ci_prob: float = DEFAULT_CI_PROB,
               group: str | None = None, **budget_kwargs) -> OptimalExperts:
     """The optimum a user asks for: over expert counts where the law has them
     (:func:`optimal_experts`), else the law's own compute-optimal configuration
@@ -519,8 +531,38 @@ def recommend(result, budget, *, experts: Sequence[int] | None = None, ci_prob: 
         return optimal_experts(result, budget, experts=DEFAULT_EXPERTS if experts is None else experts,
                                ci_prob=ci_prob, group=group, **budget_kwargs)
     if experts:
-        raise ValueError(f"law {result.law.name!r} has no expert count; drop the expert candidates")
+        raise InputError(f"law {result.law.name!r} has no expert count; drop the expert candidates")
     return optimal_config(result, budget, ci_prob=ci_prob, group=group, **budget_kwargs)
+
+
+def _too_small_message(result, b: Budget, too_small, n_floor: float, floor_flops: float) -> str:
+    """Why the budgets cannot buy even the smallest model of the shape, and what to change."""
+    shape = b.shape
+    smallest = (f"one block of d_model = {shape.d_per_block:g}" if shape.n_blocks is None
+                else f"{shape.n_blocks:g} blocks of d_model = 1")
+    parts = [f"budget(s) {', '.join(flops_label(f) for f in b.flops[too_small])} FLOPs cannot pay for even the "
+             f"smallest model of the shape (ModelShape(vocab={shape.vocab}, ...): {n_floor:.3g} active "
+             f"parameters, {smallest}): training it on one token costs {6 * n_floor:.3g} FLOPs"]
+    if b.serve_tokens > 0:
+        parts.append(f" and serving {b.serve_tokens:g} tokens at 2·N FLOPs each costs "
+                     f"{2 * n_floor * b.serve_tokens:.3g} FLOPs (total {floor_flops:.3g})")
+    runs = result.runs
+    size = "n_active" if "n_active" in runs else None
+    fixes = [f"raise --flops (flops=) above {floor_flops:.3g}"]
+    if b.serve_tokens > 0:
+        n_fit = float(runs[size].min()) if size else n_floor
+        fixes.append(f"lower --serve-tokens (serve_tokens=): at most {max(float(b.flops.min()) / (2 * n_fit), 0):.3g} "
+                     f"for a model of the smallest fitted size ({n_fit:.3g} parameters) on "
+                     f"{flops_label(float(b.flops.min()))} FLOPs")
+    if size:
+        lo, hi = float(runs[size].min()), float(runs[size].max())
+        parts.append(f". The fitted runs have {lo:.3g}-{hi:.3g} active parameters")
+        if n_floor > hi:
+            parts.append(f": the shape's smallest model is {n_floor / hi:.3g}x the largest of them")
+            fixes.append("describe the fitted runs' own architecture: --vocab, --blocks (CLI) or "
+                         "shape=ModelShape(vocab=..., n_blocks=...); the shipped reference runs have "
+                         "--vocab 256 --blocks 2")
+    return "".join(parts) + "; to fix: " + "; or ".join(fixes)
 
 
 def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> OptimalExperts:
@@ -532,17 +574,17 @@ def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> Optimal
     cands = _candidates(experts, "expert counts")
     shape = b.shape
     n_floor = float(shape.n_active_of_d(jnp.float32(shape.d_per_block if shape.n_blocks is None else 1.0)))
-    too_small = b.flops <= 6.0 * n_floor * (1.0 + b.serve_tokens / 3.0)
+    # one token of training (6·N) plus serving (2·N per served token) for the smallest model
+    floor_flops = 6.0 * n_floor + 2.0 * n_floor * b.serve_tokens
+    too_small = b.flops <= floor_flops
     if too_small.any():
-        raise ValueError(
-            f"budget(s) {b.flops[too_small].tolist()} FLOPs cannot train even the smallest model of the shape "
-            f"({n_floor:.3g} active parameters, one block of d_model = {shape.d_per_block:g}) on one token")
+        raise InputError(_too_small_message(result, b, too_small, n_floor, floor_flops))
     if b.memory_bytes is not None:
         with jax.enable_x64(True):
             n_max = np.asarray(shape.max_n_active(b.memory_bytes, cands, b.context_tokens), dtype="float64")
         n_max = np.where(n_max >= n_floor, n_max, 0.0)
         if not (n_max > 0).any():
-            raise ValueError(
+            raise InputError(
                 f"no configuration fits in {b.memory_bytes / GB:g} GB with a KV cache of {b.context_tokens:g} "
                 f"tokens: even the smallest model ({n_floor:.3g} active parameters) needs more for every "
                 f"E in {cands.astype(int).tolist()}")
@@ -567,7 +609,7 @@ def _optimise(result, budget, experts, ci_prob, group, budget_kwargs) -> Optimal
                             "context_tokens": b.context_tokens, "serve_tokens": b.serve_tokens})
 
 
-def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.9, group: str | None = None) -> dict:
+def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None) -> dict:
     """P(config A reaches a lower expected loss than B) and the interval of loss(A) − loss(B).
 
     Configs are mappings of the law's inputs, e.g. ``{"n_active": 1e9, "tokens": 2e10, "experts": 8}``.
@@ -592,14 +634,14 @@ def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = 0.
             "ci_prob": ci_prob}
 
 
-def flop_savings(result, budget, *, experts: int, ci_prob: float = 0.9, group: str | None = None) -> pd.DataFrame:
+def flop_savings(result, budget, *, experts: int, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None) -> pd.DataFrame:
     """Compute saved by the compute-optimal E-expert model over the compute-optimal dense model
     trained with ``budget`` FLOPs, at equal loss: ``1 − F_MoE / F_dense`` per draw
     (Ludziejewski et al. 2025 Fig. 2b: "an MoE matching a compute-optimal dense model trained with
     1e20 FLOPs can be trained with just 6e19"), summarised per budget."""
     law = result.law
     if "experts" not in law.inputs or law.name != "joint":
-        raise ValueError(f"flop savings need a law with an expert count and a closed-form optimum (joint), "
+        raise InputError(f"flop savings need a law with an expert count and a closed-form optimum (joint), "
                          f"not {law.name!r}")
     flops = np.atleast_1d(np.asarray(budget, dtype="float64"))
     Budget(flops)  # validates
@@ -699,7 +741,7 @@ def _solve_granularity(law: Law, p, flops, g, n_fixed, expansion):
     return n, _fg_tokens(n, f, gg, expansion), loss(log_n)
 
 
-def _optimise_granularity(result, budget, *, ci_prob: float = 0.9, group: str | None = None,
+def _optimise_granularity(result, budget, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None,
                           granularities: Sequence[int] = DEFAULT_GRANULARITIES, expansion: float = 64.0,
                           n_total=None, **budget_kwargs) -> OptimalExperts:
     """Per-draw compute-optimal (N_total, D, G) of the fine-grained law at F = Eq. 10 FLOPs.
@@ -715,7 +757,7 @@ def _optimise_granularity(result, budget, *, ci_prob: float = 0.9, group: str | 
     if n_total is not None:
         fixed = np.broadcast_to(np.asarray(n_total, dtype="float64"), b.flops.shape)
         if not (np.isfinite(fixed) & (fixed > 0)).all():
-            raise ValueError("n_total must be finite and > 0, one per budget")
+            raise InputError("n_total must be finite and > 0, one per budget")
     params, (n_chain, n_draw), coords = _group_draws(result, group)
     with jax.enable_x64(True):
         n, d, loss = _granularity_solver(law, fixed is not None)(

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+# No matplotlib.use() here: importing bayesmoe.plots keeps the user's backend (a notebook's
+# inline one, say). Functions given no Axes open a pyplot figure on that backend; the report
+# draws on pyplot-free Figures, and the CLI picks Agg for itself.
+import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from scipy import stats
 
-matplotlib.use("Agg")  # figures are rendered to files and reports; never open a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from bayesmoe.laws import PUBLISHED  # noqa: E402
+from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
+from bayesmoe.laws import PUBLISHED
 
 __all__ = [
     "plot_backtest",
@@ -68,8 +68,7 @@ def _ax(ax: Axes | None, size=(5.5, 4.0)) -> Axes:
 
 
 def _interval(ci_prob: float) -> tuple[float, float]:
-    if not 0 < ci_prob < 1:
-        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    ci_prob = check_ci_prob(ci_prob)
     tail = (1 - ci_prob) / 2
     return tail, 1 - tail
 
@@ -96,7 +95,7 @@ def _group_arg(result, group):
     return None  # a new, unseen setup: the population with group spreads
 
 
-def plot_predictive(result, *, ci_prob: float = 0.94, group: str | None = None, seed: int = 0,
+def plot_predictive(result, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None, seed: int = 0,
                     ax: Axes | None = None) -> Axes:
     """Observed loss of every fitted run against its posterior-predictive loss.
 
@@ -159,7 +158,7 @@ def _slice_default(runs: pd.DataFrame, size: str, x: str) -> float:
     return float(np.exp(np.median(np.log(values[keys == uniq[np.argmax(counts)]]))))
 
 
-def plot_loss_curves(result, x: str = "n_active", *, at: float | None = None, ci_prob: float = 0.94,
+def plot_loss_curves(result, x: str = "n_active", *, at: float | None = None, ci_prob: float = DEFAULT_CI_PROB,
                      group: str | None = None, num_points: int = 60, tolerance: float = 1.25,
                      ax: Axes | None = None) -> Axes:
     """Loss against model size or tokens, one posterior curve and band per expert count.
@@ -271,7 +270,7 @@ def _site_pooled(result, param: str) -> bool:
     return site_of(result.law, param) in result.pooled
 
 
-def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_prob: float = 0.94,
+def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_prob: float = DEFAULT_CI_PROB,
                    ax: Axes | None = None) -> Axes:
     """Posterior density of one parameter, its prior beside it and the published values.
 
@@ -288,7 +287,10 @@ def plot_parameter(result, name: str, *, prior: np.ndarray | None = None, ci_pro
     if prior is None:
         prior = prior_draws(result, [name])[name]
     prior = np.asarray(prior, dtype=float).ravel()
-    log_x = name in ("e_max",) or (post.min() > 0 and post.max() / max(post.min(), 1e-300) > 50)
+    # a log axis only where every draw (posterior and prior) is positive: a badly mixed posterior
+    # can span decades while its prior still puts mass below zero
+    log_x = (name in ("e_max",) and prior.min() > 0) or (
+        post.min() > 0 and prior.min() > 0 and post.max() / max(post.min(), 1e-300) > 50)
     tf = np.log if log_x else (lambda v: v)
     lo_q, hi_q = _interval(ci_prob)
     p_lo, p_hi = np.quantile(post, [lo_q, hi_q])
@@ -434,7 +436,7 @@ def plot_optimal_choice(optimum, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: float = 0.9,
+def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: float = DEFAULT_CI_PROB,
                  max_draws: int = 400, ax: Axes | None = None) -> Axes:
     """Loss along each budget's IsoFLOP line at its decision E (or G), with credible bands.
 
@@ -477,7 +479,7 @@ def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: fl
 
 def plot_memory_optimum(result, flops: float, *, memory_gb: Sequence[float] | None = None,
                         experts: Sequence[int] = (1, 2, 4, 8, 16, 32, 64), context_tokens: float = 0.0,
-                        shape=None, ci_prob: float = 0.9, limit_gb: float | None = None,
+                        shape=None, ci_prob: float = DEFAULT_CI_PROB, limit_gb: float | None = None,
                         ax: Axes | None = None) -> Axes:
     """Best loss reachable with ``flops`` under a memory limit, per expert count, as the limit grows.
 

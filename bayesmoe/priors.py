@@ -275,7 +275,11 @@ def default_priors(law: Law | str, family: str = "literature") -> PriorSpec:
         raise PriorError(f"unknown prior family {family!r}; use one of {FAMILIES}")
     if law.name in _USER:
         fams = _USER[law.name]
-        return dict(fams.get(family) or fams["literature"])
+        if family not in fams:
+            raise PriorError(f"law {law.name!r} was registered with prior families {sorted(fams)}, not "
+                             f"{family!r}; pass priors='literature', or register a {family!r} family with "
+                             "bayesmoe.register_law(law, priors={...})")
+        return dict(fams[family])
     spec: PriorSpec = dict(_SHAPE[law.name][family])
     for s in law.scales:
         spec[f"{s}_level"] = _LEVEL[family]

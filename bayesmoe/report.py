@@ -19,86 +19,49 @@ import io
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 import numpy as np
 import pandas as pd
 
+from bayesmoe.errors import InputError
 from bayesmoe import __version__
-from bayesmoe.inference import ESS_PER_CHAIN_MIN, RHAT_MAX
+from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
+from bayesmoe.units import flops_label
+from bayesmoe.verdict import Verdict, saved_holdout, verdict
 
-__all__ = ["render_report", "write_report", "verdict", "Verdict"]
-
-#: R-hat above this (but below the hard limit) or bulk/tail ESS below twice the floor is amber.
-RHAT_AMBER = 1.005
-ESS_AMBER_FACTOR = 2
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Traffic light for a fit: ``level`` is ``"green"``, ``"amber"`` or ``"red"``."""
-
-    level: str
-    headline: str
-    reasons: tuple[str, ...]
-
-
-def verdict(result, holdout: pd.DataFrame | None = None) -> Verdict:
-    """Green: every check passes with margin. Amber: passes, but close to a limit or a held-out
-    run falls outside its interval. Red: a convergence check fails (R-hat, ESS, divergences)."""
-    d = result.diagnostics
-    ess_min = ESS_PER_CHAIN_MIN * d.num_chains
-    if d.problems:
-        return Verdict("red", "Do not trust this fit: the sampler did not converge.",
-                       tuple(d.problems) + tuple(result.warnings))
-    reasons = []
-    if d.max_rhat >= RHAT_AMBER:
-        reasons.append(f"max R-hat {d.max_rhat:.4f} passes (< {RHAT_MAX}) but is above {RHAT_AMBER}")
-    for kind, value in (("bulk", d.min_ess_bulk), ("tail", d.min_ess_tail)):
-        if value < ESS_AMBER_FACTOR * ess_min:
-            reasons.append(f"min {kind} ESS {value:.0f} passes (>= {ess_min}) but is below "
-                           f"{ESS_AMBER_FACTOR * ess_min}: run more draws for stable tails")
-    if holdout is not None and len(holdout) and not holdout["in90"].all():
-        out = int((~holdout["in90"].astype(bool)).sum())
-        reasons.append(f"{out} of {len(holdout)} held-out runs lie outside the 90 % interval "
-                       "of a new run: extrapolation beyond the fitted sizes is doubtful")
-    if reasons:
-        return Verdict("amber", "Usable with care.", tuple(reasons))
-    checks = (f"max R-hat {d.max_rhat:.4f} < {RHAT_MAX}; min bulk / tail ESS "
-              f"{d.min_ess_bulk:.0f} / {d.min_ess_tail:.0f} >= {ess_min}; {d.divergences} divergences")
-    if holdout is not None and len(holdout):
-        checks += f"; all {len(holdout)} held-out runs inside their 94 % interval"
-    return Verdict("green", "The sampler converged and the checks pass.", (checks,))
-
+__all__ = ["render_report", "write_report", "verdict", "Verdict", "answer_card"]
 
 # ------------------------------------------------------------------------------ figures
-def _png(fig, dpi: int = 110) -> dict:
-    import matplotlib.pyplot as plt
+def _subplots(nrows: int = 1, ncols: int = 1, **kw):
+    """A figure outside pyplot: the report never touches the user's backend or open figures."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=kw.pop("figsize"), layout=kw.pop("layout", "constrained"))
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def _png(fig, dpi: int = 110) -> dict:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     data = buf.getvalue()
     return {"src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
             "bytes": len(data)}
 
 
 def _figures(result, ci_prob: float) -> list[dict]:
-    import matplotlib.pyplot as plt
-
     from bayesmoe import plots
 
     figs = []
-    fig, ax = plt.subplots(figsize=(6.2, 4.6), layout="constrained")
+    fig, ax = _subplots(figsize=(6.2, 4.6), layout="constrained")
     plots.plot_predictive(result, ci_prob=ci_prob, ax=ax)
     figs.append({"id": "fig-predictive", "title": "Observed vs predicted loss", **_png(fig),
                  "caption": "Each fitted run: the dot is the posterior median of the law, the bar "
                             f"the {ci_prob:.0%} interval of a new run (law plus fitted noise)."})
     size = next((s for s in ("n_active", "n_total") if s in result.law.inputs), None)
     if size and "tokens" in result.law.inputs:
-        fig, axes = plt.subplots(1, 2, figsize=(12.4, 4.6), layout="constrained")
+        fig, axes = _subplots(1, 2, figsize=(12.4, 4.6), layout="constrained")
         plots.plot_loss_curves(result, size, ci_prob=ci_prob, ax=axes[0])
         plots.plot_loss_curves(result, "tokens", ci_prob=ci_prob, ax=axes[1])
         figs.append({"id": "fig-curves", "title": "Loss vs model size and vs tokens", **_png(fig),
@@ -109,7 +72,7 @@ def _figures(result, ci_prob: float) -> list[dict]:
     prior = plots.prior_draws(result, names)
     ncol = min(4, len(names))
     nrow = -(-len(names) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.7 * nrow), layout="constrained",
+    fig, axes = _subplots(nrow, ncol, figsize=(3.3 * ncol, 2.7 * nrow), layout="constrained",
                              squeeze=False)
     for name, ax in zip(names, axes.flat):
         plots.plot_parameter(result, name, prior=prior[name], ci_prob=ci_prob, ax=ax)
@@ -120,7 +83,7 @@ def _figures(result, ci_prob: float) -> list[dict]:
                  "caption": "Blue: posterior (bar: its interval). Grey: the prior, from the fit's own "
                             "model run forward. Dashed: published values. Where blue is much "
                             "narrower than grey, the data taught the fit something."})
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.1 * nrow), layout="constrained",
+    fig, axes = _subplots(nrow, ncol, figsize=(3.3 * ncol, 2.1 * nrow), layout="constrained",
                              squeeze=False)
     for name, ax in zip(names, axes.flat):
         plots.plot_rank(result, name, ax=ax)
@@ -129,7 +92,7 @@ def _figures(result, ci_prob: float) -> list[dict]:
     figs.append({"id": "fig-rank", "title": "Rank plots", **_png(fig),
                  "caption": "Ranks of each parameter's draws across all chains, one line per chain: "
                             "flat lines near the dashed level mean the chains agree."})
-    fig, ax = plt.subplots(figsize=(7.5, 2.9), layout="constrained")
+    fig, ax = _subplots(figsize=(7.5, 2.9), layout="constrained")
     plots.plot_sampler(result, ax=ax)
     figs.append({"id": "fig-sampler", "title": "Sampler", **_png(fig),
                  "caption": "Trajectory lengths of NUTS per chain and divergences."})
@@ -183,7 +146,7 @@ def _data_summary(result) -> dict:
             "hierarchical": result.hierarchical, "pooled": list(result.pooled)}
 
 
-def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None) -> dict:
+def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None, holdout_ci_prob: float) -> dict:
     runs = result.runs
     inputs = runs[list(result.law.inputs)]
     log_obs = np.log(runs["loss"].to_numpy(dtype=float))
@@ -209,69 +172,89 @@ def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None) -> dict:
         out["holdout"] = _table(holdout, index=False)
         out["holdout_line"] = (f"Mean absolute error {holdout['error'].abs().mean():.4f} nats "
                                f"({holdout['rel_error'].abs().mean():.2%}); "
-                               f"{int(holdout['in90'].sum())} of {len(holdout)} observed losses inside "
-                               "the 90 % interval of a new run (extrapolation error included).")
+                               f"{int(holdout['inside'].sum())} of {len(holdout)} observed losses inside "
+                               f"the {level_label(holdout_ci_prob)} interval of a new run.")
     return out
 
 
-def _holdout(result) -> pd.DataFrame | None:
-    raw = result.tree.attrs.get("holdout")
-    if not raw:
-        return None
-    stored = pd.read_json(io.StringIO(raw), orient="records")
-    # re-score the held-out runs from their inputs and losses with the current scorer: a stored
-    # summary is never trusted, and files written before the extrapolation-error term rescore too
-    return result.holdout_table(stored[list(result.law.inputs) + ["loss"]])
-
-
 def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = None,
-                     context_tokens: float = 0.0) -> dict | None:
+                     context_tokens: float = 0.0, serve_tokens: float = 0.0, experts=None,
+                     shape=None) -> dict | None:
     """Optimal configuration per budget (:mod:`bayesmoe.optima`); ``None`` omits the section."""
     if budgets is None:
         return None
-    import matplotlib.pyplot as plt
-
     from bayesmoe import plots
 
     from bayesmoe.optima import recommend
 
     limits = {} if memory_gb is None else {"memory_gb": memory_gb, "context_tokens": context_tokens}
     if limits and "experts" not in result.law.inputs:
-        raise ValueError(f"a memory limit needs a law with an expert count, not {result.law.name!r}")
-    optimum = recommend(result, budgets, ci_prob=ci_prob, **limits)
+        raise InputError(f"a memory limit needs a law with an expert count, not {result.law.name!r}")
+    extra = {k: v for k, v in (("serve_tokens", serve_tokens), ("shape", shape)) if v}
+    optimum = recommend(result, budgets, experts=experts, ci_prob=ci_prob, **limits, **extra)
     table = optimum.summary()
     # P(E* = e) (or G*) columns also as a heat strip of probabilities
     prob_cols = [c for c in table.columns if re.match(r"^P\([EG]\*\s*=\s*\d+\)$", str(c))]
     strip = None
     if prob_cols:
         strip = {"columns": prob_cols,
-                 "rows": [(_fmt(i), [(float(v), f"{float(v):.2f}") for v in r])
+                 "rows": [(flops_label(i), [(float(v), f"{float(v):.2f}") for v in r])
                           for i, r in zip(table.index, table[prob_cols].to_numpy())]}
     figures = []
     choice_dim = optimum.names[1]
     if optimum.dataset.sizes[choice_dim] > 1:
-        fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+        fig, ax = _subplots(figsize=(7.0, 3.8), layout="constrained")
         plots.plot_optimal_choice(optimum, ax=ax)
         figures.append({"id": "fig-optimal-choice", "title": "Optimal choice per budget", **_png(fig),
                         "caption": "Posterior probability of each candidate being the per-draw optimum; "
                                    "red: the choice that minimises expected loss. Hatched budgets lie "
                                    "beyond the compute of the fitted runs."})
     if result.law.name != "sparsity":
-        fig, ax = plt.subplots(figsize=(7.0, 4.4), layout="constrained")
+        fig, ax = _subplots(figsize=(7.0, 4.4), layout="constrained")
         plots.plot_isoflop(optimum, ci_prob=ci_prob, ax=ax)
         figures.append({"id": "fig-isoflop", "title": "IsoFLOP profiles", **_png(fig),
                         "caption": "Loss along each budget line at its decision, with the posterior band; "
                                    "the dot is the optimum with its interval of model sizes."})
     if limits and result.law.name == "joint":
         flops = float(np.max(np.atleast_1d(budgets)))
-        fig, ax = plt.subplots(figsize=(7.0, 4.4), layout="constrained")
+        fig, ax = _subplots(figsize=(7.0, 4.4), layout="constrained")
         plots.plot_memory_optimum(result, flops, context_tokens=context_tokens, limit_gb=memory_gb,
                                   ci_prob=ci_prob, ax=ax)
         figures.append({"id": "fig-memory", "title": "Memory-constrained optimum", **_png(fig),
                         "caption": f"Best loss reachable with {flops:.0e} FLOPs per expert count as the memory "
                                    "limit grows (each model truncated at the largest size that fits); the "
                                    "dashed line is your limit."})
-    return {"table": _table(table.T), "strip": strip, "figures": figures, "summary": table}
+    shown = table.T
+    shown.columns = [flops_label(c) for c in table.index]
+    shown.index.name = "budget (FLOPs)"
+    return {"table": _table(shown), "strip": strip, "figures": figures, "card": answer_card(optimum),
+            "summary": table}
+
+
+def answer_card(optimum) -> dict:
+    """The answer a reader came for, per budget: the choice (E or G) that minimises expected loss
+    with P(choice* = it), and N*, D*, loss* as median [interval]; the report shows it first."""
+    table = optimum.summary()
+    choice, _, size, x = optimum.names
+    lo, hi = f"{optimum.ci_prob:.0%} lo", f"{optimum.ci_prob:.0%} hi"
+    size_label = "N_act*" if size == "n_active" else "N_total*"
+    rows = []
+    for flops, r in table.iterrows():
+        cells = {"budget": flops_label(flops)}
+        if f"{x}_decision" in table:
+            d = int(r[f"{x}_decision"])
+            cells[x] = str(d)
+            cells[f"P({x}* = {x})"] = f"{r[f'P({x}*={d})']:.2f}"
+        for label, name in ((size_label, size_label), ("D*", "D*"), ("loss*", "loss*")):
+            fmt = "{:.4g}" if name == "loss*" else "{:.3g}"
+            cells[label] = (f"{fmt.format(r[f'{name} median'])} "
+                            f"[{fmt.format(r[f'{name} {lo}'])}, {fmt.format(r[f'{name} {hi}'])}]")
+        far = float(r["extrapolation_decades"])
+        cells["beyond the fitted runs"] = f"{far:.1f} decades" if far > 0.05 else "no"
+        rows.append(cells)
+    columns = list(rows[0]) if rows else []
+    return {"columns": columns, "rows": [[c[k] for k in columns] for c in rows], "ci_prob": optimum.ci_prob,
+            "label": x, "has_choice": f"{x}_decision" in table}
 
 
 def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
@@ -347,6 +330,10 @@ def _provenance(result) -> list[tuple[str, str]]:
     cmap = json.loads(attrs.get("column_map", "{}") or "{}")
     if cmap:
         rows.append(("column aliases", ", ".join(f"{k} → {v}" for k, v in cmap.items())))
+    unit = attrs.get("loss_unit", "nats")
+    rows.append(("loss unit", "nats per token" + ("" if unit == "nats" else f" (given in {unit}, converted)")))
+    for note in json.loads(attrs.get("table_notes", "[]") or "[]"):
+        rows.append(("reading the table", note))
     if attrs.get("fake") == "true":
         rows.append(("synthetic", "made by bayesmoe.testing.fake_result: draws were not sampled"))
     return rows
@@ -360,26 +347,27 @@ def _template() -> jinja2.Template:
     return env.get_template("report.html.j2")
 
 
-def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0.94,
-                  title: str | None = None, memory_gb: float | None = None, context_tokens: float = 0.0) -> str:
+def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = DEFAULT_CI_PROB,
+                  title: str | None = None, memory_gb: float | None = None, context_tokens: float = 0.0,
+                  serve_tokens: float = 0.0, experts: Sequence[int] | None = None, shape=None) -> str:
     """The report of ``result`` as one HTML string (figures embedded as base64 PNG).
 
     Parameters
     ----------
     result : FitResult
     budgets : optional
-        Passed to ``result.optimal_experts`` for the recommendations section; ``None`` leaves
-        the section out.
+        Training FLOPs for the answer card and the recommendations section (see
+        :func:`bayesmoe.optima.recommend`); ``None`` leaves them out.
     ci_prob : float
         Probability of every interval in the tables and figures.
-    memory_gb, context_tokens : optional
-        A memory limit (weights + KV cache of ``context_tokens``) for the recommendations, and
-        the memory-constrained optimum figure.
+    memory_gb, context_tokens, serve_tokens, experts, shape : optional
+        A memory limit (weights + KV cache of ``context_tokens``), tokens to serve after training,
+        candidate expert counts and the :class:`~bayesmoe.ModelShape`, as for
+        :meth:`FitResult.optimal_experts`.
     """
-    if not 0 < ci_prob < 1:
-        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
-    holdout = _holdout(result)
-    v = verdict(result, holdout)
+    ci_prob = check_ci_prob(ci_prob)
+    holdout, holdout_ci_prob = saved_holdout(result)
+    v = verdict(result, holdout, holdout_ci_prob)
     summary = result.summary(ci_prob=ci_prob)
     pct = f"{ci_prob:.0%}"
     summary = summary.rename(columns=lambda c: (f"{pct} low" if str(c).startswith("eti") and str(c).endswith("_lb")
@@ -387,19 +375,22 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0
                                                 else {"ess_bulk": "ESS bulk", "ess_tail": "ESS tail",
                                                       "r_hat": "R-hat", "mcse_mean": "MCSE mean"}.get(c, c)))
     summary.index.name = "parameter"
-    recs = _recommendations(result, budgets, ci_prob, memory_gb, context_tokens)
+    recommendations = _recommendations(result, budgets, ci_prob, memory_gb, context_tokens, serve_tokens,
+                                       experts, shape)
     context = {
         "title": title or f"bayesmoe report: {result.law.name} law",
         "law": result.law,
         "verdict": v,
+        "card": recommendations["card"] if recommendations else None,
         "diagnostics": _table(result.diagnostics.table()),
         "warnings": list(result.warnings),
         "data": _data_summary(result),
         "summary": _table(summary),
         "ci_prob": ci_prob,
-        "quality": _fit_quality(result, ci_prob, holdout),
-        "recommendations": recs,
-        "trust": _trust(result, ci_prob, recs),
+        "level": level_label(ci_prob),
+        "quality": _fit_quality(result, ci_prob, holdout, holdout_ci_prob),
+        "recommendations": recommendations,
+        "trust": _trust(result, ci_prob, recommendations),
         "priors": _priors(result),
         "provenance": _provenance(result),
         "figures": _figures(result, ci_prob),
@@ -408,10 +399,11 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = 0
 
 
 def write_report(result, path: str | Path, budgets: Sequence | None = None, *,
-                 ci_prob: float = 0.94, memory_gb: float | None = None, context_tokens: float = 0.0) -> Path:
-    """Render the report and write it to ``path`` (parent folders are created)."""
+                 ci_prob: float = DEFAULT_CI_PROB, **options) -> Path:
+    """Render the report and write it to ``path`` (parent folders are created); ``options`` as
+    for :func:`render_report`."""
     path = Path(path)
-    text = render_report(result, budgets, ci_prob=ci_prob, memory_gb=memory_gb, context_tokens=context_tokens)
+    text = render_report(result, budgets, ci_prob=ci_prob, **options)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

@@ -32,10 +32,12 @@ from bayesmoe.discrepancy import Discrepancy
 from bayesmoe.discrepancy import none as no_discrepancy
 from bayesmoe.errors import ConvergenceWarning, LoadError
 from bayesmoe.inference import Diagnostics, convergence_message, diagnose, summary_table
+from bayesmoe.intervals import DEFAULT_CI_PROB, level_label
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, coordinate, describe_site, latent_sites, make_design,
                              params_from_latents)
 from bayesmoe.priors import Prior, spec_from_json, spec_to_json, tau_site
+from bayesmoe.verdict import saved_holdout, verdict
 
 __all__ = ["FitResult", "load", "SCHEMA_VERSION", "content_parts", "environment_versions"]
 
@@ -233,7 +235,7 @@ class FitResult:
         return make_design(self.runs, self.law, anchor=self.anchor,
                            log_loss_ref=self.log_loss_ref, log_loss_min=self.log_loss_min)
 
-    def summary(self, ci_prob: float = 0.94, var_names: Sequence[str] | None = None) -> pd.DataFrame:
+    def summary(self, ci_prob: float = DEFAULT_CI_PROB, var_names: Sequence[str] | None = None) -> pd.DataFrame:
         """Median, equal-tailed ``ci_prob`` interval, R-hat and bulk/tail ESS per parameter."""
         table = summary_table(self.tree, var_names or self.param_names, ci_prob=ci_prob)
         keep = [c for c in table.columns if c in ("median", "mean", "sd") or c.startswith("eti")
@@ -348,8 +350,8 @@ class FitResult:
                      "group": "(new setup)" if group is None else str(group)}
         return out
 
-    def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None,
-                      levels: Sequence[float] = HOLDOUT_LEVELS, seed: int = 0) -> pd.DataFrame:
+    def holdout_table(self, runs: pd.DataFrame, *, group: str | None = None, ci_prob: float = DEFAULT_CI_PROB,
+                      levels: Sequence[float] | None = None, seed: int = 0) -> pd.DataFrame:
         """Predict runs the fit did not see and score them against their observed ``loss``.
 
         The one hold-out scorer (:func:`bayesmoe.validation.extrapolation_holdout` uses it too).
@@ -359,10 +361,15 @@ class FitResult:
         Euclidean distance), and per level ℓ in ``levels`` (percent k): the central interval of
         a new run ``lo<k>``/``hi<k>`` and whether the observed loss lies inside it, ``in<k>``,
         with the law's extrapolation error included, and ``in<k>_law`` for the law-only band
-        (``predict(..., discrepancy=False)``). Repeated inputs (seed replicates) are fine.
+        (``predict(..., discrepancy=False)``). ``levels`` defaults to 50 % and ``ci_prob``;
+        ``inside`` repeats ``in<k>`` at ``ci_prob``. Repeated inputs (seed replicates) are fine.
         """
-        table = validate_runs(runs, required=self.law.inputs + ("loss",), unit_checks=False)
-        x = table[list(self.law.inputs)].assign(seed=np.arange(len(table)))  # replicates stay apart
+        levels = sorted({*HOLDOUT_LEVELS[:1], ci_prob}) if levels is None else list(levels)
+        if ci_prob not in levels:
+            levels.append(ci_prob)
+        # held-out seed replicates share their inputs: fine to score
+        table = validate_runs(runs, required=self.law.inputs + ("loss",), unit_checks=False, duplicates="allow")
+        x = table[list(self.law.inputs)]
         mean = self.predict(x, group=group, kind="mean", seed=seed)
         new = self.predict(x, group=group, kind="new_run", seed=seed)
         law_only = self.predict(x, group=group, kind="new_run", seed=seed, discrepancy=False)
@@ -382,9 +389,10 @@ class FitResult:
             lo, hi = (law_only.quantile(v, dim=("chain", "draw")).values for v in q)
             out[f"in{k}_law"] = (out["loss"] >= lo) & (out["loss"] <= hi)
             out[f"width{k}_law"] = hi - lo
+        out["inside"] = out[f"in{int(round(ci_prob * 100))}"]
         return out
 
-    def model_card(self, ci_prob: float = 0.94) -> str:
+    def model_card(self, ci_prob: float = DEFAULT_CI_PROB) -> str:
         """A Markdown model card: law, priors, command, data, sampler, diagnostics, posterior."""
         attrs = self.tree.attrs
         d = self.diagnostics
@@ -424,18 +432,18 @@ class FitResult:
                          f"{timings['chain_method']} on {timings['device']} |")
         lines += [
             "", "## Diagnostics", "",
-            f"Status: **{'ok' if d.ok else 'PROBLEMS: ' + '; '.join(d.problems)}**", "",
+            f"Verdict: **{verdict(self).line()}**", "", *[f"- {r}" for r in verdict(self).reasons], "",
             block(d.table()), "",
             f"## Posterior ({ci_prob:.0%} equal-tailed intervals)", "",
             block(self.summary(ci_prob=ci_prob)), "",
         ]
-        if attrs.get("holdout"):
-            held = pd.read_json(io.StringIO(attrs["holdout"]), orient="records")
+        held, held_level = saved_holdout(self)
+        if held is not None:
             lines += ["## Held-out runs (not fitted)", "",
                       f"Mean absolute error {held['error'].abs().mean():.4f} nats "
-                      f"({held['rel_error'].abs().mean():.2%}); {int(held['in90'].sum())} of "
-                      f"{len(held)} observed losses inside the 90 % interval of a new run "
-                      f"(extrapolation error included).", "",
+                      f"({held['rel_error'].abs().mean():.2%}); {int(held['inside'].sum())} of "
+                      f"{len(held)} observed losses inside the {level_label(held_level)} interval of a new run "
+                      "(extrapolation error included).", "",
                       block(held), ""]
         lines += ["## Priors", "", block(prior_rows), ""]
         if self.warnings:
@@ -444,7 +452,7 @@ class FitResult:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ decisions
-    def optimal_experts(self, budget, *, experts=None, ci_prob: float = 0.9, group: str | None = None,
+    def optimal_experts(self, budget, *, experts=None, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None,
                         **budget_kwargs):
         """Posterior of the loss-minimising E, N_act, D under a budget: see :mod:`bayesmoe.optima`."""
         from bayesmoe.optima import DEFAULT_EXPERTS, optimal_experts
@@ -452,36 +460,36 @@ class FitResult:
         return optimal_experts(self, budget, experts=DEFAULT_EXPERTS if experts is None else experts,
                                ci_prob=ci_prob, group=group, **budget_kwargs)
 
-    def optimal_config(self, budget, *, experts: int | None = None, ci_prob: float = 0.9,
+    def optimal_config(self, budget, *, experts: int | None = None, ci_prob: float = DEFAULT_CI_PROB,
                        group: str | None = None, **budget_kwargs):
         """Posterior of the compute-optimal N_act*, D*, loss* at a fixed E (dense by default)."""
         from bayesmoe.optima import optimal_config
 
         return optimal_config(self, budget, experts=experts, ci_prob=ci_prob, group=group, **budget_kwargs)
 
-    def compare(self, config_a, config_b, *, ci_prob: float = 0.9, group: str | None = None) -> dict:
+    def compare(self, config_a, config_b, *, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None) -> dict:
         """P(config A has lower expected loss than B) and the interval of the difference."""
         from bayesmoe.optima import compare
 
         return compare(self, config_a, config_b, ci_prob=ci_prob, group=group)
 
-    def flop_savings(self, budget, *, experts: int, ci_prob: float = 0.9, group: str | None = None):
+    def flop_savings(self, budget, *, experts: int, ci_prob: float = DEFAULT_CI_PROB, group: str | None = None):
         """Compute saved by the optimal E-expert model over the optimal dense one at equal loss."""
         from bayesmoe.optima import flop_savings
 
         return flop_savings(self, budget, experts=experts, ci_prob=ci_prob, group=group)
 
     # ------------------------------------------------------------------ report
-    def report(self, path: str | Path, budgets=None, *, ci_prob: float = 0.94, memory_gb: float | None = None,
-               context_tokens: float = 0.0) -> Path:
+    def report(self, path: str | Path, budgets=None, *, ci_prob: float = DEFAULT_CI_PROB, **options) -> Path:
         """Write a self-contained HTML report (see :mod:`bayesmoe.report`) and return its path.
 
-        ``budgets`` adds a recommendations section where ``optimal_experts`` is available.
+        ``budgets`` adds the answer card and the recommendations section; ``options``
+        (``memory_gb``, ``context_tokens``, ``serve_tokens``, ``experts``, ``shape``) as for
+        :func:`bayesmoe.report.render_report`.
         """
         from bayesmoe.report import write_report  # report imports plots and results: keep it lazy
 
-        return write_report(self, path, budgets, ci_prob=ci_prob, memory_gb=memory_gb,
-                            context_tokens=context_tokens)
+        return write_report(self, path, budgets, ci_prob=ci_prob, **options)
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | Path) -> Path:

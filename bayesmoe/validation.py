@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayesmoe.errors import InputError
 from bayesmoe.data import validate_runs
 from bayesmoe.inference import (PARETO_K_MAX, compare_loo, diagnose_arrays, progress_default, psis_loo,
                                 run_nuts_batched)
@@ -163,7 +164,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     for name, value in (("n_datasets", n_datasets), ("batch_size", batch_size), ("thin", thin),
                         ("num_chains", num_chains), ("num_warmup", num_warmup), ("num_samples", num_samples)):
         if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     spec = resolve_priors(law, priors)
     design_df = design_grid(law, n_runs=n_runs, seed=seed)
     reference = _reference(law, design_df, loss_ref, loss_min)
@@ -185,7 +186,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
                  for col, want in settings.items()
                  if col not in old or set(old[col]) != {want}]
         if clash:
-            raise ValueError(f"{out} holds SBC rows of another setting: {'; '.join(clash)}; "
+            raise InputError(f"{out} holds SBC rows of another setting: {'; '.join(clash)}; "
                              "resume with the same settings or write to a new file")
         done = set(old["dataset"].astype(int))
     todo = [i for i in range(n_datasets) if i not in done]
@@ -274,7 +275,7 @@ def sbc_parameters(table: pd.DataFrame, params: Sequence[str] | None = None) -> 
     names = list(params or present)
     missing = [p for p in names if p not in present]
     if missing or not names:
-        raise ValueError(f"the SBC table has no ranks for {missing or 'any parameter'}; it has {present}")
+        raise InputError(f"the SBC table has no ranks for {missing or 'any parameter'}; it has {present}")
     return names
 
 
@@ -323,10 +324,10 @@ def sbc_check(table: pd.DataFrame, params: Sequence[str] | None = None, *, alpha
 
     params = sbc_parameters(table, params)
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        raise InputError(f"alpha must be in (0, 1), got {alpha!r}")
     n = len(table)
     if n == 0:
-        raise ValueError("the SBC table is empty")
+        raise InputError("the SBC table is empty")
     n_tests = len(params) * (len(levels) + 1)
     per_test = alpha / n_tests
     draws = int(table["draws"].iloc[0])
@@ -385,14 +386,14 @@ def _ordering(table: pd.DataFrame, by: str) -> pd.Series:
     if by == "compute":
         return 6.0 * table["n_active"] * table["tokens"]
     if by not in table.columns:
-        raise ValueError(
+        raise InputError(
             f"by={by!r} is not a column of the run table; use by='compute' (6·n_active·tokens) or "
             f"one of its numeric columns, e.g. {[c for c in table.columns if c in ('n_active', 'n_total', 'tokens', 'flops')]}"
         )
     values = pd.to_numeric(table[by], errors="coerce")
     bad = table.index[~np.isfinite(values.to_numpy(dtype=float))]
     if len(bad):
-        raise ValueError(f"column {by!r} is non-numeric or not finite in rows {bad[:20].tolist()}")
+        raise InputError(f"column {by!r} is non-numeric or not finite in rows {bad[:20].tolist()}")
     return values.astype(float)
 
 
@@ -473,22 +474,22 @@ def _split(runs, law, by, quantile, threshold, per_group):
     order = _ordering(table, by)
     if threshold is None:
         if quantile is None or not 0 < quantile < 1:
-            raise ValueError(f"quantile must be in (0, 1) when no threshold is given, got {quantile!r}")
+            raise InputError(f"quantile must be in (0, 1) when no threshold is given, got {quantile!r}")
         if per_group:
             cut = order.groupby(table["group"]).transform(lambda v: np.quantile(v, quantile))
         else:
             cut = pd.Series(float(np.quantile(order, quantile)), index=table.index)
     else:
         if per_group:
-            raise ValueError("per_group=True takes a quantile, not an absolute threshold")
+            raise InputError("per_group=True takes a quantile, not an absolute threshold")
         if not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+            raise InputError(f"threshold must be a finite number, got {threshold!r}")
         cut = pd.Series(float(threshold), index=table.index)
     held = order > cut
     n_fit, n_held = int((~held).sum()), int(held.sum())
     min_fit = len(law.params) + 2  # the law's parameters plus sigma, and one degree of freedom
     if n_held == 0 or n_fit < min_fit:
-        raise ValueError(
+        raise InputError(
             f"the threshold leaves {n_fit} runs to fit and {n_held} to hold out (by={by!r}, "
             f"{'threshold=' + format(threshold, 'g') if threshold is not None else f'quantile={quantile}'}"
             f", range {order.min():.4g}-{order.max():.4g}); need >= 1 held out and >= {min_fit} to fit"
@@ -584,7 +585,7 @@ def compare_laws(results: Mapping[str, object]) -> pd.DataFrame:
     2022); smaller differences are not evidence either way.
     """
     if not isinstance(results, Mapping) or len(results) < 2:
-        raise ValueError(f"compare_laws needs a mapping of at least two named FitResults, got {results!r:.200}")
+        raise InputError(f"compare_laws needs a mapping of at least two named FitResults, got {results!r:.200}")
     first_name, first = next(iter(results.items()))
     ref_runs = first.tree["observed_data"]["run"].values
     ref_obs = first.tree["observed_data"]["log_loss"].values
@@ -594,7 +595,7 @@ def compare_laws(results: Mapping[str, object]) -> pd.DataFrame:
         obs = res.tree["observed_data"]
         if (obs["run"].size != ref_runs.size or not np.array_equal(obs["run"].values, ref_runs)
                 or not np.allclose(obs["log_loss"].values, ref_obs)):
-            raise ValueError(
+            raise InputError(
                 f"{name!r} and {first_name!r} were fitted on different runs or losses; PSIS-LOO "
                 "compares fits of the same table only"
             )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,20 +24,26 @@ def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path
     proc = run_cli("fit", "data/reference_runs.csv", "--law", "joint", "--where", "granularity == 1",
                    "--holdout", "split == 'heldout'", "--target-accept", "0.99", "--out", str(out),
                    "--report", str(tmp_path / "reference.html"), "--flops", "1e13", "1e16",
-                   "--num-warmup", "300", "--num-samples", "300", "--on-bad-fit", "warn")
+                   "--num-chains", "2", "--num-warmup", "100", "--num-samples", "100", "--on-bad-fit", "warn")
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(ROOT / "data" / "reference_runs.csv")
     kept = int((table["granularity"] == 1).sum())
     held = int(((table["granularity"] == 1) & (table["split"] == "heldout")).sum())
     assert f"{kept} of {len(table)} rows kept, {len(table) - kept} left out" in proc.stdout
     assert f"{held} rows set aside, {kept - held} fitted" in proc.stdout
-    assert "posterior summary" in proc.stdout and "max R-hat" in proc.stdout
-    assert "held-out runs" in proc.stdout
+    assert "posterior summary (median and 90 % equal-tailed interval)" in proc.stdout and "max R-hat" in proc.stdout
+    assert "held-out runs (not fitted): posterior median of the law and 90 % interval" in proc.stdout
+    assert "\nverdict: " in proc.stdout and "status: ok" not in proc.stdout  # one verdict, one vocabulary
+    assert "94 %" not in proc.stdout and "94%" not in proc.stdout  # one interval level in one run
+    assert "recommendations (90% intervals" in proc.stdout and "budget (FLOPs)" in proc.stdout
+    assert " 1e13 " in proc.stdout and "10000000000000.0" not in proc.stdout
+    assert "priors (sampled sites" in proc.stdout and "see saved file attrs" not in proc.stdout
     assert "recommendations" in proc.stdout and "E_decision" in proc.stdout
     html = (tmp_path / "reference.html").read_text()
     assert 'id="recommendations"' in html and 'id="fig-isoflop"' in html
     card = (tmp_path / "reference.md").read_text()
     assert "--holdout" in card and "## Held-out runs" in card and "## Priors" in card
+    assert "Verdict: **" in card and "inside the 90 % interval" in card
     assert "libtpu" not in proc.stderr  # JAX's own logging stays out of the CLI's output
     again = run_cli("summary", str(out))
     assert again.returncode == 0, again.stderr
@@ -57,7 +64,7 @@ def test_bad_input_exits_2_with_message_and_no_traceback(tmp_path):
     pd.DataFrame({"N": [1e8, -1.0], "D": [1e10, 2e10], "L": [3.0, 2.9]}).to_csv(bad, index=False)
     proc = run_cli("fit", str(bad), "--law", "chinchilla")
     assert proc.returncode == 2
-    assert "n_active: rows [1] are <= 0" in proc.stderr
+    assert "n_active: CSV lines [3] are <= 0" in proc.stderr and "line 1 is the header" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert run_cli("fit", str(tmp_path / "missing.csv")).returncode == 2
     assert run_cli("summary", str(tmp_path / "missing.nc")).returncode == 2
@@ -78,6 +85,8 @@ def test_optimal_prints_the_decision_table_and_json():
     js = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "--json")
     assert js.returncode == 0, js.stderr
     rows = json.loads(js.stdout)
+    assert isinstance(rows[0]["E_decision"], int) and isinstance(rows[0]["E* median"], int)
+    assert isinstance(rows[0]["E* 90% lo"], int) and isinstance(rows[0]["E* 90% hi"], int)
     assert rows[0]["flops"] == 1e13 and abs(sum(v for k, v in rows[0].items() if k.startswith("P(E*=")) - 1) < 1e-9
     bad = run_cli("optimal", "models/reference_joint.nc", "--flops", "-5")
     assert bad.returncode == 2 and "flops must be finite and > 0" in bad.stderr and "Traceback" not in bad.stderr
@@ -110,7 +119,7 @@ def test_validate_rejects_bad_input(tmp_path):
     proc = run_cli("validate", "sbc", "--datasets", "0")
     assert proc.returncode == 2 and "--datasets must be >= 1" in proc.stderr
     proc = run_cli("validate", "holdout", str(tmp_path / "missing.csv"))
-    assert proc.returncode == 2 and "cannot read" in proc.stderr
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "no such file" in proc.stderr
 
 
 def test_validate_compare_two_saved_fits(tmp_path):
@@ -177,3 +186,128 @@ def test_help_and_bad_input_do_not_import_jax(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "n_active: rows [1] are <= 0" in proc.stderr
+
+
+def test_the_issues_optimal_command_says_what_to_change():
+    # README's old example: the default shape's smallest model (6.49e6) cannot be trained and serve 1e11 tokens
+    proc = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "1e16", "--experts", "1", "4", "16",
+                   "64", "--memory-gb", "80", "--context", "16384", "--serve-tokens", "1e11")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    err = proc.stderr
+    assert "budget(s) 1e13, 1e16 FLOPs cannot pay for even the smallest model" in err
+    assert "serving 1e+11 tokens at 2·N FLOPs each costs 1.3e+18 FLOPs" in err
+    assert "lower --serve-tokens" in err and "--vocab 256 --blocks 2" in err and "raise --flops" in err
+    assert "The fitted runs have 2.73e+04-2.07e+05 active parameters" in err
+    # with the shape of the fitted runs and a serving load they can carry, it answers
+    ok = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "1e16", "--experts", "1", "4", "16", "64",
+                 "--vocab", "256", "--blocks", "2", "--memory-gb", "0.01", "--context", "1024", "--serve-tokens", "1e9")
+    assert ok.returncode == 0, ok.stderr
+    assert "serving 1e+09 tokens" in ok.stdout and "E_decision" in ok.stdout
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_unreadable_files_name_the_file_and_what_was_expected(tmp_path):
+    cases = {
+        _write(tmp_path / "empty.csv", b""): "empty.csv is empty: expected a CSV text file with a header row",
+        _write(tmp_path / "header.csv", b"n_active,tokens,loss\n"):
+            "header.csv has a header (n_active, tokens, loss) but no rows: expected one row per finished run",
+        _write(tmp_path / "plot.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256))):
+            "plot.png is a PNG image, not a CSV of runs",
+        str(ROOT / "models" / "reference_joint.nc"): "reference_joint.nc is an HDF5/netCDF file, perhaps a saved fit",
+        _write(tmp_path / "latin1.csv", "n_active,tokens,loss,note\n1e8,1e10,3.0,caf\xe9\n".encode("latin-1")):
+            "latin1.csv is not UTF-8 text (byte 0xe9",
+    }
+    for path, message in cases.items():
+        for verb in (("fit",), ("report",), ("validate", "holdout")):
+            if verb == ("report",) and not path.endswith(".csv"):
+                continue
+            proc = run_cli(*verb, path)
+            assert proc.returncode == 2 and message in proc.stderr, (verb, path, proc.stderr)
+            assert "Traceback" not in proc.stderr and "codec can't decode" not in proc.stderr
+
+
+def test_no_rows_left_names_only_the_flags_given():
+    proc = run_cli("fit", "data/reference_runs.csv", "--where", "granularity == 99")
+    assert proc.returncode == 2 and "no rows left to fit after --where" in proc.stderr
+    assert "--holdout" not in proc.stderr
+
+
+def test_columns_and_loss_unit_flags_reach_the_validator(tmp_path):
+    table = tmp_path / "paper.csv"
+    pd.DataFrame({"ActiveParams": ["4B", "8B"], "D": ["64B", "95B"], "ppl": [18.7, 17.7]}).to_csv(table, index=False)
+    proc = run_cli("fit", str(table), "--law", "chinchilla", "--columns", "n_active=ActiveParams,tokens=Dx")
+    assert proc.returncode == 2 and "tokens='Dx' names no column" in proc.stderr and "did you mean 'D'?" in proc.stderr
+    proc = run_cli("fit", str(table), "--law", "chinchilla", "--columns", "n_active=ActiveParams")
+    assert proc.returncode == 2 and "column 'ppl' looks like a loss" in proc.stderr
+    proc = run_cli("fit", str(table), "--law", "chinchilla", "--columns", "n_active=ActiveParams,loss=ppl",
+                   "--loss-unit", "kelvin")
+    assert proc.returncode == 2 and "invalid choice: 'kelvin'" in proc.stderr
+    proc = run_cli("fit", str(table), "--columns", "n_active")
+    assert proc.returncode == 2 and "is not NAME=COLUMN" in proc.stderr
+    for verb in (("fit",), ("report",), ("validate", "holdout")):
+        help_text = run_cli(*verb, "--help").stdout
+        assert "--columns" in help_text and "--loss-unit" in help_text, verb
+
+
+def test_help_shows_defaults_and_report_has_fits_section_flags():
+    fit_help = " ".join(run_cli("fit", "--help").stdout.split())  # argparse wraps lines
+    assert "(default: 1000)" in fit_help and "(default: 0.9)" in fit_help and "(default: joint)" in fit_help
+    report_help = " ".join(run_cli("report", "--help").stdout.split())
+    for flag in ("--serve-tokens", "--memory-gb", "--holdout", "--experts", "--where", "--vocab", "--blocks"):
+        assert flag in report_help and flag in fit_help, flag
+    assert "(default: 0.9)" in " ".join(run_cli("optimal", "--help").stdout.split())
+    proc = run_cli("report", "models/reference_joint.nc", "--holdout", "split == 'heldout'")
+    assert proc.returncode == 2 and "--holdout apply when PATH is a CSV to fit" in proc.stderr
+
+
+def test_summary_prints_the_reports_verdict_priors_and_one_level():
+    import bayesmoe
+    from bayesmoe.verdict import verdict
+
+    shipped = bayesmoe.load(ROOT / "models" / "reference_joint.nc")
+    proc = run_cli("summary", "models/reference_joint.nc")
+    assert proc.returncode == 0, proc.stderr
+    v = verdict(shipped)
+    assert f"verdict: {v.level.upper()}. {v.headline}" in proc.stdout and "status:" not in proc.stdout
+    assert "priors (sampled sites" in proc.stdout and "lognormal" in proc.stdout
+    assert "median and 90 % equal-tailed interval" in proc.stdout
+    # the shipped hold-out was scored at 94 % before the level was recorded: it says so, not 90
+    assert "posterior median of the law and 94 % interval of a new run" in proc.stdout
+
+
+def test_a_dense_law_prints_no_expert_rows(tmp_path):
+    from bayesmoe.testing import fake_result
+
+    path = fake_result("chinchilla", num_draws=100).save(tmp_path / "dense.nc")
+    proc = run_cli("optimal", str(path), "--flops", "1e20", "1e21")
+    assert proc.returncode == 0, proc.stderr
+    assert "N_act* median" in proc.stdout and "E_decision" not in proc.stdout and "P(E*=" not in proc.stdout
+    assert "E* median" not in proc.stdout
+
+
+def test_a_bug_is_not_reported_as_bad_input(monkeypatch, capsys):
+    # the review: every ValueError used to become "bad input" (exit 2, no traceback)
+    import bayesmoe
+    from bayesmoe import cli
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(bayesmoe, "fit", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli.main(["fit", str(ROOT / "data" / "reference_runs.csv"), "--where", "granularity == 1"])
+    monkeypatch.undo()
+    assert cli.main(["optimal", str(ROOT / "models" / "reference_joint.nc"), "--flops", "-5"]) == 2  # input: exit 2
+    assert "flops must be finite and > 0" in capsys.readouterr().err
+
+
+def test_a_failed_fit_says_which_loss_unit_it_assumed():
+    # the issue: a loss in bits ran to divergences with no unit hint
+    proc = run_cli("fit", "data/reference_runs.csv", "--where", "granularity == 1", "--num-chains", "1",
+                   "--num-warmup", "5", "--num-samples", "10")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "the loss column was read as nats per token" in proc.stderr and "--loss-unit bits" in proc.stderr

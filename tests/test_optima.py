@@ -170,8 +170,12 @@ def test_decision_minimises_expected_loss_and_regret_is_nonnegative():
 def test_bad_budgets_and_impossible_constraints_raise(published):
     with pytest.raises(ValueError, match="positions \\[1\\]"):
         Budget([1e20, -1.0])
-    with pytest.raises(ValueError, match="cannot train even the smallest model"):
+    with pytest.raises(ValueError, match="cannot pay for even the smallest model") as info:
         published.optimal_experts(1e6)
+    assert "serving" not in str(info.value) and "raise --flops (flops=) above 3.89e+07" in str(info.value)
+    with pytest.raises(ValueError, match="and serving 1e\\+11 tokens at 2·N FLOPs each costs 1.3e\\+18") as info:
+        published.optimal_experts(1e16, serve_tokens=1e11)  # the README's old example, in Python
+    assert "lower --serve-tokens (serve_tokens=)" in str(info.value)
     with pytest.raises(ValueError, match="no configuration fits in 0.001 GB"):
         published.optimal_experts(1e21, memory_gb=0.001)
     chinchilla = fake_result("chinchilla", rel_sd=0.0, num_draws=2)

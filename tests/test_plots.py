@@ -46,7 +46,7 @@ def test_predictive_one_series_per_expert_count_and_points_near_diagonal(joint):
     assert len(xs) == len(joint.runs)
     # draws sit at the truth and the data were simulated from it with 1 % noise
     assert np.median(np.abs(np.log(ys / xs))) < 0.03
-    assert "inside the 94% interval" in ax.get_title()
+    assert "inside the 90% interval" in ax.get_title()  # bayesmoe.intervals.DEFAULT_CI_PROB
 
 
 def test_predictive_handles_repeated_seeds_in_the_shipped_table(shipped):

@@ -79,3 +79,21 @@ def test_user_law_registers_fits_saves_and_loads(tmp_path):
     assert back.law is law
     lo, hi = result.posterior["alpha"].quantile([0.025, 0.975]).values
     assert lo < 0.34 < hi
+
+
+def test_weak_priors_for_a_law_registered_without_them_is_an_error():
+    # the review: priors="weak" used to fall back to "literature" silently for a user law
+    import jax.numpy as jnp
+
+    from bayesmoe import Law, Prior, PriorError, Term, register_law
+
+    law = Law(name="only_literature", inputs=("n_active", "tokens"),
+              terms=(Term("a", lambda p, x: -p["alpha"] * jnp.log(x["n_active"])),
+                     Term("b", lambda p, x: -p["beta"] * jnp.log(x["tokens"]))),
+              irreducible="e", shape_params=("alpha", "beta"), pooled=("alpha", "beta", "e"))
+    register_law(law, priors={"literature": {"alpha": Prior.normal(0.3, 0.1), "beta": Prior.normal(0.3, 0.1),
+                                             "a_level": Prior.normal(-1.5, 1.0), "b_level": Prior.normal(-1.5, 1.0),
+                                             "e_rel": Prior.normal(-0.5, 0.5)}}, overwrite=True)
+    assert resolve_priors(law, "literature")["alpha"] == Prior.normal(0.3, 0.1)
+    with pytest.raises(PriorError, match="registered with prior families \\['literature'\\], not 'weak'"):
+        resolve_priors(law, "weak")
