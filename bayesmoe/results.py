@@ -426,6 +426,14 @@ class FitResult:
             f"target_accept {attrs.get('target_accept')} |",
             "| versions | " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "(not recorded)") + " |",
         ]
+        disc = self.discrepancy.summary()
+        if disc["source"] == "none":
+            lines.append("| extrapolation error | none: law-only intervals (calibrated inside the fitted runs only) |")
+        else:
+            backed = (f", {disc['backtest_predictions']} backtest predictions at {disc['backtest_cuts']} cuts"
+                      if "backtest_predictions" in disc else "")
+            lines.append(f"| extrapolation error | grows {disc['tau_median']:.3g} ln-loss per decade beyond the "
+                         f"fitted runs (90 %: {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{backed}) |")
         if timings:
             lines.append(f"| time | warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
                          f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
