@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 
@@ -642,9 +643,9 @@ def _load(path: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    import matplotlib
-
-    matplotlib.use("Agg")  # a command-line program writes figures to files; never opens a window
+    # a command-line program writes figures to files and never opens a window; the environment
+    # variable (read when matplotlib loads) keeps matplotlib unimported until a figure is drawn
+    os.environ.setdefault("MPLBACKEND", "Agg")
     # the package's own messages (e.g. which column aliases were mapped), not JAX's
     log = logging.getLogger("bayesmoe")
     if not log.handlers:

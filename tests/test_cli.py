@@ -81,7 +81,9 @@ def test_optimal_prints_the_decision_table_and_json():
     proc = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "1e19", "--experts", "1", "4", "16")
     assert proc.returncode == 0, proc.stderr
     assert "E_decision" in proc.stdout and "P(E*=16)" in proc.stdout
-    assert "extrapolation: 1 budget(s)" in proc.stdout
+    # where each optimum leaves the data, per input: 1e19 lies far beyond every fitted axis
+    assert "1e19 FLOPs: the optimum lies beyond the fitted runs by n_active +" in proc.stdout
+    assert "P(E* = largest candidate)" in proc.stdout
     js = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "--json")
     assert js.returncode == 0, js.stderr
     rows = json.loads(js.stdout)
@@ -100,13 +102,14 @@ def test_validate_holdout_on_the_shipped_table(tmp_path):
     # their 90 % new-run intervals (4 x 500/500); the command's bar is the issue's 85 %.
     table, fig = tmp_path / "holdout.csv", tmp_path / "holdout.png"
     proc = run_cli("validate", "holdout", "data/reference_runs.csv", "--law", "joint", "--where", "granularity == 1",
-                   "--target-accept", "0.95", "--num-warmup", "300", "--num-samples", "300",
+                   "--target-accept", "0.95", "--num-warmup", "500", "--num-samples", "500",
                    "--out", str(table), "--figure", str(fig))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     held = pd.read_csv(table, index_col=0)
     runs = pd.read_csv(ROOT / "data" / "reference_runs.csv").query("granularity == 1")
     compute = 6 * runs["n_active"] * runs["tokens"]
     assert len(held) == int((compute > compute.quantile(0.8)).sum())
+    # a pass needs a converged fit too (300/300 left R-hat at 1.011 after the start jitter)
     assert held["in90"].mean() >= 0.85 and "verdict: PASS" in proc.stdout
     # measured max 0.077 nats; 0.1 is 2.7 sds of one new run (sigma 0.025 on ln loss, loss ~1.5)
     assert held["abs_error"].max() < 0.1
@@ -185,7 +188,7 @@ def test_help_and_bad_input_do_not_import_jax(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert "n_active: rows [1] are <= 0" in proc.stderr
+    assert "n_active: CSV lines [3] are <= 0" in proc.stderr
 
 
 def test_the_issues_optimal_command_says_what_to_change():
