@@ -20,6 +20,7 @@ from collections.abc import Sequence
 # No matplotlib.use() here: importing bayesmoe.plots keeps the user's backend (a notebook's
 # inline one, say). Functions given no Axes open a pyplot figure on that backend; the report
 # draws on pyplot-free Figures, and the CLI picks Agg for itself.
+import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker as ticker
 import numpy as np
@@ -647,7 +648,8 @@ def plot_backtest(result, *, ci_prob: float = 0.9, ax: Axes | None = None) -> Ax
     cuts = sorted(bt["cut"].unique())
     for i, cut in enumerate(cuts):
         part = bt[bt["cut"] == cut]
-        ax.scatter(part["distance"], part["residual"], s=14, alpha=0.75, color=plt.cm.viridis(i / max(1, len(cuts) - 1)),
+        ax.scatter(part["distance"], part["residual"], s=14, alpha=0.75,
+                   color=matplotlib.colormaps["viridis"](i / max(1, len(cuts) - 1)),
                    label=f"fit below the {cut:.0%} compute quantile")
     d = np.linspace(0, max(float(bt["distance"].max()) * 1.1, 0.1), 100)
     s0 = float(bt["sd"].median())

@@ -260,8 +260,6 @@ def answer_card(optimum) -> dict:
 def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
     """How far to trust the answers: the extrapolation-error term, the table's own backtests, and
     how far each recommendation lies beyond the fitted runs."""
-    import matplotlib.pyplot as plt
-
     from bayesmoe import plots
 
     disc = result.discrepancy
@@ -277,7 +275,7 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
                 f"{info['tau_hi90']:.3g}), learned from {backed}the prior distilled from real run tables "
                 f"(ln τ ~ N({info['prior'].get('mu', float('nan')):.2f}, {info['prior'].get('sigma', float('nan')):.2f})). "
                 "Inside the fitted runs it is zero.")
-    fig, ax = plt.subplots(figsize=(7.0, 4.0), layout="constrained")
+    fig, ax = _subplots(figsize=(7.0, 4.0))
     plots.plot_backtest(result, ci_prob=ci_prob, ax=ax)
     figure = {"id": "fig-backtest", "title": "The table's own backtests", **_png(fig),
               "caption": "Fit on the runs below a compute cut, predict every run above it: each point is one "
