@@ -347,9 +347,13 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
         # returns NaN, which is handled below as a failure, so its warning adds nothing.
         warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         warnings.filterwarnings("ignore", "divide by zero encountered", RuntimeWarning)
-        ess_bulk = arviz_stats.ess(post, method="bulk")
-        ess_tail = arviz_stats.ess(post, method="tail")
-        rhat = arviz_stats.rhat(post) if num_chains > 1 else None
+        if varying:
+            ess_bulk = arviz_stats.ess(post, method="bulk")
+            ess_tail = arviz_stats.ess(post, method="tail")
+            rhat = arviz_stats.rhat(post) if num_chains > 1 else None
+        else:  # every site stuck (arviz-stats cannot take an empty dataset): the stuck list says it all
+            ess_bulk = ess_tail = xr.Dataset()
+            rhat = xr.Dataset() if num_chains > 1 else None
     divergences = int(tree["sample_stats"]["diverging"].sum())
 
     def worst(ds: xr.Dataset, pick, nan_as: float) -> dict[str, float]:

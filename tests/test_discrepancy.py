@@ -158,6 +158,7 @@ def test_optimum_reports_distance_per_input_beyond_the_fitted_runs():
     assert bool(s["E_beyond_fitted"].iloc[1]) == (p256 >= 0.1 or s["E_decision"].iloc[1] > 64)
 
 
+@pytest.mark.slow  # 4 NUTS fits, ~90 s on 2 cores: `pytest -m slow tests/test_discrepancy.py`
 def test_law_true_table_gets_almost_no_discrepancy():
     # Simulated from the Chinchilla law itself: the backtests find nothing the law misses, so τ's
     # posterior falls well below its prior, and the 90 % new-run interval of the held-out runs
@@ -175,6 +176,7 @@ def test_law_true_table_gets_almost_no_discrepancy():
     assert np.median(ho.table["width90"].to_numpy() / w_law) <= 1.25
 
 
+@pytest.mark.slow  # 4 NUTS fits, ~90 s on 2 cores: `pytest -m slow tests/test_discrepancy.py`
 def test_misspecified_table_reaches_nominal_coverage_with_the_term_only():
     # Chinchilla runs with an N·D interaction the law lacks (0.01·ln(N/N0)·ln(D/D0) in ln loss,
     # bench/bench_discrepancy_simulated.py's "nd-interaction" case, seed 1), held out above the 80 %
