@@ -36,6 +36,7 @@ construction. It widens predictions only where they leave the data.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -215,8 +216,14 @@ class Discrepancy:
         return tau[..., None] * rng.standard_normal((*shape, len(self.axes)))
 
     def distance(self, law, table: pd.DataFrame, group: str | None = None) -> np.ndarray:
-        """Signed decades beyond the fitted runs, ``(runs, axes)``."""
-        return beyond(law, self.ranges, table, group)
+        """Signed decades beyond the fitted runs, ``(runs, axes)``; NaN for a row whose inputs are
+        not finite and positive (a draw without an optimum). ``group=None`` measures from all
+        fitted runs, which for a one-group fit is that group's range."""
+        values = table[list(law.inputs)].to_numpy(dtype="float64")
+        ok = np.isfinite(values).all(axis=1) & (values > 0).all(axis=1)
+        out = np.full((len(table), len(self.axes)), np.nan)
+        out[ok] = beyond(law, self.ranges, table[ok], group)
+        return out
 
     def delta(self, law, table: pd.DataFrame, shape: tuple[int, ...], *, group: str | None = None,
               seed: int = 0) -> np.ndarray:
@@ -323,8 +330,6 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
             continue
         kwargs = {"num_chains": 2, "num_warmup": 300, "num_samples": 300, "progress": False,
                   "on_bad_fit": "warn", **dict(fit_kwargs or {}), "discrepancy": "none"}
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = fit(table.loc[below], law=law, **kwargs)
@@ -333,8 +338,7 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
             m = (groups[~below] == g).to_numpy()
             x = held.loc[m]
             use = g if res.hierarchical else None
-            # a 'seed' column keeps replicated configurations apart in predict's validation
-            xin = x[list(law.inputs)].assign(seed=np.arange(len(x)))
+            xin = x[list(law.inputs)]
             new = np.log(res.predict(xin, group=use, kind="new_run", discrepancy=False,
                                      seed=17).values)
             mean = np.log(res.predict(xin, group=use, kind="mean", seed=17).values)

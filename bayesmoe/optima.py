@@ -373,12 +373,7 @@ def _discrepancy_at(result, group, at: Mapping[str, np.ndarray], cands, choice: 
             cols[name] = np.broadcast_to(np.asarray(cands, dtype="float64")[None, :, None, None], shape).reshape(-1)
         else:
             raise ValueError(f"the optimum does not give the law's input {name!r}")
-    table = pd.DataFrame(cols)
-    ok = np.isfinite(table.to_numpy()).all(axis=1) & (table.to_numpy() > 0).all(axis=1)
-    dist = np.zeros((len(table), len(disc.axes)))
-    dist[ok] = disc.distance(law, table[ok], None if group is None else group)
-    dist[~ok] = np.nan
-    dist = dist.reshape(*shape, len(disc.axes))
+    dist = disc.distance(law, pd.DataFrame(cols), group).reshape(*shape, len(disc.axes))
     slopes = disc.slopes((n_chain, n_draw), seed=0)  # (chain, draw, axis)
     delta = np.einsum("bkcdj,cdj->bkcd", np.nan_to_num(dist), slopes)
     return delta, dist
@@ -619,11 +614,10 @@ def compare(result, config_a: Mapping, config_b: Mapping, *, ci_prob: float = DE
     law_diff = (pred.isel(run=0) - pred.isel(run=1)).values.ravel()
     # the law's extrapolation error with one slope vector per draw for both configurations: at the
     # same scale A and B get the same δ, and the comparison stays as decisive as the law alone
-    use = group if group is not None or result.hierarchical else result.groups[0]
     from bayesmoe.data import validate_runs
 
     inputs = validate_runs(table.assign(loss=1.0), required=result.law.inputs, unit_checks=False)
-    delta = result.discrepancy.delta(result.law, inputs, pred.shape[:2], group=use, seed=0)
+    delta = result.discrepancy.delta(result.law, inputs, pred.shape[:2], group=group, seed=0)
     loss = pred.values * np.exp(delta)
     diff = (loss[..., 0] - loss[..., 1]).ravel()
     q = (1 - ci_prob) / 2
@@ -690,16 +684,12 @@ def _optimum_delta(result, group, params, flops, experts: float) -> np.ndarray:
     f = jnp.asarray(flops)[:, None]
     n = np.asarray(_closed_form_n(_isoflop_coefficients(law, pb, e), f), dtype="float64")
     d = np.asarray(_tokens(n, f, 0.0), dtype="float64")
-    shape = n.shape
-    table = pd.DataFrame({"n_active": n.ravel(), "tokens": d.ravel(), "experts": experts})
-    ok = np.isfinite(table.to_numpy()).all(axis=1) & (table.to_numpy() > 0).all(axis=1)
     disc = result.discrepancy
-    dist = np.zeros((len(table), len(disc.axes)))
-    use = group if group is not None or result.hierarchical else result.groups[0]
-    dist[ok] = disc.distance(law, table[ok], use)
+    table = pd.DataFrame({"n_active": n.ravel(), "tokens": d.ravel(), "experts": experts})
+    dist = np.nan_to_num(disc.distance(law, table, group)).reshape(*n.shape, -1)
     slopes = disc.slopes((result.tree["posterior"].sizes["chain"], result.tree["posterior"].sizes["draw"]),
                          seed=0).reshape(-1, len(disc.axes))  # (draws, axis)
-    return np.einsum("bdj,dj->bd", dist.reshape(*shape, -1), slopes)
+    return np.einsum("bdj,dj->bd", dist, slopes)
 
 
 # ---------------------------------------------------------------------------------------------

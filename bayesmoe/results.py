@@ -378,8 +378,7 @@ class FitResult:
         out["error"] = out["predicted"] - out["loss"]
         out["abs_error"] = out["error"].abs()
         out["rel_error"] = out["error"] / out["loss"]
-        use = group if group is not None or self.hierarchical else self.groups[0]
-        out["distance"] = np.linalg.norm(self.discrepancy.distance(self.law, table, use), axis=-1)
+        out["distance"] = np.linalg.norm(self.discrepancy.distance(self.law, table, group), axis=-1)
         for level in levels:
             k = int(round(level * 100))
             q = ((1 - level) / 2, (1 + level) / 2)
