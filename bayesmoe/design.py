@@ -570,7 +570,14 @@ def _believer_refit(draws: _Draws, picked: pd.DataFrame, refit_kwargs, seed: int
     cdf = np.cumsum(w[order], axis=0)
     med = mean[order[np.argmax(cdf >= 0.5, axis=0), np.arange(mean.shape[1])], np.arange(mean.shape[1])]
     believed = picked.assign(loss=np.exp(med))
-    table = pd.concat([result.runs, believed], ignore_index=True)
+    runs = result.runs
+    if "group" in runs:
+        believed["group"] = draws.group
+    # a believed run may repeat a fitted configuration: each is its own replicate
+    seeds = runs["seed"] if "seed" in runs else pd.Series(0, index=runs.index)
+    believed["seed"] = np.arange(len(believed)) + (int(seeds.max()) + 1 if np.issubdtype(seeds.dtype, np.number)
+                                                   else 0)
+    table = pd.concat([runs.assign(seed=seeds), believed], ignore_index=True)
     kwargs = dict(SHORT_FIT) | dict(refit_kwargs or {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -610,10 +617,10 @@ def law_truth(law, params: Mapping[str, float]) -> Callable[[pd.DataFrame], np.n
     from bayesmoe.laws import get_law
 
     law = get_law(law)
-    p = {k: jnp.float64(v) for k, v in params.items()}
 
     def truth(table: pd.DataFrame) -> np.ndarray:
         with jax.enable_x64(True):
+            p = {k: jnp.float64(v) for k, v in params.items()}
             x = {k: jnp.asarray(table[k].to_numpy(dtype="float64")) for k in law.inputs}
             return np.exp(np.asarray(law.log_loss(p, x), dtype="float64"))
 
