@@ -133,6 +133,22 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--ci-prob", type=_prob_arg, default=DEFAULT_CI_PROB, help="probability of the intervals")
     o.add_argument("--json", action="store_true", help="print the table as JSON records")
 
+    n = sub.add_parser("suggest", help="which runs to train next: the ones that most reduce the risk of the "
+                                       "decision at a target budget, per FLOP", formatter_class=_HELP)
+    n.add_argument("path", help="a file written by `bayesmoe fit --out`")
+    _budget_flags(n, required=True)
+    n.add_argument("--budget-flops", type=float, required=True,
+                   help="training FLOPs available for the new runs together (6·N_act·D each)")
+    n.add_argument("--k", type=int, default=1, help="how many runs to suggest (a greedy batch)")
+    n.add_argument("--candidates", default=None,
+                   help="CSV of runs you could train (the law's inputs); default: a grid from the fitted "
+                        "range to --extend times beyond it")
+    n.add_argument("--extend", type=float, default=4.0, help="factor beyond the largest fitted N and D of the "
+                                                             "default candidate grid")
+    n.add_argument("--group", default=None, help="the group of a hierarchical fit the new runs belong to")
+    n.add_argument("--seed", type=int, default=0, help="seeds the simulated outcomes")
+    n.add_argument("--json", action="store_true", help="print the suggestion as JSON")
+
     s = sub.add_parser("summary", help="print the posterior summary, verdict and priors of a saved result",
                        formatter_class=_HELP)
     s.add_argument("path", help="a file written by `bayesmoe fit --out`")
@@ -144,6 +160,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", default="report.html", help="HTML file to write")
     _budget_flags(r)
     r.add_argument("--ci-prob", type=_prob_arg, default=DEFAULT_CI_PROB, help="probability of the intervals")
+    r.add_argument("--suggest-budget", type=float, default=None,
+                   help="add a 'Next runs' section: the runs to train with this many FLOPs for the decision at "
+                        "the largest --flops (bayesmoe suggest)")
+    r.add_argument("--suggest-k", type=int, default=3, help="how many next runs the section suggests")
     csv = r.add_argument_group("when PATH is a CSV (fitted first, a bad fit kept with a red verdict)")
     _table_flags(csv)
     _fit_flags(csv)
@@ -401,8 +421,12 @@ def _report(args, argv) -> int:
 
 
 def _report_options(args) -> dict:
-    opts = _budget_options(args)
-    return {k: v for k, v in opts.items() if v is not None}
+    opts = {k: v for k, v in _budget_options(args).items() if v is not None}
+    if getattr(args, "suggest_budget", None) is not None:
+        if not args.flops:
+            raise InputError("--suggest-budget plans runs for a target: give it with --flops (the largest is the target)")
+        opts["next_runs"] = {"target": max(args.flops), "budget_flops": args.suggest_budget, "k": args.suggest_k}
+    return opts
 
 
 def _table_text(df) -> str:
@@ -502,6 +526,44 @@ def _optimal(result, args) -> int:
           f"{opt.ci_prob:.0%} intervals")
     print(_table_text(shown))
     _print_extrapolation(opt, table)
+    return 0
+
+
+def _suggest(result, args) -> int:
+    import pandas as pd
+
+    from bayesmoe.design import suggest_runs
+    from bayesmoe.units import flops_label
+
+    if len(args.flops) != 1:
+        raise InputError(f"suggest plans for one target budget: give one --flops, not {len(args.flops)}")
+    if args.experts and "experts" not in result.law.inputs:
+        raise InputError(f"law {result.law.name!r} has no expert count; drop --experts")
+    opts = {k: v for k, v in _budget_options(args).items() if v is not None}
+    experts = opts.pop("experts", None)
+    if experts is not None:
+        opts["experts"] = experts
+    candidates = _read_runs(args.candidates) if args.candidates else None
+    s = suggest_runs(result, args.flops[0], budget_flops=args.budget_flops, k=args.k, candidates=candidates,
+                     extend=args.extend, group=args.group, seed=args.seed, progress=not args.json, **opts)
+    if args.json:
+        print(json.dumps(s.to_dict(), indent=1, default=float))
+        return 0
+    print(s.describe())
+    if len(s.runs):
+        shown = s.runs.copy()
+        for col in ("n_active", "tokens", "flops"):
+            shown[col] = shown[col].map(lambda v: f"{v:.3g}")
+        if "experts" in shown:
+            shown["experts"] = shown["experts"].astype(int)
+        shown = shown.rename(columns={"value": "regret saved", "regret_after": "regret after",
+                                      "value_per_eflop": "saved per 1e18 FLOPs", "distance": "decades beyond"})
+        cols = [c for c in (*result.law.inputs, "flops", "regret saved", "regret after", "saved per 1e18 FLOPs",
+                            "decades beyond") if c in shown]
+        shown.index = pd.RangeIndex(1, len(shown) + 1, name="run")
+        print("\nnext runs, in order (regret in nats of loss at the target):")
+        print(_table_text(shown[cols]))
+        print(f"\ntotal {flops_label(float(s.runs['flops'].sum()))} FLOPs of {flops_label(args.budget_flops)}")
     return 0
 
 
@@ -689,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
         result = _load(args.path)
         if args.command == "optimal":
             return _optimal(result, args)
+        if args.command == "suggest":
+            return _suggest(result, args)
         _print_result(result, args.ci_prob)
         return 0
     except ConvergenceError as err:

@@ -667,3 +667,33 @@ def plot_backtest(result, *, ci_prob: float = 0.9, ax: Axes | None = None) -> Ax
     ax.set_ylabel("observed − predicted ln loss")
     ax.legend(fontsize=7, loc="best")
     return ax
+
+
+def plot_run_values(values, picks=None, *, ax: Axes | None = None) -> Axes:
+    """What each candidate run is worth to the decision at the target (``bayesmoe.design.run_values``):
+    its expected drop in decision regret against its training FLOPs, coloured by how far it lies
+    beyond the fitted runs; the suggested runs ringed, in order. The dashed line is the value of
+    perfect information (today's expected regret), the dotted one what knowing the law's
+    parameters alone would save: above it only runs beyond the fitted range can reach."""
+    ax = _ax(ax, (6.5, 4.0))
+    v = values[np.isfinite(values["value"])]
+    sc = ax.scatter(v["flops"], np.maximum(v["value"], 0.0), c=v["distance"], cmap="viridis", s=14, alpha=0.8)
+    ax.figure.colorbar(sc, ax=ax, label="decades beyond the fitted runs")
+    ax.errorbar(v["flops"], np.maximum(v["value"], 0.0), yerr=v["value_se"], fmt="none", ecolor="0.7", lw=0.5,
+                zorder=0)
+    now, theta = values.attrs.get("regret_now"), values.attrs.get("regret_theta_known")
+    if now is not None:
+        ax.axhline(now, color="k", ls="--", lw=1, label=f"perfect information: {now:.2e}")
+    if now is not None and theta is not None:
+        ax.axhline(now - theta, color="k", ls=":", lw=1, label=f"knowing θ only: {now - theta:.2e}")
+    if picks is not None and len(picks):
+        ax.scatter(picks["flops"], picks["value"], s=90, facecolors="none", edgecolors="C3", lw=1.5,
+                   label="suggested (in order)")
+        for i, (_, row) in enumerate(picks.iterrows(), start=1):
+            ax.annotate(str(i), (row["flops"], row["value"]), textcoords="offset points", xytext=(5, 5),
+                        fontsize=8, color="C3")
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs of the run (6·N_act·D)")
+    ax.set_ylabel("expected regret saved at the target (nats)")
+    ax.legend(fontsize=7, loc="best")
+    return ax

@@ -18,7 +18,7 @@ import html
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jinja2
@@ -338,6 +338,32 @@ def _provenance(result) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------ page
+def _next_runs(result, next_runs: Mapping, budget_opts: Mapping) -> dict:
+    """Which runs next (bayesmoe.design): the suggested runs for the target and budget, and what
+    every candidate of the default grid is worth."""
+    from bayesmoe import plots
+    from bayesmoe.design import run_values, suggest_runs
+
+    target, budget = float(next_runs["target"]), float(next_runs["budget_flops"])
+    k = int(next_runs.get("k", 3))
+    opts = {kk: v for kk, v in budget_opts.items() if v is not None}
+    s = suggest_runs(result, target, budget_flops=budget, k=k, progress=False, **opts)
+    values = run_values(result, target, **opts)
+    fig, ax = _subplots(figsize=(7.0, 4.0))
+    plots.plot_run_values(values, s.runs, ax=ax)
+    figure = {"id": "fig-next-runs", "title": "What each candidate run is worth", **_png(fig),
+              "caption": "Each point is one candidate of the default grid (the law's E × sizes × tokens from the "
+                         "fitted range to 4× beyond it): its expected drop in decision regret at the target, "
+                         "simulated under the posterior and scored by importance reweighting, against its cost; "
+                         "bars are Monte-Carlo standard errors."}
+    runs = s.runs.copy()
+    runs.index = pd.RangeIndex(1, len(runs) + 1, name="run")
+    cols = [c for c in (*result.law.inputs, "flops", "value", "regret_after", "value_per_eflop", "distance")
+            if c in runs]
+    return {"lines": s.describe().split("\n"), "table": _table(runs[cols]) if len(runs) else None,
+            "figure": figure}
+
+
 def _template() -> jinja2.Template:
     env = jinja2.Environment(loader=jinja2.PackageLoader("bayesmoe", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -347,7 +373,8 @@ def _template() -> jinja2.Template:
 
 def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = DEFAULT_CI_PROB,
                   title: str | None = None, memory_gb: float | None = None, context_tokens: float = 0.0,
-                  serve_tokens: float = 0.0, experts: Sequence[int] | None = None, shape=None) -> str:
+                  serve_tokens: float = 0.0, experts: Sequence[int] | None = None, shape=None,
+                  next_runs: Mapping | None = None) -> str:
     """The report of ``result`` as one HTML string (figures embedded as base64 PNG).
 
     Parameters
@@ -362,6 +389,10 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = D
         A memory limit (weights + KV cache of ``context_tokens``), tokens to serve after training,
         candidate expert counts and the :class:`~bayesmoe.ModelShape`, as for
         :meth:`FitResult.optimal_experts`.
+    next_runs : mapping, optional
+        ``{"target": FLOPs, "budget_flops": FLOPs, "k": 3}``: add a "Next runs" section with the
+        runs :func:`bayesmoe.design.suggest_runs` picks for that target and budget (under the same
+        memory and serving limits) and what every candidate is worth.
     """
     ci_prob = check_ci_prob(ci_prob)
     holdout, holdout_ci_prob = saved_holdout(result)
@@ -389,6 +420,9 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = D
         "quality": _fit_quality(result, ci_prob, holdout, holdout_ci_prob),
         "recommendations": recommendations,
         "trust": _trust(result, ci_prob, recommendations),
+        "next_runs": None if not next_runs else _next_runs(result, next_runs, {
+            "memory_gb": memory_gb, "context_tokens": context_tokens if memory_gb is not None else None,
+            "serve_tokens": serve_tokens or None, "experts": experts, "shape": shape}),
         "priors": _priors(result),
         "provenance": _provenance(result),
         "figures": _figures(result, ci_prob),
