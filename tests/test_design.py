@@ -181,3 +181,42 @@ def test_campaign_records_the_true_regret_after_each_run(chinchilla_split):
     assert (h["true_regret"] >= -1e-12).all()
     assert h["flops_spent"].iloc[-1] <= budget
     assert len(camp.runs) == 12 + len(h) - 1
+
+
+def test_cli_suggest_prints_the_runs_and_json(shipped, tmp_path, capsys):
+    from bayesmoe.cli import main
+
+    cands = shipped.runs.iloc[[0, 10]][["n_active", "tokens", "experts"]]
+    cands = pd.concat([cands, pd.DataFrame({"n_active": [27264.0], "tokens": [137216.0], "experts": [256]})])
+    path = tmp_path / "c.csv"
+    cands.to_csv(path, index=False)
+    assert main(["suggest", SHIPPED, "--flops", "1e16", "--budget-flops", "1e14", "--candidates", str(path),
+                 "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["target_flops"] == 1e16 and out["candidates"] == 3
+    assert out["regret_now"] >= out["regret_theta_known"] >= 0
+    assert all(r["flops"] <= 1e14 for r in out["runs"])
+    assert main(["suggest", SHIPPED, "--flops", "1e16", "--budget-flops", "1e14", "--candidates", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "value of perfect information" in text
+
+
+def test_cli_suggest_refuses_bad_input(tmp_path, capsys):
+    from bayesmoe.cli import main
+
+    assert main(["suggest", SHIPPED, "--flops", "1e15", "1e16", "--budget-flops", "1e14"]) == 2
+    assert "one target budget" in capsys.readouterr().err
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"n_active": [-1.0], "tokens": [1e6], "experts": [4]}).to_csv(path, index=False)
+    assert main(["suggest", SHIPPED, "--flops", "1e16", "--budget-flops", "1e14", "--candidates", str(path)]) == 2
+    assert "n_active" in capsys.readouterr().err
+
+
+def test_report_has_a_next_runs_section(shipped):
+    from bayesmoe.report import render_report
+
+    html = render_report(shipped, [1e16], next_runs={"target": 1e16, "budget_flops": 1e14, "k": 1})
+    assert 'id="next-runs"' in html and 'id="fig-next-runs"' in html
+    assert "value of perfect information" in html
