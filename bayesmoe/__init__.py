@@ -39,7 +39,7 @@ _LAZY = {
     "get_law": "bayesmoe.laws",
     "register_law": "bayesmoe.laws",
 }
-_SUBMODULES = ("cli", "data", "errors", "fitting", "inference", "laws", "models", "optima", "plots",
+_SUBMODULES = ("cli", "data", "design", "errors", "fitting", "inference", "laws", "models", "optima", "plots",
                "priors", "report", "results", "shape", "testing", "validation", "compile_cache")
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports

@@ -51,6 +51,8 @@ from scipy.special import gammaln, logsumexp
 
 from bayesmoe.data import validate_runs
 from bayesmoe.errors import InputError
+from bayesmoe.fitting import fit
+from bayesmoe.laws import get_law
 from bayesmoe.optima import DEFAULT_EXPERTS, Budget, recommend
 from bayesmoe.units import flops_label
 
@@ -442,7 +444,7 @@ def suggest_runs(result, target, *, budget_flops: float, candidates: pd.DataFram
                  experts: Sequence[int] = DEFAULT_EXPERTS, group: str | None = None, extend: float = DEFAULT_EXTEND,
                  n_outer: int = 200, max_draws: int = 1000, min_ess: float | None = None, refit: bool = True,
                  refit_kwargs: Mapping | None = None, seed: int = 0, progress: bool | None = None,
-                 _draws_in: _Draws | None = None, **budget_kwargs) -> Suggestion:
+                 **budget_kwargs) -> Suggestion:
     """The next ``k`` runs that most reduce the expected regret of the decision at ``target``
     per training FLOP (see the module docstring for the method).
 
@@ -476,8 +478,15 @@ def suggest_runs(result, target, *, budget_flops: float, candidates: pd.DataFram
         raise InputError(f"budget_flops must be > 0, got {budget_flops}")
     if int(k) != k or k < 1:
         raise InputError(f"k must be a positive integer, got {k}")
-    b = _target(target, budget_kwargs)
-    draws = _draws_in if _draws_in is not None else _draws(result, group, max_draws=max_draws)
+    return _suggest(result, _draws(result, group, max_draws=max_draws), _target(target, budget_kwargs),
+                    budget_flops=budget_flops, candidates=candidates, k=k, experts=experts, extend=extend,
+                    n_outer=n_outer, min_ess=min_ess, refit=refit, refit_kwargs=refit_kwargs, seed=seed,
+                    progress=progress)
+
+
+def _suggest(result, draws: _Draws, b: Budget, *, budget_flops, candidates, k, experts, extend, n_outer, min_ess,
+             refit, refit_kwargs, seed, progress) -> Suggestion:
+    """:func:`suggest_runs` on given (possibly reweighted) draws."""
     cands = candidate_grid(result, experts=experts, extend=extend) if candidates is None \
         else _check_candidates(result, candidates)
     cost = _flops(result.law, cands)
@@ -561,8 +570,6 @@ def _run_columns(law) -> list[str]:
 
 def _believer_refit(draws: _Draws, picked: pd.DataFrame, refit_kwargs, seed: int) -> _Draws:
     """A short refit with the batch's picks at their predicted median loss (kriging believer)."""
-    from bayesmoe.fitting import fit
-
     result = draws.result
     w = draws.weights()
     mean = draws.log_mean(picked)  # (S, R)
@@ -614,8 +621,6 @@ def _is_tty() -> bool:
 
 def law_truth(law, params: Mapping[str, float]) -> Callable[[pd.DataFrame], np.ndarray]:
     """A truth for :func:`simulate_campaign`: the expected loss of ``law`` at fixed ``params``."""
-    from bayesmoe.laws import get_law
-
     law = get_law(law)
 
     def truth(table: pd.DataFrame) -> np.ndarray:
@@ -693,9 +698,6 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
         For a plan: score the decision after every run (``True``), or train the whole plan that
         fits in the budget and fit once (``False``: the usual recipe's single analysis).
     """
-    from bayesmoe.fitting import fit
-    from bayesmoe.laws import get_law
-
     law = get_law(law)
     b = _target(target, {})
     rng = np.random.default_rng([seed, 0xCA])
@@ -771,9 +773,10 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
             if _flops(law, new)[0] > remaining * (1 + 1e-9):
                 break
         else:
-            s = suggest_runs(result, b, budget_flops=remaining, k=1, experts=experts, seed=seed * 1000 + step,
-                             refit=False, progress=False, _draws_in=draws,
-                             **{k: v for k, v in suggest_kwargs.items() if k != "max_draws"})
+            opts = {"candidates": None, "extend": DEFAULT_EXTEND, "n_outer": 200, "min_ess": None,
+                    "refit_kwargs": None} | {k: v for k, v in suggest_kwargs.items() if k != "max_draws"}
+            s = _suggest(result, draws, b, budget_flops=remaining, k=1, experts=experts, seed=seed * 1000 + step,
+                         refit=False, progress=False, **opts)
             if s.runs.empty:
                 break
             new, value = s.runs[list(law.inputs)].iloc[[0]], float(s.runs["value"].iloc[0])
