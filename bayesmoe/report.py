@@ -347,6 +347,7 @@ def _next_runs(result, next_runs: Mapping, budget_opts: Mapping) -> dict:
     target, budget = float(next_runs["target"]), float(next_runs["budget_flops"])
     k = int(next_runs.get("k", 3))
     opts = {kk: v for kk, v in budget_opts.items() if v is not None}
+    opts |= {kk: next_runs[kk] for kk in ("max_draws", "n_outer", "seed") if kk in next_runs}
     s = suggest_runs(result, target, budget_flops=budget, k=k, progress=False, **opts)
     values = run_values(result, target, **opts)
     fig, ax = _subplots(figsize=(7.0, 4.0))
@@ -390,7 +391,8 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = D
         candidate expert counts and the :class:`~bayesmoe.ModelShape`, as for
         :meth:`FitResult.optimal_experts`.
     next_runs : mapping, optional
-        ``{"target": FLOPs, "budget_flops": FLOPs, "k": 3}``: add a "Next runs" section with the
+        ``{"target": FLOPs, "budget_flops": FLOPs, "k": 3}`` (optionally ``max_draws``, ``n_outer``,
+        ``seed`` as for :func:`bayesmoe.design.suggest_runs`): add a "Next runs" section with the
         runs :func:`bayesmoe.design.suggest_runs` picks for that target and budget (under the same
         memory and serving limits) and what every candidate is worth.
     """

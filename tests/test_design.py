@@ -217,6 +217,7 @@ def test_cli_suggest_refuses_bad_input(tmp_path, capsys):
 def test_report_has_a_next_runs_section(shipped):
     from bayesmoe.report import render_report
 
-    html = render_report(shipped, [1e16], next_runs={"target": 1e16, "budget_flops": 1e14, "k": 1})
+    html = render_report(shipped, [1e16], next_runs={"target": 1e16, "budget_flops": 1e14, "k": 1,
+                                                                "max_draws": 300, "n_outer": 100})
     assert 'id="next-runs"' in html and 'id="fig-next-runs"' in html
     assert "value of perfect information" in html
