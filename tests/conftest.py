@@ -30,3 +30,47 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent (it is not shipped with bayesmoe)")
     return SHARED_DATA
+
+
+# Five setups whose N exponents differ (0.30 ... 0.40) and five alike. As real setups do, the
+# groups that differ share their loss at the design's centre and differ in slope: a is moved with
+# alpha so that a·N0^-alpha is the same for every group (changing alpha alone would also move the
+# loss level by a factor 8 at 1B parameters). 60 runs per group: alone, 30 runs at 1 % noise give
+# alpha = 0.40 an interval of ±0.15, too wide for any model to resolve a 0.1 gap.
+# Hierarchical fits run at the default target_accept of 0.99 (see bayesmoe.fit); at 0.8-0.95 these
+# tables gave 1-4 divergences in the tails of the spreads. At 4 chains x 500/500 the 'differ' fit's
+# R-hat sat at the 1.01 bar (1.0090-1.0101, bulk ESS 477-508 over two builds of the same model, fit
+# seed 0); 1000 draws: R-hat 1.0033, ESS 1127 (seed 0), 1.0031 and 1236 (seed 2).
+# Session-scoped: tests/test_fit.py checks recovery, shrinkage and diagnostics on both fits, and
+# tests/test_results.py predicts, summarises and saves the 'differ' one (one fit, not two).
+HIER_DRAWS = dict(num_chains=4, num_warmup=500, num_samples=1000, seed=0, progress=False)
+HIER_ALPHAS = [0.30, 0.325, 0.35, 0.375, 0.40]
+HIER_TABLE_SEED = 2
+
+
+def _hierarchical_fit(groups: dict):
+    import bayesmoe  # imported when a test first asks for a fit, as the test modules do
+    from bayesmoe.testing import TRUTH, synthetic_runs
+
+    runs = synthetic_runs("chinchilla", TRUTH["chinchilla"], n_runs=60, noise_sd=0.01, seed=HIER_TABLE_SEED,
+                          groups=groups)
+    return groups, bayesmoe.fit(runs, law="chinchilla", on_bad_fit="warn", **HIER_DRAWS)
+
+
+@pytest.fixture(scope="session")
+def hier_differ():
+    """Chinchilla law, five setups g0...g4 of 60 runs, N exponents 0.30...0.40: (groups, fit)."""
+    import numpy as np
+
+    from bayesmoe.testing import TRUTH, synthetic_runs
+
+    base = TRUTH["chinchilla"]
+    n0 = float(np.exp(np.log(synthetic_runs("chinchilla", n_runs=60, seed=HIER_TABLE_SEED)["n_active"]).mean()))
+    return _hierarchical_fit({f"g{i}": {"alpha": a, "a": base["a"] * n0 ** (a - base["alpha"])}
+                              for i, a in enumerate(HIER_ALPHAS)})
+
+
+@pytest.fixture(scope="session")
+def hier_alike():
+    """Chinchilla law, five alike setups g0...g4 of 60 runs: (groups, fit)."""
+    return _hierarchical_fit({f"g{i}": {} for i in range(5)})

@@ -16,6 +16,7 @@ tests already did, so it is dropped, and ``.venv/bin/X`` runs this interpreter's
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -129,8 +130,12 @@ def fresh_tree(tmp_path_factory) -> Path:
 
 
 def _env(tree: Path) -> dict:
+    # The session's compilation cache (tests/conftest.py: a fresh folder outside the tree), shared
+    # with the CLI tests: README.md:17 and docs/quickstart.md:23 with their fast flags compile the
+    # same programs as tests/test_cli.py's main job. It only saves compiling; draws are the same
+    # with or without it (tests/test_fit.py::test_same_seed_gives_bit_identical_draws_in_two_processes).
     return {"CI": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(tree),
-            "HOME": str(tree.parent)}
+            "HOME": str(tree.parent), "BAYESMOE_CACHE_DIR": os.environ["BAYESMOE_CACHE_DIR"]}
 
 
 def test_every_block_is_found_and_marked_knowingly():

@@ -13,16 +13,16 @@ import bayesmoe
 from bayesmoe.testing import TRUTH, fake_result, synthetic_runs
 
 
-# The small fits below (40 runs per group, 400 draws) serve only to exercise predictions and
-# storage; whether they pass the convergence checks is not what these tests are about.
+# The fits below serve only to exercise predictions and storage; whether they pass the convergence
+# checks is not what these tests are about.
 pytestmark = pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")
 
 
 @pytest.fixture(scope="module")
-def real_fit():
-    runs = synthetic_runs("chinchilla", n_runs=40, seed=7, groups={"a": {}, "b": {"alpha": 0.4}})
-    return bayesmoe.fit(runs, law="chinchilla", num_chains=4, num_warmup=400, num_samples=400, seed=0,
-                        progress=False, on_bad_fit="warn")
+def real_fit(hier_differ):
+    """A hierarchical Chinchilla fit: tests/conftest.py's five setups g0...g4 (N exponents
+    0.30...0.40, equal loss at the design's centre N0 = 1.2e9), shared with tests/test_fit.py."""
+    return hier_differ[1]
 
 
 def test_predict_mean_matches_law_at_truth():
@@ -46,9 +46,9 @@ def test_predict_new_run_adds_noise_of_fitted_size():
 
 
 def test_predict_known_group_and_new_setup(real_fit):
-    new = pd.DataFrame({"n_active": [1e9], "tokens": [2e10]})
-    pa, pb = real_fit.predict(new, group="a"), real_fit.predict(new, group="b")
-    assert float(pb.median()) < float(pa.median())  # group b has the steeper N exponent
+    new = pd.DataFrame({"n_active": [1e10], "tokens": [2e10]})  # 8.4 N0: the slopes have parted
+    pa, pb = real_fit.predict(new, group="g0"), real_fit.predict(new, group="g4")
+    assert float(pb.median()) < float(pa.median())  # group g4 has the steeper N exponent (0.40 vs 0.30)
     unseen = real_fit.predict(new, seed=1)
     # an unseen setup is less certain than either known one
     assert float(unseen.std()) > max(float(pa.std()), float(pb.std()))
@@ -74,7 +74,7 @@ def test_save_load_round_trip_is_exact(real_fit, tmp_path):
     assert back.law is real_fit.law and back.groups == real_fit.groups
     pd.testing.assert_frame_equal(back.runs, real_fit.runs)
     new = pd.DataFrame({"n_active": [3e8], "tokens": [6e9]})
-    np.testing.assert_array_equal(back.predict(new, group="a").values, real_fit.predict(new, group="a").values)
+    np.testing.assert_array_equal(back.predict(new, group="g0").values, real_fit.predict(new, group="g0").values)
 
 
 def test_load_refuses_tampered_table_and_foreign_files(real_fit, tmp_path):

@@ -30,6 +30,12 @@ def _epoch_runs(shared_data):
 # the derived-c and the log-ratio coordinates. At 500/1000, seeds 0-3: R-hat <= 1.003, ESS >= 1700.
 EPOCH_DRAWS = {**SHORT, "num_warmup": 500, "num_samples": 1000}
 
+# For the tests of code paths (which runs are held out, which fit is hierarchical, that every
+# held-out run gets a finite prediction and interval), not of any number the draws estimate: none
+# of their assertions changes with the number of chains or draws, so they run the fewest that
+# still make a posterior with more than one chain (was 4 x 200/200: 27 s and 58 s on 2 cores).
+PATHS_ONLY = dict(num_chains=2, num_warmup=100, num_samples=100, progress=False, on_bad_fit="warn")
+
 
 @pytest.fixture(scope="module")
 def epoch_holdout(shared_data):
@@ -142,8 +148,7 @@ def test_holdout_with_seed_replicates_on_both_sides_of_the_cut():
     reps = runs[runs.duplicated(key, keep=False)]
     rep_compute = 6 * reps["n_active"] * reps["tokens"]
     assert (rep_compute <= cut).any() and (rep_compute > cut).any()  # replicates on both sides
-    ho = extrapolation_holdout(runs, law="joint", quantile=0.7,
-                               fit_kwargs={**SHORT, "num_warmup": 200, "num_samples": 200, "on_bad_fit": "warn"})
+    ho = extrapolation_holdout(runs, law="joint", quantile=0.7, fit_kwargs=PATHS_ONLY)
     assert len(ho.table) == int((compute > cut).sum())
     assert ho.table.index.is_unique and ho.table[["in50", "in90", "in90_law"]].notna().all().all()
 
@@ -160,7 +165,7 @@ def test_holdout_per_group_pooled_and_unseen_group_paths():
     # The code paths behind the Porian and IsoFLOP results: per-group quantiles (hierarchical),
     # one pooled law, and a group with no fitted run (predicted as a new, unseen setup).
     runs = _two_setups()
-    draws = {**SHORT, "num_warmup": 200, "num_samples": 200, "on_bad_fit": "warn"}
+    draws = PATHS_ONLY
     per_group = extrapolation_holdout(runs, law="chinchilla", per_group=True, quantile=0.8, fit_kwargs=draws)
     held = per_group.table
     compute = 6 * runs["n_active"] * runs["tokens"]
