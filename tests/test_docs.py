@@ -5,7 +5,9 @@ A block's marker, an HTML comment on the line before it, says how it runs:
 
 * ``<!-- doc-test: slow (reason) -->``: only with ``pytest -m slow`` (full NUTS fits, SBC);
 * ``<!-- doc-test: fast-flags ARGS -->``: by default with ARGS appended to each command (tiny
-  NUTS settings); with ``-m slow`` as written, the way a reader runs it;
+  NUTS settings) and the extrapolation term's growth rate from its prior
+  (``BAYESMOE_DISCREPANCY=prior``: no backtest refits); with ``-m slow`` as written, the way a
+  reader runs it;
 * ``<!-- doc-test: skip (reason) -->``: never (the README's own test command, which is this suite);
 * ``writes PATH`` (after ``;``): the block regenerates tracked files under PATH on purpose.
 
@@ -155,6 +157,8 @@ def test_doc_block_runs_as_written(block: Block, fresh_tree: Path, request):
         pytest.skip(f"{block.id}: {block.reason}")
     fast = "slow" not in (request.config.getoption("-m") or "") or "not slow" in request.config.getoption("-m")
     env = _env(fresh_tree)
+    if fast and block.fast_flags:
+        env["BAYESMOE_DISCREPANCY"] = "prior"
     if block.lang == "python":
         runs = [[sys.executable, "-c", block.text]]
     else:
