@@ -39,6 +39,7 @@ import numpyro
 
 numpyro.set_host_device_count(2)
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -97,6 +98,9 @@ def run(truth_name: str, campaigns: int, out: Path, arms: list[str], first: int 
                                     true_e=camp.truth_optimum["experts"],
                                     true_n=camp.truth_optimum["n_active"])
             h.to_csv(out, mode="a", header=not out.exists(), index=False)
+            # every fit of a new table size compiles new programs, which JAX keeps in memory: two
+            # processes of 10 campaigns each died of "LLVM compilation error: Cannot allocate memory"
+            jax.clear_caches()
             last = h.iloc[-1]
             print(f"{truth_name} {arm:8s} campaign {c:2d}: {int(last.step):2d} runs, {last.flops_spent:.2e} FLOPs, "
                   f"regret {last.true_regret:.2e}, E {last.chosen_experts:g} (true {camp.truth_optimum['experts']:g}), "
