@@ -221,7 +221,7 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
                 hints.setdefault(field, []).append(
                     f"column {col!r} (e.g. {_example(df[col])}) could mean {what}, so it was not "
                     f"guessed; say which with columns={{{field!r}: {str(col)!r}}} "
-                    f"(CLI: --columns {field}={col})")
+                    f"(CLI: {_cli_columns(field, col)})")
             continue
         if canon is not None:
             claims.setdefault(canon, []).append(col)
@@ -229,7 +229,7 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
         if len(cols) > 1:
             problems.append(
                 f"columns {cols} all mean {canon!r}; keep one, or say which with "
-                f"columns={{{canon!r}: {str(cols[0])!r}}} (CLI: --columns {canon}={cols[0]})")
+                f"columns={{{canon!r}: {str(cols[0])!r}}} (CLI: {_cli_columns(canon, cols[0])})")
             continue
         if cols[0] != canon:
             mapping[cols[0]] = canon
@@ -284,6 +284,14 @@ def _unit_slips(df: pd.DataFrame, numeric: dict[str, pd.Series], rows: _Rows, lo
                 "step count; give tokens, i.e. multiply steps by tokens per step (batch x sequence)"
             )
     return problems
+
+
+def _cli_columns(field: str, col) -> str:
+    """The ``--columns`` flag that maps ``col`` to ``field``, quoted for a shell when it must be
+    (a column name with spaces, e.g. Epoch's ``Model Size``)."""
+    import shlex
+
+    return f"--columns {shlex.quote(f'{field}={col}')}"
 
 
 def validate_runs(
