@@ -178,7 +178,10 @@ def test_campaign_records_the_true_regret_after_each_run(chinchilla_split):
                              suggest_kwargs={"n_outer": 60, "max_draws": 400})
     h = camp.history
     assert list(h["step"]) == list(range(len(h))) and len(h) <= 2
-    assert (h["true_regret"] >= -1e-12).all()
+    # the truth's optimum is the best of 2001 sizes over ~5 decades (steps of 0.0026 in log10 N):
+    # a chosen size between two grid points may beat it by the loss's curvature times a half step
+    # squared, ~1e-6 relative; a real regret is positive
+    assert (h["true_regret"] >= -1e-5 * camp.truth_optimum["loss"]).all()
     assert h["flops_spent"].iloc[-1] <= budget
     assert len(camp.runs) == 12 + len(h) - 1
 
