@@ -444,7 +444,7 @@ def suggest_runs(result, target, *, budget_flops: float, candidates: pd.DataFram
                  experts: Sequence[int] = DEFAULT_EXPERTS, group: str | None = None, extend: float = DEFAULT_EXTEND,
                  n_outer: int = 200, max_draws: int = 1000, min_ess: float | None = None, refit: bool = True,
                  refit_kwargs: Mapping | None = None, seed: int = 0, progress: bool | None = None,
-                 **budget_kwargs) -> Suggestion:
+                 rank: str = "per_flop", **budget_kwargs) -> Suggestion:
     """The next ``k`` runs that most reduce the expected regret of the decision at ``target``
     per training FLOP (see the module docstring for the method).
 
@@ -473,7 +473,13 @@ def suggest_runs(result, target, *, budget_flops: float, candidates: pd.DataFram
         Allow the batch's short refit; with ``False`` a degenerate batch stops instead.
     seed : int
         Seeds the truths and their noise (the same seed gives the same suggestion).
+    rank : {"per_flop", "cost_cooled"}
+        ``"per_flop"``: value / FLOPs. ``"cost_cooled"``: value / FLOPs^α with α the share of the
+        budget still unspent (cost-cooling, Lee et al. 2020): per FLOP at first, per run as the
+        budget runs out (experimental; see docs/design.md).
     """
+    if rank not in ("per_flop", "cost_cooled"):
+        raise InputError(f"rank must be 'per_flop' or 'cost_cooled', got {rank!r}")
     if not budget_flops > 0:
         raise InputError(f"budget_flops must be > 0, got {budget_flops}")
     if int(k) != k or k < 1:
@@ -481,11 +487,11 @@ def suggest_runs(result, target, *, budget_flops: float, candidates: pd.DataFram
     return _suggest(result, _draws(result, group, max_draws=max_draws), _target(target, budget_kwargs),
                     budget_flops=budget_flops, candidates=candidates, k=k, experts=experts, extend=extend,
                     n_outer=n_outer, min_ess=min_ess, refit=refit, refit_kwargs=refit_kwargs, seed=seed,
-                    progress=progress)
+                    progress=progress, rank=rank)
 
 
 def _suggest(result, draws: _Draws, b: Budget, *, budget_flops, candidates, k, experts, extend, n_outer, min_ess,
-             refit, refit_kwargs, seed, progress) -> Suggestion:
+             refit, refit_kwargs, seed, progress, rank="per_flop", total_budget=None) -> Suggestion:
     """:func:`suggest_runs` on given (possibly reweighted) draws."""
     cands = candidate_grid(result, experts=experts, extend=extend) if candidates is None \
         else _check_candidates(result, candidates)
@@ -544,7 +550,8 @@ def _suggest(result, draws: _Draws, b: Budget, *, budget_flops, candidates, k, e
                        f"than twice its Monte-Carlo error (best value {values.max():.2e} nats); more runs of these "
                        f"kinds cannot help")
             break
-        score = np.where(useful, values / cost, -np.inf)
+        alpha = 1.0 if rank == "per_flop" else remaining / float(total_budget or budget_flops)
+        score = np.where(useful, values / cost ** alpha, -np.inf)
         c = int(np.argmax(score))
         value = float(values[c])
         picks.append(cands.iloc[c].to_dict() | {
@@ -774,7 +781,8 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
                 break
         else:
             opts = {"candidates": None, "extend": DEFAULT_EXTEND, "n_outer": 200, "min_ess": None,
-                    "refit_kwargs": None} | {k: v for k, v in suggest_kwargs.items() if k != "max_draws"}
+                    "refit_kwargs": None, "total_budget": budget_flops} | {
+                k: v for k, v in suggest_kwargs.items() if k != "max_draws"}
             s = _suggest(result, draws, b, budget_flops=remaining, k=1, experts=experts, seed=seed * 1000 + step,
                          refit=False, progress=False, **opts)
             if s.runs.empty:

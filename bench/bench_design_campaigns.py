@@ -78,7 +78,7 @@ def broken_truth():
     return truth
 
 
-def run(truth_name: str, campaigns: int, out: Path, arms: list[str], first: int = 0) -> None:
+def run(truth_name: str, campaigns: int, out: Path, arms: list[str], first: int = 0, rank: str = "per_flop") -> None:
     truth = law_truth("joint", TRUTH["joint"]) if truth_name == "joint" else broken_truth()
     done = set()
     if out.exists():
@@ -92,7 +92,7 @@ def run(truth_name: str, campaigns: int, out: Path, arms: list[str], first: int 
             t0 = time.time()
             camp = simulate_campaign(truth, start_design(), TARGET, budget_flops=BUDGET, law="joint",
                                      arm="suggest" if arm == "suggest" else plan, experts=EXPERTS,
-                                     noise_sd=0.01, fit_kwargs=FIT, suggest_kwargs=SUGGEST, max_steps=8,
+                                     noise_sd=0.01, fit_kwargs=FIT, suggest_kwargs=SUGGEST | {"rank": rank}, max_steps=8,
                                      score_each=False, seed=c)
             h = camp.history.assign(truth=truth_name, arm=arm, campaign=c, seconds=time.time() - t0,
                                     true_e=camp.truth_optimum["experts"],
@@ -162,12 +162,14 @@ def main(argv=None) -> int:
     ap.add_argument("--arms", default="grid,suggest")
     ap.add_argument("--out", type=Path, default=Path("design_campaigns.csv"),
                     help="CSV appended per campaign; campaigns already in it are skipped")
+    ap.add_argument("--rank", choices=["per_flop", "cost_cooled"], default="per_flop",
+                    help="suggest_runs' ranking (cost_cooled: experimental)")
     ap.add_argument("--summarise", nargs="+", type=Path, help="only print the summary of these CSVs")
     a = ap.parse_args(argv)
     if a.summarise:
         print(summarise(a.summarise))
         return 0
-    run(a.truth, a.campaigns, a.out, a.arms.split(","), a.first)
+    run(a.truth, a.campaigns, a.out, a.arms.split(","), a.first, a.rank)
     print(summarise([a.out]))
     return 0
 
