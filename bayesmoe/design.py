@@ -53,7 +53,7 @@ from bayesmoe.data import validate_runs
 from bayesmoe.errors import InputError
 from bayesmoe.fitting import fit
 from bayesmoe.laws import get_law
-from bayesmoe.optima import DEFAULT_EXPERTS, Budget, recommend
+from bayesmoe.optima import DEFAULT_EXPERTS, Budget, _group_draws, recommend
 from bayesmoe.units import flops_label
 
 __all__ = ["suggest_runs", "Suggestion", "run_values", "reweight", "candidate_grid", "simulate_campaign", "Campaign",
@@ -95,8 +95,7 @@ class _Draws:
         return len(self.index)
 
     def weights(self) -> np.ndarray:
-        w = np.exp(self.logw - self.logw.max())
-        return w / w.sum()
+        return _normalise(self.logw)
 
     def distance(self, table: pd.DataFrame) -> np.ndarray:
         """Signed decades beyond the fitted runs, ``(rows, axes)``."""
@@ -133,12 +132,11 @@ def _group(result, group):
 def _draws(result, group=None, *, max_draws: int | None = None) -> _Draws:
     group = _group(result, group)
     post = result.tree["posterior"]
-    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    params, (n_chain, n_draw), _ = _group_draws(result, group)
     total = n_chain * n_draw
     step = 1 if max_draws is None or total <= max_draws else -(-total // max_draws)
     index = np.arange(0, total, step)
-    raw = result._group_params(group)
-    params = {k: np.asarray(v, dtype="float64").reshape(-1)[index] for k, v in raw.items()}
+    params = {k: v[index] for k, v in params.items()}
     slopes = result.discrepancy.slopes((n_chain, n_draw), seed=0).reshape(total, -1)[index]
     return _Draws(result=result, group=group, index=index, params=params,
                   sigma=np.asarray(post["sigma"].values, dtype="float64").reshape(-1)[index],
@@ -147,10 +145,15 @@ def _draws(result, group=None, *, max_draws: int | None = None) -> _Draws:
                   slopes=slopes, logw=np.zeros(len(index)))
 
 
-def _ess(logw: np.ndarray) -> np.ndarray:
-    """Kish effective sample size of normalised weights along the last axis."""
+def _normalise(logw: np.ndarray) -> np.ndarray:
+    """Normalised weights from log-weights, along the last axis."""
     w = np.exp(logw - logw.max(axis=-1, keepdims=True))
-    w /= w.sum(axis=-1, keepdims=True)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def _ess(logw: np.ndarray) -> np.ndarray:
+    """Kish effective sample size of the weights along the last axis."""
+    w = _normalise(logw)
     return 1.0 / (w * w).sum(axis=-1)
 
 
@@ -171,12 +174,11 @@ def reweight(result, runs: pd.DataFrame, *, group: str | None = None) -> xr.Data
     table = validate_runs(runs, required=result.law.inputs + ("loss",), unit_checks=False, duplicates="allow")
     d = _draws(result, group)
     ll = d.log_lik(np.log(table["loss"].to_numpy(dtype="float64"))[None, :], d.log_mean(table)).sum(axis=1)
-    w = np.exp(ll - ll.max())
-    w /= w.sum()
+    w = _normalise(ll)
     post = result.tree["posterior"]
     return xr.DataArray(w.reshape(post.sizes["chain"], post.sizes["draw"]), dims=("chain", "draw"),
                         coords={"chain": post["chain"].values, "draw": post["draw"].values}, name="weight",
-                        attrs={"ess": float(1.0 / (w * w).sum()), "runs": int(len(table))})
+                        attrs={"ess": float(_ess(ll)), "runs": int(len(table))})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,13 +280,9 @@ def candidate_grid(result, *, experts: Sequence[int] = DEFAULT_EXPERTS, extend: 
     largest (a run a user could train next, up to a stated factor beyond the fitted range)."""
     if extend < 1:
         raise InputError(f"extend must be >= 1 (a factor beyond the largest fitted run), got {extend}")
-    runs, law = result.runs, result.law
-    axes = {}
-    for col in ("n_active", "tokens"):
-        v = runs[col].to_numpy(dtype="float64")
-        axes[col] = np.geomspace(v.min(), v.max() * extend, points)
-    grid = {"n_active": axes["n_active"], "tokens": axes["tokens"]}
-    if "experts" in law.inputs:
+    runs = result.runs
+    grid = {col: np.geomspace(runs[col].min(), runs[col].max() * extend, points) for col in ("n_active", "tokens")}
+    if "experts" in result.law.inputs:
         grid = {"experts": np.asarray(sorted(set(int(e) for e in experts)), dtype="float64"), **grid}
     mesh = np.meshgrid(*grid.values(), indexing="ij")
     return pd.DataFrame({k: m.reshape(-1) for k, m in zip(grid, mesh)})
@@ -302,7 +300,7 @@ def _check_candidates(result, candidates: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _flops(law, table: pd.DataFrame) -> np.ndarray:
+def _flops(table: pd.DataFrame) -> np.ndarray:
     """Training FLOPs of each run, 6·N_act·D (LAWS.md, conventions)."""
     return 6.0 * table["n_active"].to_numpy(dtype="float64") * table["tokens"].to_numpy(dtype="float64")
 
@@ -387,9 +385,7 @@ def _simulate(draws: _Draws, outer: np.ndarray, table: pd.DataFrame, noise: np.n
 
 def _score(dec: _Decision, outer: np.ndarray, logw: np.ndarray) -> np.ndarray:
     """Regret under each outer truth of the decision made with log-weights ``logw`` (..., M, S)."""
-    w = np.exp(logw - logw.max(axis=-1, keepdims=True))
-    w /= w.sum(axis=-1, keepdims=True)
-    a = dec.choose(w)  # (..., M)
+    a = dec.choose(_normalise(logw))  # (..., M)
     return dec.regret[outer, a]
 
 
@@ -431,7 +427,7 @@ def run_values(result, target, candidates: pd.DataFrame | None = None, *, expert
     r_before = _score(dec, outer, base)
     values, ses, ess = _values(draws, dec, outer, noise[:, -1], base, r_before, cands, np.arange(len(cands)))
     out = cands.copy()
-    out["flops"] = _flops(result.law, cands)
+    out["flops"] = _flops(cands)
     out["value"], out["value_se"], out["ess"] = values, ses, ess
     out["value_per_eflop"] = values / out["flops"] * 1e18
     out["distance"] = np.linalg.norm(draws.distance(cands), axis=1)
@@ -495,7 +491,7 @@ def _suggest(result, draws: _Draws, b: Budget, *, budget_flops, candidates, k, e
     """:func:`suggest_runs` on given (possibly reweighted) draws."""
     cands = candidate_grid(result, experts=experts, extend=extend) if candidates is None \
         else _check_candidates(result, candidates)
-    cost = _flops(result.law, cands)
+    cost = _flops(cands)
     min_ess = MIN_ESS_SHARE * draws.size if min_ess is None else float(min_ess)
     settings = {"n_outer": int(n_outer), "draws": int(draws.size), "seed": int(seed), "min_ess": float(min_ess),
                 "extend": float(extend), "candidates": "user" if candidates is not None else "grid"}
@@ -762,10 +758,10 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
 
     record(True)
     if plan is not None and not score_each:
-        cost = np.cumsum(_flops(law, plan))
+        cost = np.cumsum(_flops(plan))
         trained = train(plan[cost <= budget_flops * (1 + 1e-9)])
         runs = pd.concat([runs, trained], ignore_index=True)
-        spent, step = float(_flops(law, trained).sum()), len(trained)
+        spent, step = float(_flops(trained).sum()), len(trained)
         result = do_fit(runs, step)
         draws = _draws(result, max_draws=suggest_kwargs.get("max_draws", 1000))
         n_fitted = len(runs)
@@ -777,7 +773,7 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
             if step >= len(plan):
                 break
             new, value = plan.iloc[[step]], np.nan
-            if _flops(law, new)[0] > remaining * (1 + 1e-9):
+            if _flops(new)[0] > remaining * (1 + 1e-9):
                 break
         else:
             opts = {"candidates": None, "extend": DEFAULT_EXTEND, "n_outer": 200, "min_ess": None,
@@ -790,7 +786,7 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
             new, value = s.runs[list(law.inputs)].iloc[[0]], float(s.runs["value"].iloc[0])
         trained = train(new)
         runs = pd.concat([runs, trained], ignore_index=True)
-        spent += float(_flops(law, trained)[0])
+        spent += float(_flops(trained)[0])
         step += 1
         # update: reweight the draws with the new run; refit when the weights degenerate
         y = np.log(trained["loss"].to_numpy())
