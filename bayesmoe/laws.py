@@ -95,6 +95,11 @@ class Law:
     """Exponents sampled at the data's centre: ``{p: (slope, f)}`` means NUTS samples
     ``p + slope · f(params, x0)`` (x0: the centre of the inputs), e.g. α + γ·ln Ê(E0). Each map
     has unit Jacobian, so the prior stays on the paper-form ``p``. Slopes must not be centred."""
+    own_exponents: Mapping[str, str] = field(default_factory=dict)
+    """``{exponent: scale}``: the exponent of one term's own input (α of ``a·N^α``). The plain model
+    (one group) samples that term's slope at the data's centre, exponent × the term's share of the
+    loss there, instead of the exponent (see :mod:`bayesmoe.models`). Leave empty for exponents
+    that appear in several terms or that a centring reads."""
 
     @property
     def scales(self) -> tuple[str, ...]:
@@ -173,6 +178,13 @@ JOINT = Law(
         "beta": ("zeta", _joint_log_e),
         "omega": ("zeta", lambda p, x: jnp.log(x["tokens"])),
     },
+    own_exponents={"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
+    # Measured with bench/screen_joint_nuts.py (4 chains x 1000/1000, the slope coordinates above),
+    # seeds 0-7: the README's table had 0 divergences on all 8 at 0.9 (min bulk ESS 965-1472,
+    # 15-20 leapfrog steps) but 1 and 7 on seeds 3 and 7 at 0.8; the paper's 270-run design had
+    # 0 at both (min bulk ESS 1133-2335 at 0.9). The former coordinates (exponents sampled
+    # directly) diverged on 7 of 8 seeds of the README's table at 0.8 and 4 of 8 at 0.95.
+    target_accept=0.9,
     references=(
         "Ludziejewski et al. 2025, Joint MoE Scaling Laws, arXiv:2502.05172, Eq. 1 and 4, Table 3",
         "Clark et al. 2022, Unified Scaling Laws for Routed Language Models, arXiv:2202.01169",
@@ -289,6 +301,7 @@ CHINCHILLA = Law(
     irreducible="e",
     shape_params=("alpha", "beta"),
     pooled=("alpha", "beta", "e", "a", "b"),
+    own_exponents={"alpha": "a", "beta": "b"},
     description="L = e + a/N^α + b/D^β (Chinchilla; positive exponents; N incl. embeddings)",
     references=(
         "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556, Eq. 2",

@@ -28,6 +28,21 @@ Parametrisation (chosen for NUTS)
     0.95, which is now their ``Law.target_accept``: see bayesmoe.laws and tests/test_fit.py.)
     The Epoch Chinchilla table mixes no worse here than derived (300/300 draws: R-hat 1.012-1.014
     here, 1.007-1.016 derived, on fit seeds 0-2; both fine at 500/1000).
+  - An exponent that appears in one term only (``Law.own_exponents``: α and δ of a·Ê^δ·N^α, β and
+    ω of the data term) is sampled as that term's slope at the data's centre, ``<p>_slope`` =
+    exponent (centred coordinate) × the term's share of the loss there; the exponent follows as
+    slope / share. The data pin the slope (d ln L / d ln N at the centre = α·share_a) much better
+    than either factor, so in the former coordinates the posterior lay along the curved ridge
+    α · share(a_vs_c) = const: where α nears 0 the term turns into a constant that trades off
+    against c, and the ridge bends away. Here that ridge is straight (share moves, the slope does
+    not). The prior stays on the exponent: its density is evaluated at slope / share with the
+    Jacobian 1/share. Only for exponents with a normal prior (a bounded prior's support would
+    depend on the share). Measured on the README's table (joint law, 4 × 1000/1000, seeds 0-7,
+    bench/screen_joint_nuts.py --table reference): at target_accept 0.8 the former coordinates
+    had divergences on 7 of 8 seeds (2-56) and min bulk ESS 75-1016 with 18-32 leapfrog steps;
+    these had 1 and 7 divergences on two seeds, min bulk ESS 910-1255, 14-15 steps; at 0.9 (now
+    the joint law's default), 0 divergences on all 8 and ESS 965-1472. On the paper's 270-run
+    design at 0.8, min bulk ESS 888-1013 (35 steps) became 1133-2120 (43-51 steps).
   - Several groups, c not pooled: each group's c is derived from its own lowest-loss run as
     ``c = L_best − Σ terms(x_best)`` from the sampled levels, with the Jacobian that keeps the
     ``c_rel`` prior exact. Sampling c directly instead gave a curved c–scale ridge (50-100
@@ -151,7 +166,7 @@ def describe_site(law: Law, site: str) -> str:
             return f"{spell(term.scale)} vs {irr} (their split of the loss at the data's centre)"
     base, role = site, ""
     for suffix, words in (("_pop", "population value"), ("_tau", "spread across groups"),
-                          ("_z", "groups' offsets")):
+                          ("_z", "groups' offsets"), ("_slope", "through its term's slope at the data's centre")):
         if base.endswith(suffix):
             base, role = base[: -len(suffix)], words
             break
@@ -246,11 +261,15 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
     shares = (not hierarchical and irr_free and len(set(level_sites)) == len(level_sites)
               and not any(spec[s].is_fixed for s in level_sites))
     share_names = share_sites(law) if shares else []
+    slope_sites = _slope_sites(law, spec) if shares else {}
     xf = None
     if shares:
         # start at the median loss, split evenly between the irreducible loss and the terms
         init_values = {"log_loss_centre": np.float32(design.log_loss_ref)}
         init_values.update({n: np.float32(0.0) for n in share_names})
+        # and each slope at its exponent's prior location times that even share
+        init_values.update({f"{site}_slope": np.float32(spec[site].args["loc"] / (len(law.terms) + 1))
+                            for site in slope_sites})
     elif irr_pooled or not hierarchical:
         # c derived at the table's lowest-loss run (one group: scalars, so c gets no spurious
         # length-1 axis; pooled: under the population parameters)
@@ -277,6 +296,8 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
                 continue  # derived below from the frontier loss
             if shares and site in level_sites:
                 continue  # derived below from the shares
+            if site in slope_sites:
+                continue  # derived below from its term's slope and share
             prior, name = spec[site], coordinate(law, site)
             if prior.is_fixed:
                 value = jnp.asarray(prior.args["value"], jnp.float32)
@@ -315,6 +336,13 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             lp = lp + irr_dist.log_prob(c_rel)
             numpyro.factor("share_prior", jnp.where(ok, lp, -jnp.inf))
             latents[irr_site] = numpyro.deterministic(irr_site, c_rel)
+            for site, i in slope_sites.items():
+                slope = numpyro.sample(f"{site}_slope", improper)
+                value = slope * jnp.exp(-log_share[i + 1])
+                latents[site] = numpyro.deterministic(coordinate(law, site), value)
+                # the exponent's prior (in its centred coordinate) times |d exponent / d slope| = 1/share
+                numpyro.factor(f"{site}_prior", _prior_dist(law, site, spec[site], latents, design).log_prob(value)
+                               - log_share[i + 1])
         shape, log_scales, _ = params_from_latents(law, latents, design)
         if irr_free and not shares:
             # The irreducible loss is identified only through curvature: sampled directly it forms
@@ -385,9 +413,24 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
     # each chain starts these within a radius of their value (ln loss: 5 %, 2 % at the lowest-loss
     # run, where c = L_best − terms must stay positive; log-ratios: half a unit), so the chains
     # begin apart and R-hat can see a site that never moves
-    model.init_jitter = {n: 0.5 if n in share_names else 0.02 if n == "log_loss_best" else 0.05
-                         for n in init_values}
+    model.init_jitter = {n: 0.5 if n in share_names else 0.02 if n == "log_loss_best" or n.endswith("_slope")
+                         else 0.05 for n in init_values}
     return model
+
+
+def _slope_sites(law: Law, spec: Mapping[str, Prior]) -> dict[str, int]:
+    """Exponents the plain model samples as their term's slope: ``{site: term index}``.
+
+    Only an exponent with a normal prior (the slope's support is then the whole line, whatever
+    the share) that no centring reads; a fixed or bounded prior keeps the exponent coordinate."""
+    reads = {slope for slope, _ in law.centred.values()}
+    index = {t.scale: i for i, t in enumerate(law.terms)}
+    out = {}
+    for p, scale in law.own_exponents.items():
+        site = site_of(law, p)
+        if spec[site].dist == "normal" and site not in reads:
+            out[site] = index[scale]
+    return out
 
 
 def _sample_or_fix(name: str, prior: Prior):

@@ -78,22 +78,27 @@ def broken_truth():
     return truth
 
 
-def run(truth_name: str, campaigns: int, out: Path, arms: list[str], first: int = 0, rank: str = "per_flop") -> None:
+def run(truth_name: str, campaigns: int, out: Path, arms: list[str], first: int = 0, rank: str = "per_flop",
+        max_runs: int = 8, refit_each: bool = False) -> None:
     truth = law_truth("joint", TRUTH["joint"]) if truth_name == "joint" else broken_truth()
     done = set()
     if out.exists():
         old = pd.read_csv(out)
         done = set(zip(old["arm"], old["campaign"]))
     plan = isoflop_grid(BUDGET, levels=2, sizes=3, experts=(1, 8, 64))
+    suggest_arm = suggest_label(max_runs, refit_each)
     for c in range(first, first + campaigns):
         for arm in arms:
+            arm = suggest_arm if arm == "suggest" else arm
             if (arm, c) in done:
                 continue
             t0 = time.time()
             camp = simulate_campaign(truth, start_design(), TARGET, budget_flops=BUDGET, law="joint",
-                                     arm="suggest" if arm == "suggest" else plan, experts=EXPERTS,
-                                     noise_sd=0.01, fit_kwargs=FIT, suggest_kwargs=SUGGEST | {"rank": rank}, max_steps=8,
-                                     score_each=False, seed=c)
+                                     arm="suggest" if arm.startswith("suggest") else plan, experts=EXPERTS,
+                                     noise_sd=0.01, fit_kwargs=FIT, suggest_kwargs=SUGGEST | {"rank": rank},
+                                     max_steps=max_runs, score_each=False, seed=c,
+                                     # a minimum ESS no reweighting reaches: a full refit after every run
+                                     min_ess=np.inf if refit_each else None)
             h = camp.history.assign(truth=truth_name, arm=arm, campaign=c, seconds=time.time() - t0,
                                     true_e=camp.truth_optimum["experts"],
                                     true_n=camp.truth_optimum["n_active"])
@@ -107,6 +112,14 @@ def run(truth_name: str, campaigns: int, out: Path, arms: list[str], first: int 
                   f"{time.time() - t0:.0f} s", flush=True)
 
 
+def suggest_label(max_runs: int, refit_each: bool) -> str:
+    """The arm's name in the CSV: ``suggest`` for the first benchmark's settings (8 runs at most,
+    reweighting between refits), else the settings spelled out."""
+    if max_runs == 8 and not refit_each:
+        return "suggest"
+    return f"suggest_max{max_runs}" + ("_refit_each" if refit_each else "")
+
+
 def regret_at(h: pd.DataFrame, flops: float) -> float:
     """A campaign's true regret after spending at most ``flops``."""
     return float(h[h["flops_spent"] <= flops * (1 + 1e-9)]["true_regret"].iloc[-1])
@@ -116,42 +129,47 @@ def summarise(paths: list[Path]) -> str:
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     lines = []
     for truth, t in df.groupby("truth"):
-        grid = t[t.arm == "grid"].groupby("campaign").last()
-        sug = t[t.arm == "suggest"]
-        if grid.empty or sug.empty:
-            continue
-        camps = sorted(set(grid.index) & set(sug.campaign))
-        grid = grid.loc[camps]
-        g_med = float(grid["true_regret"].median())
-        start = sug[sug.step == 0].groupby("campaign")["true_regret"].first().loc[camps]
-        lines.append(f"\ntruth: {truth} ({len(camps)} campaigns per arm; target {TARGET:.0e} FLOPs, "
-                     f"budget {BUDGET:.0e})")
-        lines.append("| arm | FLOPs spent (share of grid) | median true regret | mean | P(chosen E = true E*) | runs |")
-        lines.append("|---|---|---|---|---|---|")
-        lines.append(f"| start (12 runs) | 0 | {start.median():.2e} | {start.mean():.2e} | "
-                     f"{sug[sug.step == 0].groupby('campaign')['correct_experts'].first().loc[camps].mean():.2f} | 12 |")
-        first_hit = None
-        for share in (0.1, 0.25, 0.5, 0.75, 1.0):
-            per = [regret_at(sug[sug.campaign == c], share * BUDGET) for c in camps]
-            correct = [bool(sug[(sug.campaign == c) & (sug.flops_spent <= share * BUDGET * (1 + 1e-9))]
-                            ["correct_experts"].iloc[-1]) for c in camps]
-            runs = [int(sug[(sug.campaign == c) & (sug.flops_spent <= share * BUDGET * (1 + 1e-9))]["step"].iloc[-1])
-                    for c in camps]
-            med = float(np.median(per))
-            if first_hit is None and med <= g_med:
-                first_hit = share
-            lines.append(f"| suggest_runs, k=1 | ≤ {share:.0%} | {med:.2e} | {np.mean(per):.2e} | "
-                         f"{np.mean(correct):.2f} | {np.median(runs):.0f} (median) |")
-        lines.append(f"| IsoFLOP grid | 100 % | {g_med:.2e} | {grid['true_regret'].mean():.2e} | "
-                     f"{grid['correct_experts'].mean():.2f} | {int(grid['step'].median())} |")
-        verdict = ("not reached within the budget" if first_hit is None
-                   else f"reached with ≤ {first_hit:.0%} of the grid's FLOPs")
-        ok = first_hit is not None and first_hit <= 0.5
-        lines.append(f"\nsuggest_runs vs the grid's final median regret {g_med:.2e}: {verdict} "
-                     f"-> target (≤ 50 %) {'MET' if ok else 'MISSED'}")
-        lines.append(f"median wall time per campaign: suggest {sug.groupby('campaign')['seconds'].first().median():.0f} s,"
-                     f" grid {t[t.arm == 'grid'].groupby('campaign')['seconds'].first().median():.0f} s")
+        for name in sorted(a for a in t.arm.unique() if a.startswith("suggest")):
+            lines += _summarise_arm(t, truth, name)
     return "\n".join(lines)
+
+
+def _summarise_arm(t: pd.DataFrame, truth: str, name: str) -> list[str]:
+    grid = t[t.arm == "grid"].groupby("campaign").last()
+    sug = t[t.arm == name]
+    if grid.empty or sug.empty:
+        return []
+    camps = sorted(set(grid.index) & set(sug.campaign))
+    grid = grid.loc[camps]
+    sug = sug[sug.campaign.isin(camps)]
+    g_med = float(grid["true_regret"].median())
+    start = sug[sug.step == 0].groupby("campaign")["true_regret"].first()
+    lines = [f"\ntruth: {truth}, arm {name} ({len(camps)} campaigns per arm; target {TARGET:.0e} FLOPs, "
+             f"budget {BUDGET:.0e})",
+             "| arm | FLOPs spent (share of grid) | median true regret | mean | P(chosen E = true E*) | runs |",
+             "|---|---|---|---|---|---|",
+             f"| start (12 runs) | 0 | {start.median():.2e} | {start.mean():.2e} | "
+             f"{sug[sug.step == 0].groupby('campaign')['correct_experts'].first().mean():.2f} | 12 |"]
+    first_hit = None
+    for share in (0.1, 0.25, 0.5, 0.75, 1.0):
+        upto = [sug[(sug.campaign == c) & (sug.flops_spent <= share * BUDGET * (1 + 1e-9))].iloc[-1] for c in camps]
+        per = [float(r["true_regret"]) for r in upto]
+        med = float(np.median(per))
+        if first_hit is None and med <= g_med:
+            first_hit = share
+        lines.append(f"| {name}, k=1 | ≤ {share:.0%} | {med:.2e} | {np.mean(per):.2e} | "
+                     f"{np.mean([bool(r['correct_experts']) for r in upto]):.2f} | "
+                     f"{np.median([int(r['step']) for r in upto]):.0f} (median) |")
+    lines.append(f"| IsoFLOP grid | 100 % | {g_med:.2e} | {grid['true_regret'].mean():.2e} | "
+                 f"{grid['correct_experts'].mean():.2f} | {int(grid['step'].median())} |")
+    verdict = ("not reached within the budget" if first_hit is None
+               else f"reached with ≤ {first_hit:.0%} of the grid's FLOPs")
+    ok = first_hit is not None and first_hit <= 0.5
+    lines.append(f"\n{name} vs the grid's final median regret {g_med:.2e}: {verdict} "
+                 f"-> target (≤ 50 %) {'MET' if ok else 'MISSED'}")
+    lines.append(f"median wall time per campaign: {name} {sug.groupby('campaign')['seconds'].first().median():.0f} s,"
+                 f" grid {t[t.arm == 'grid'].groupby('campaign')['seconds'].first().median():.0f} s")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -164,12 +182,15 @@ def main(argv=None) -> int:
                     help="CSV appended per campaign; campaigns already in it are skipped")
     ap.add_argument("--rank", choices=["per_flop", "cost_cooled"], default="per_flop",
                     help="suggest_runs' ranking (cost_cooled: experimental)")
+    ap.add_argument("--max-runs", type=int, default=8, help="suggest: runs per campaign at most")
+    ap.add_argument("--refit-each", action="store_true",
+                    help="suggest: a full refit after every run (default: reweight until the ESS falls below 25 %%)")
     ap.add_argument("--summarise", nargs="+", type=Path, help="only print the summary of these CSVs")
     a = ap.parse_args(argv)
     if a.summarise:
         print(summarise(a.summarise))
         return 0
-    run(a.truth, a.campaigns, a.out, a.arms.split(","), a.first, a.rank)
+    run(a.truth, a.campaigns, a.out, a.arms.split(","), a.first, a.rank, a.max_runs, a.refit_each)
     print(summarise([a.out]))
     return 0
 

@@ -1,4 +1,4 @@
-"""The plain model's share coordinates: exact priors, and no infeasible region."""
+"""The plain model's share and slope coordinates: exact priors, and no infeasible region."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +8,8 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 from bayesmoe.laws import get_law
-from bayesmoe.models import build_model, make_design, share_sites
-from bayesmoe.priors import resolve_priors
+from bayesmoe.models import _slope_sites, build_model, make_design, share_sites
+from bayesmoe.priors import Prior, resolve_priors
 from bayesmoe.testing import synthetic_runs
 
 
@@ -21,15 +21,25 @@ def _plain_model(law_name, seed=1):
     return law, spec, design, build_model(law, spec, design)
 
 
-def _values(law, spec, log_centre, u):
-    """Every latent site: shape parameters at their prior locations, sigma at 0.01."""
+def _values(law, spec, log_centre, u, slopes=None):
+    """Every latent site: shape parameters at their prior locations, sigma at 0.01; the exponents
+    in ``slopes`` ({site: term index}, default the model's own) given as their terms' slopes."""
     values = {"log_loss_centre": log_centre, "sigma": 0.01}
     values.update(dict(zip(share_sites(law), u)))
     for p in law.shape_params:
         args = spec[p].args
         site = f"{p}_centred" if p in law.centred else p
         values[site] = args.get("loc", 0.0) if spec[p].dist != "lognormal" else float(np.exp(args["loc"]))
+    share = _shares(u)
+    for site, i in (_slope_sites(law, spec) if slopes is None else slopes).items():
+        coord = f"{site}_centred" if site in law.centred else site
+        values[f"{site}_slope"] = values.pop(coord) * share[i]
     return values
+
+
+def _shares(u):
+    """Each term's share of the loss at the data's centre (the irreducible loss's logit is 0)."""
+    return jax.nn.softmax(jnp.concatenate([jnp.zeros(1), jnp.asarray(u, dtype=jnp.float32)]))[1:]
 
 
 @pytest.mark.parametrize("law_name", ["joint", "fine_grained", "chinchilla", "sparsity"])
@@ -62,3 +72,27 @@ def test_plain_model_has_no_infeasible_region(law_name):
         values = _values(law, spec, design.log_loss_ref, [u] * len(law.terms))
         lp, _ = log_density(model, (), {"log_loss": log_loss}, values)
         assert np.isfinite(float(lp)), (u, lp)
+
+
+@pytest.mark.parametrize("law_name", ["joint", "chinchilla"])
+def test_slope_coordinates_keep_the_exponents_prior(law_name):
+    # An exponent sampled as its term's slope (exponent × share) must keep its prior exactly: the
+    # density in slope coordinates is the exponent's prior at slope / share times 1 / share. The
+    # same prior truncated far outside its mass (a bounded prior keeps the exponent coordinate)
+    # gives the reference density at the same point; the two differ by exactly -Σ ln share.
+    law, spec, design, model = _plain_model(law_name)
+    slopes = _slope_sites(law, spec)
+    assert set(slopes) == set(law.own_exponents)
+    wide = dict(spec)
+    for site in slopes:
+        wide[site] = Prior("truncnormal", {**spec[site].args, "low": -50.0, "high": 50.0})
+    reference = build_model(law, wide, design)
+    assert _slope_sites(law, wide) == {}
+    log_loss = jnp.asarray(design.log_loss, jnp.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        u = rng.normal(0.0, 1.5, len(law.terms))
+        lp, _ = log_density(model, (), {"log_loss": log_loss}, _values(law, spec, design.log_loss_ref, u))
+        lp_ref, _ = log_density(reference, (), {"log_loss": log_loss}, _values(law, wide, design.log_loss_ref, u))
+        jacobian = -sum(float(jnp.log(_shares(u)[i])) for i in slopes.values())
+        assert abs(float(lp) - float(lp_ref) - jacobian) < 1e-3, (u, float(lp), float(lp_ref), jacobian)
