@@ -301,7 +301,11 @@ CHINCHILLA = Law(
     irreducible="e",
     shape_params=("alpha", "beta"),
     pooled=("alpha", "beta", "e", "a", "b"),
-    own_exponents={"alpha": "a", "beta": "b"},
+    # No slope coordinates (``own_exponents``): on real tables they cost more than they gave.
+    # Epoch's runs, seeds 0-1 (discrepancy="none"): min bulk ESS 2104/1856 at 25-28 leapfrog
+    # steps sampling α, β directly, 1950/1878 at 39-41 as slopes; Porian's RefinedWeb tuned/const
+    # setup, seeds 0-2: ESS 4109-4628 at 6.0-6.3 steps directly, 2611-3140 at 6.6-7.5 and one
+    # divergence as slopes. (The joint law's README table is the opposite case.)
     description="L = e + a/N^α + b/D^β (Chinchilla; positive exponents; N incl. embeddings)",
     references=(
         "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556, Eq. 2",

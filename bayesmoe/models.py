@@ -42,7 +42,9 @@ Parametrisation (chosen for NUTS)
     had divergences on 7 of 8 seeds (2-56) and min bulk ESS 75-1016 with 18-32 leapfrog steps;
     these had 1 and 7 divergences on two seeds, min bulk ESS 910-1255, 14-15 steps; at 0.9 (now
     the joint law's default), 0 divergences on all 8 and ESS 965-1472. On the paper's 270-run
-    design at 0.8, min bulk ESS 888-1013 (35 steps) became 1133-2120 (43-51 steps).
+    design at 0.8, min bulk ESS 888-1013 (35 steps) became 1133-2120 (43-51 steps). The
+    chinchilla law does not use them: on Epoch's and Porian's tables they cost leapfrog steps
+    and ESS (numbers in bayesmoe.laws).
   - Several groups, c not pooled: each group's c is derived from its own lowest-loss run as
     ``c = L_best − Σ terms(x_best)`` from the sampled levels, with the Jacobian that keeps the
     ``c_rel`` prior exact. Sampling c directly instead gave a curved c–scale ridge (50-100

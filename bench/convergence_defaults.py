@@ -90,6 +90,8 @@ def moduleformer(per_model: bool):
                          "loss": np.log(sel["wikitext_ppl"])})
     if per_model:
         runs["group"] = sel["model"]
+    else:  # pooled, two models with the same active size and token count are two runs, not a duplicate
+        runs["seed"] = sel["model"].astype("category").cat.codes
     return runs.reset_index(drop=True), "chinchilla"
 
 
