@@ -33,6 +33,40 @@ def _run_labels(index: pd.Index) -> np.ndarray:
     return index.astype(str).to_numpy(dtype=str)
 
 
+def _uninformed_offsets(law: Law, spec, design: Design) -> list[str]:
+    """Pooled exponents that no group's runs can tell apart from the group's level.
+
+    A group's offset of an exponent p changes that group's runs only through ∂ ln term / ∂p of
+    the terms that hold p. Where that derivative takes one value across each group's runs (α of
+    a·N^-α in a table whose groups are each one model size), the offset rescales the term by a
+    constant, which the group's level offset and irreducible loss absorb: it is identified by its
+    prior alone, and it couples with the spread and the levels in a funnel (ModuleFormer, one
+    group per model: 740 leapfrog steps, R-hat 1.013). Such exponents are shared by all groups.
+    """
+    import jax
+
+    params = {}
+    for q in law.shape_params:
+        prior = spec[q]
+        loc = prior.args.get("value", prior.args.get("loc", 0.5))
+        params[q] = jnp.asarray(np.exp(loc) if prior.dist == "lognormal" else loc, jnp.float32)
+    x = {k: jnp.asarray(v, jnp.float32) for k, v in design.x.items()}
+    out = []
+    for q in law.pooled:
+        if q not in law.shape_params:
+            continue
+        derivs = [np.asarray(jax.jacfwd(lambda v, t=t: t.log_monomial({**params, q: v}, x))(params[q]))
+                  for t in law.terms]
+        derivs = [d for d in derivs if np.any(np.abs(d) > 1e-12)]
+        if not derivs:
+            continue
+        flat = all(np.ptp(d[design.group_idx == g]) <= 1e-6 * (1.0 + np.abs(d).max())
+                   for d in derivs for g in range(design.n_groups))
+        if flat:
+            out.append(q)
+    return out
+
+
 def _site_layout(model, design: Design) -> tuple[list[str], list[str]]:
     """Latent sample sites, and the sites that carry a group dimension, from one traced run."""
     trace = trace_model(model, (), {"log_loss": None}, model.init_values)
@@ -154,6 +188,16 @@ def fit(
         unknown = [p for p in pooled if p not in law.params]
         if unknown:
             raise InputError(f"pooled names {unknown} are not parameters of {law.name!r}: {law.params}")
+    if pooled is None and design.n_groups > 1:
+        shared = _uninformed_offsets(law, spec, design)
+        if shared:
+            pooled = [q for q in law.pooled if q not in shared]
+            names = ", ".join(describe_site(law, q) for q in shared)
+            table.attrs["notes"].append(
+                f"{names}: one value for all groups (no group offsets): within each group every "
+                "run has the same value of the input it multiplies, so no group's runs can tell "
+                "their own value from their level; pass pooled=[...] (Python) to choose the "
+                "pooled parameters yourself")
     model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
     if target_accept is None:
         target_accept = 0.99 if design.n_groups > 1 else law.target_accept

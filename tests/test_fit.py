@@ -1,5 +1,6 @@
 """NUTS fits on simulated tables: recovery, hierarchy, diagnostics. Seeds fixed throughout."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -263,3 +264,38 @@ def test_chains_start_where_the_density_is_finite():
     result = bayesmoe.fit(table, law=law, num_warmup=500, num_samples=250, seed=15, progress=False,
                           on_bad_fit="warn", unit_checks=False, reference=ref)
     assert result.diagnostics.divergences < 50 and result.diagnostics.max_rhat < 1.05, result.diagnostics.problems
+
+
+def test_an_exponent_no_group_can_inform_gets_no_group_offsets():
+    # Each group one model size (checkpoints of one model at several token counts, as in the
+    # ModuleFormer table): a group's own α only rescales its a·N^-α term by a constant, which its
+    # level absorbs. α is then shared by all groups, and the fit says so; β, whose input varies
+    # within every group, keeps its offsets. A table with sizes varying inside a group keeps both.
+    import pandas as pd
+
+    from bayesmoe.data import validate_runs
+    from bayesmoe.fitting import _uninformed_offsets
+    from bayesmoe.laws import get_law
+    from bayesmoe.models import make_design
+    from bayesmoe.priors import resolve_priors
+
+    law = get_law("chinchilla")
+    spec = resolve_priors(law, "literature")
+    tokens = np.geomspace(1e9, 3e10, 6)
+    one_size = pd.DataFrame([{"n_active": n, "tokens": d, "group": g}
+                             for g, n in (("s", 1e8), ("m", 4e8), ("l", 1.6e9)) for d in tokens])
+    runs = synthetic_runs("chinchilla", design=one_size, seed=0)
+    runs["group"] = one_size["group"]
+
+    def shared(table):
+        return _uninformed_offsets(law, spec, make_design(validate_runs(table, required=law.inputs + ("loss",)), law))
+
+    assert shared(runs) == ["alpha"]
+    mixed = runs.copy()
+    mixed.loc[mixed.index[::2], "n_active"] *= 2.0  # two sizes inside every group
+    assert shared(mixed) == []
+    with pytest.warns(bayesmoe.ConvergenceWarning):  # 20 draws: only the model's layout matters here
+        result = bayesmoe.fit(runs, law="chinchilla", num_chains=1, num_warmup=20, num_samples=20, seed=0,
+                              progress=False, on_bad_fit="warn", discrepancy="none")
+    assert "alpha" not in result.pooled and "beta" in result.pooled
+    assert any(n.startswith("α: one value for all groups") for n in json.loads(result.tree.attrs["table_notes"]))
