@@ -24,8 +24,14 @@ shipped prior); suggest_runs uses 400 of the 600 draws (thinned evenly) and 100 
 one scoring of the decision (true regret at the target: the true loss of the chosen E, N_act, D
 minus the true optimum's, and whether the chosen E is the true E*).
 
+Options for other settings of the ``suggest`` arm (stored under their own arm names, so several
+settings can share one summary): ``--max-runs N`` (default 8), ``--refit-each`` (a full refit after
+every run instead of reweighting), ``--rank cost_cooled``; ``--discrepancy none`` fits both arms
+without the extrapolation-error term (arms ``*_tau0``, compared with each other).
+
 The target (issue 16): ``suggest`` reaches the grid's final median regret with at most 50 % of the
-grid's FLOPs.
+grid's FLOPs, read as the median regret after spending at most 50 % against the grid's final
+median, with a paired bootstrap interval of the difference.
 """
 
 from __future__ import annotations
