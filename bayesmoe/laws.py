@@ -99,7 +99,8 @@ class Law:
     """``{exponent: scale}``: the exponent of one term's own input (α of ``a·N^α``). The plain model
     (one group) samples that term's slope at the data's centre, exponent × the term's share of the
     loss there, instead of the exponent (see :mod:`bayesmoe.models`). Leave empty for exponents
-    that appear in several terms or that a centring reads."""
+    that appear in several terms or that a centring reads. Experimental: no built-in law sets it
+    (SBC showed under-coverage for the joint law; see the comment in ``JOINT``)."""
 
     @property
     def scales(self) -> tuple[str, ...]:
@@ -178,13 +179,13 @@ JOINT = Law(
         "beta": ("zeta", _joint_log_e),
         "omega": ("zeta", lambda p, x: jnp.log(x["tokens"])),
     },
-    own_exponents={"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
-    # Measured with bench/screen_joint_nuts.py (4 chains x 1000/1000, the slope coordinates above),
-    # seeds 0-7: the README's table had 0 divergences on all 8 at 0.9 (min bulk ESS 965-1472,
-    # 15-20 leapfrog steps) but 1 and 7 on seeds 3 and 7 at 0.8; the paper's 270-run design had
-    # 0 at both (min bulk ESS 1133-2335 at 0.9). The former coordinates (exponents sampled
-    # directly) diverged on 7 of 8 seeds of the README's table at 0.8 and 4 of 8 at 0.95.
-    target_accept=0.9,
+    # No slope coordinates (``own_exponents``) by default, and target_accept 0.8. Sampling α, δ,
+    # β, ω as their term's slope at the data's centre made the README's table converge at 0.9
+    # (0 divergences on seeds 0-7, against 7 of 8 seeds diverging in these coordinates at 0.8),
+    # but SBC (200 tables from the prior, 4 x 500/250, docs/validation/sbc_joint_slopes.csv) showed
+    # those posteriors under-cover: mean 90 % coverage 0.85 against 0.90 here, and 0.74 among the
+    # 31 fits that passed R-hat <= 1.01 with 0 divergences (a funnel where a term's share is
+    # small: chains that agree and miss the truth). docs/validation.md has the numbers.
     references=(
         "Ludziejewski et al. 2025, Joint MoE Scaling Laws, arXiv:2502.05172, Eq. 1 and 4, Table 3",
         "Clark et al. 2022, Unified Scaling Laws for Routed Language Models, arXiv:2202.01169",

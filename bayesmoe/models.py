@@ -28,27 +28,20 @@ Parametrisation (chosen for NUTS)
     0.95, which is now their ``Law.target_accept``: see bayesmoe.laws and tests/test_fit.py.)
     The Epoch Chinchilla table mixes no worse here than derived (300/300 draws: R-hat 1.012-1.014
     here, 1.007-1.016 derived, on fit seeds 0-2; both fine at 500/1000).
-  - An exponent that appears in one term only (``Law.own_exponents``: α and δ of a·Ê^δ·N^α, β and
-    ω of the data term) is sampled as that term's slope at the data's centre, ``<p>_slope`` =
-    exponent (centred coordinate) × the term's share of the loss there; the exponent follows as
-    slope / share. The data pin the slope (d ln L / d ln N at the centre = α·share_a) much better
-    than either factor, so in the former coordinates the posterior lay along the curved ridge
-    α · share(a_vs_c) = const: where α nears 0 the term turns into a constant that trades off
-    against c, and the ridge bends away. Here that ridge is straight (share moves, the slope does
-    not). The prior stays on the exponent: its density is evaluated at slope / share with the
-    Jacobian 1/share. Only for exponents with a normal prior (a bounded prior's support would
-    depend on the share). Measured on the README's table (joint law, 4 × 1000/1000, seeds 0-7,
-    bench/screen_joint_nuts.py --table reference): at target_accept 0.8 the former coordinates
-    had divergences on 7 of 8 seeds (2-56) and min bulk ESS 75-1016 with 18-32 leapfrog steps;
-    these had 1 and 7 divergences on two seeds, min bulk ESS 910-1255, 14-15 steps; at 0.9 (now
-    the joint law's default), 0 divergences on all 8 and ESS 965-1472. On the paper's 270-run
-    design at 0.8, min bulk ESS 888-1013 (35 steps) became 1133-2120 (43-51 steps). The
-    chinchilla law does not use them: on Epoch's and Porian's tables they cost leapfrog steps
-    and ESS (numbers in bayesmoe.laws).
-  - Several groups, c not pooled: each group's c is derived from its own lowest-loss run as
-    ``c = L_best − Σ terms(x_best)`` from the sampled levels, with the Jacobian that keeps the
-    ``c_rel`` prior exact. Sampling c directly instead gave a curved c–scale ridge (50-100
-    leapfrog steps and divergences on the joint law).
+  - Optional slope coordinates (``Law.own_exponents``, empty for every built-in law): an exponent
+    that appears in one term only (α and δ of a·Ê^δ·N^α) is sampled as that term's slope at the
+    data's centre, ``<p>_slope`` = exponent (centred coordinate) × the term's share of the loss
+    there; the exponent follows as slope / share, its prior evaluated there with the Jacobian
+    1/share (exact: tests/test_models.py). The data pin the slope (d ln L / d ln N at the centre
+    = α·share_a) better than either factor, and in the exponent coordinates the posterior lies
+    along the curved ridge α · share(a_vs_c) = const. Measured for the joint law (α, δ, β, ω) on
+    the README's table, 4 × 1000/1000, seeds 0-7 (bench/screen_joint_nuts.py --table reference):
+    divergences on 7 of 8 seeds at target_accept 0.8 in the exponent coordinates, on none at 0.9
+    in slope coordinates. But SBC in slope coordinates (docs/validation/sbc_joint_slopes.csv)
+    under-covered: mean 90 % coverage 0.85 against 0.90, 0.74 among fits with R-hat <= 1.01 and
+    no divergences (where a term's share is small the slope's scale shrinks with it: a funnel
+    whose chains agree and miss). So no built-in law uses them; chinchilla lost ESS with them
+    on Epoch's and Porian's tables too (numbers in bayesmoe.laws).
 * Several groups: every pooled site gets a population value ``<site>_pop``, a spread
   ``<site>_tau`` and standard-normal offsets ``<site>_z`` (non-centred), so that
   ``<site>[g] = <site>_pop + <site>_tau · <site>_z[g]``. A pooled irreducible loss gets

@@ -82,9 +82,11 @@ def test_slope_coordinates_keep_the_exponents_prior(law_name):
     # density in slope coordinates is the exponent's prior at slope / share times 1 / share. The
     # same prior truncated far outside its mass (a bounded prior keeps the exponent coordinate)
     # gives the reference density at the same point; the two differ by exactly -Σ ln share.
-    law = get_law(law_name)
-    if law_name == "chinchilla":  # no slope coordinates by default (bayesmoe.laws): give it some
-        law = dataclasses.replace(law, own_exponents={"alpha": "a", "beta": "b"})
+    # no built-in law uses slope coordinates (bayesmoe.laws): give them some
+    slopes = {"joint": {"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
+              "chinchilla": {"alpha": "a", "beta": "b"}}[law_name]
+    law = dataclasses.replace(get_law(law_name), own_exponents=slopes)
+    assert _slope_sites(get_law(law_name), resolve_priors(law, "literature")) == {}
     law, spec, design, model = _plain_model(law)
     slopes = _slope_sites(law, spec)
     assert slopes and set(slopes) == set(law.own_exponents)
