@@ -61,14 +61,9 @@ bootstrap: percentile interval) for α, β, γ, ζ, δ, ω, c next to Table 3's 
 checks the issue's target: NUTS (4 chains x 1000 draws) in less wall time than the bootstrap,
 with min bulk ESS >= 1000.
 
-NUTS settings: ``fit``'s defaults, 1000 warmup iterations and the joint law's target_accept, now
-    0.9 (``--num-warmup``). With the slope coordinates (``bayesmoe.models``: α, δ, β, ω sampled
-    as their term's slope at the data's centre), ``screen_joint_nuts.py`` at 1000:0.9 gave min
-    bulk ESS 1477 1888 1152 2335 | 1944 1768 1421 2037 on seeds 0-7 (8 of 8 >= 1000), 0
-    divergences, 44-54 leapfrog steps; at 1000:0.8, 1133-2120, 43-51 steps. The table below is
-    the former coordinates (bench/README.md has the comparison).
+NUTS settings: ``fit``'s defaults, 1000 warmup iterations and target_accept 0.8 (``--num-warmup``)
     Screened with ``bench/screen_joint_nuts.py`` (``bayesmoe.fit`` called as here, NUTS only) in
-    the coordinates of the time (the one-group model samples log-ratios of each term to c at the
+    the current coordinates (the one-group model samples log-ratios of each term to c at the
     data's centre; ``bayesmoe.models``) and the c_rel prior N(-1.0, 0.7), min bulk ESS per seed,
     divergences 0 unless noted, max R-hat <= 1.008 unless noted:
 
