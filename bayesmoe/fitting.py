@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -43,8 +44,6 @@ def _uninformed_offsets(law: Law, spec, design: Design) -> list[str]:
     prior alone, and it couples with the spread and the levels in a funnel (ModuleFormer, one
     group per model: 740 leapfrog steps, R-hat 1.013). Such exponents are shared by all groups.
     """
-    import jax
-
     params = {}
     for q in law.shape_params:
         prior = spec[q]

@@ -42,6 +42,10 @@ Parametrisation (chosen for NUTS)
     no divergences (where a term's share is small the slope's scale shrinks with it: a funnel
     whose chains agree and miss). So no built-in law uses them; chinchilla lost ESS with them
     on Epoch's and Porian's tables too (numbers in bayesmoe.laws).
+  - Several groups, c not pooled: each group's c is derived from its own lowest-loss run as
+    ``c = L_best − Σ terms(x_best)`` from the sampled levels, with the Jacobian that keeps the
+    ``c_rel`` prior exact. Sampling c directly instead gave a curved c–scale ridge (50-100
+    leapfrog steps and divergences on the joint law).
 * Several groups: every pooled site gets a population value ``<site>_pop``, a spread
   ``<site>_tau`` and standard-normal offsets ``<site>_z`` (non-centred), so that
   ``<site>[g] = <site>_pop + <site>_tau · <site>_z[g]``. A pooled irreducible loss gets

@@ -130,9 +130,9 @@ def suggest_label(max_runs: int, refit_each: bool) -> str:
     return f"suggest_max{max_runs}" + ("_refit_each" if refit_each else "")
 
 
-def regret_at(h: pd.DataFrame, flops: float) -> float:
-    """A campaign's true regret after spending at most ``flops``."""
-    return float(h[h["flops_spent"] <= flops * (1 + 1e-9)]["true_regret"].iloc[-1])
+def scoring_at(h: pd.DataFrame, flops: float) -> pd.Series:
+    """A campaign's last scoring of the decision after spending at most ``flops``."""
+    return h[h["flops_spent"] <= flops * (1 + 1e-9)].iloc[-1]
 
 
 def summarise(paths: list[Path]) -> str:
@@ -162,7 +162,7 @@ def _summarise_arm(t: pd.DataFrame, truth: str, name: str, grid_name: str) -> li
              f"{sug[sug.step == 0].groupby('campaign')['correct_experts'].first().mean():.2f} | 12 |"]
     first_hit, at = None, {}
     for share in (0.1, 0.25, 0.5, 0.75, 1.0):
-        upto = [sug[(sug.campaign == c) & (sug.flops_spent <= share * BUDGET * (1 + 1e-9))].iloc[-1] for c in camps]
+        upto = [scoring_at(sug[sug.campaign == c], share * BUDGET) for c in camps]
         per = np.array([float(r["true_regret"]) for r in upto])
         at[share] = per
         med = float(np.median(per))

@@ -23,9 +23,9 @@ def _plain_model(law_name, seed=1):
     return law, spec, design, build_model(law, spec, design)
 
 
-def _values(law, spec, log_centre, u, slopes=None):
+def _values(law, spec, log_centre, u):
     """Every latent site: shape parameters at their prior locations, sigma at 0.01; the exponents
-    in ``slopes`` ({site: term index}, default the model's own) given as their terms' slopes."""
+    the model samples as slopes (``_slope_sites``) given as their terms' slopes."""
     values = {"log_loss_centre": log_centre, "sigma": 0.01}
     values.update(dict(zip(share_sites(law), u)))
     for p in law.shape_params:
@@ -33,7 +33,7 @@ def _values(law, spec, log_centre, u, slopes=None):
         site = f"{p}_centred" if p in law.centred else p
         values[site] = args.get("loc", 0.0) if spec[p].dist != "lognormal" else float(np.exp(args["loc"]))
     share = _shares(u)
-    for site, i in (_slope_sites(law, spec) if slopes is None else slopes).items():
+    for site, i in _slope_sites(law, spec).items():
         coord = f"{site}_centred" if site in law.centred else site
         values[f"{site}_slope"] = values.pop(coord) * share[i]
     return values
