@@ -352,13 +352,17 @@ def _fit_csv(args, argv):
     with warnings.catch_warnings():
         # the Python-keyword advice of the warning is replaced by the CLI's own below
         warnings.simplefilter("ignore", bayesmoe.ConvergenceWarning)
-        result = bayesmoe.fit(
-            runs, law=args.law, priors=priors, num_chains=args.num_chains,
-            num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
-            target_accept=args.target_accept, on_bad_fit="warn",
-            progress=False if args.no_progress else None, columns=args.columns, loss_unit=args.loss_unit,
-            discrepancy=args.discrepancy,
-        )
+        try:
+            result = bayesmoe.fit(
+                runs, law=args.law, priors=priors, num_chains=args.num_chains,
+                num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
+                target_accept=args.target_accept, on_bad_fit=args.on_bad_fit,
+                progress=False if args.no_progress else None, columns=args.columns, loss_unit=args.loss_unit,
+                discrepancy=args.discrepancy,
+            )
+        except bayesmoe.ConvergenceError as err:
+            # kept to save and report, marked as failed; a rejected fit skips the backtests
+            result = err.result
     result.tree.attrs["command"] = "bayesmoe " + " ".join(
         _quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     failure = result.convergence_message("cli")

@@ -234,25 +234,25 @@ def fit(
     diag = diagnose(tree, sampled, describe=lambda site: describe_site(law, site))
     result = FitResult(tree, law, spec, diag)
     message = result.convergence_message("python")
-    if message:
-        tree.attrs["convergence"] = "failed"
-        result.warnings.append(message)
-        if on_bad_fit == "raise":
-            raise ConvergenceError(message, result=result)  # the draws stay on err.result
-        warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    else:
-        tree.attrs["convergence"] = "ok"
+    tree.attrs["convergence"] = "failed" if message else "ok"
     # The discrepancy term is learned after the main fit (its backtests refit subsets of the
-    # table); a fit that failed its diagnostics and raised above never pays for them, and one kept
-    # with on_bad_fit="warn" gets the prior alone.
+    # table). A fit kept with on_bad_fit="warn" is meant for use, so it gets its backtests like
+    # any other; one about to be rejected never pays for them: its result (err.result) carries
+    # τ from the prior alone and says so.
     if discrepancy is None:
         discrepancy = os.environ.get("BAYESMOE_DISCREPANCY", "auto")
-    if message and discrepancy in ("auto", "backtest"):
-        discrepancy = "prior"
+    rejected = bool(message) and on_bad_fit == "raise"
     disc = learn_discrepancy(
-        table, law, mode=discrepancy, prior=discrepancy_prior, progress=progress_default(progress),
+        table, law, mode="prior" if rejected and discrepancy in ("auto", "backtest") else discrepancy,
+        prior=discrepancy_prior, progress=progress_default(progress),
         fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,
                     "pooled": pooled},
     )
     tree.attrs["discrepancy"] = disc.to_json()
+    if message:
+        result.warnings.append(message)
+        if rejected:
+            raise ConvergenceError(message, result=result)  # the draws stay on err.result
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
+

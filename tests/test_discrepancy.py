@@ -218,3 +218,24 @@ def test_the_term_leaves_the_posterior_of_the_law_untouched():
     a = with_term.predict(far, kind="new_run", seed=1).values
     b = with_term.predict(far, kind="new_run", seed=1, discrepancy=False).values
     assert np.std(np.log(a)) > np.std(np.log(b))
+
+
+def test_a_kept_failed_fit_learns_tau_from_its_backtests_and_a_rejected_one_from_the_prior():
+    # 2 chains × 100 draws cannot reach bulk ESS 400, so the fit fails its diagnostics. Kept with
+    # on_bad_fit="warn" it is meant for use and runs its backtests like any fit (before this, a
+    # kept failed fit silently fell back to the prior: the joint law-true hold-out of
+    # bench_discrepancy_simulated.py got τ's prior median 0.028 instead of its backtests' 0.011).
+    # Rejected, it skips them: err.result carries τ from the prior alone.
+    runs = synthetic_runs("chinchilla", n_runs=40, noise_sd=0.01, seed=0)
+    kw = dict(law="chinchilla", num_chains=2, num_warmup=150, num_samples=100, progress=False, seed=0,
+              discrepancy="backtest")
+    with pytest.warns(bayesmoe.ConvergenceWarning):
+        kept = bayesmoe.fit(runs, on_bad_fit="warn", **kw)
+    assert kept.tree.attrs["convergence"] == "failed"
+    assert kept.discrepancy.source == "backtest+prior"
+    assert kept.discrepancy.backtest["cut"].nunique() == 3
+    with pytest.raises(bayesmoe.ConvergenceError) as info:
+        bayesmoe.fit(runs, on_bad_fit="raise", **kw)
+    rejected = info.value.result
+    assert rejected.tree.attrs["convergence"] == "failed"
+    assert rejected.discrepancy.source == "prior" and rejected.discrepancy.backtest is None
