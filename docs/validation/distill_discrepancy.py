@@ -11,12 +11,14 @@ inside the hold-out validation (run_discrepancy_holdout.py) runs, which writes t
 top 20 % of each table, held out there, never enters the prior. Backtests go to
 docs/validation/backtests/<table>.csv.
 Each table then gives a log-likelihood curve of τ (`tau_log_likelihood`). The prior is the
-population distribution of ln τ over tables, ln τ ~ N(mu, sigma), with (mu, sigma) maximising the
-marginal likelihood prod_t ∫ p(backtests_t | τ) N(ln τ; mu, sigma) dln τ (type-II maximum
-likelihood on a grid); it is written to bayesmoe/discrepancy_prior.json, which ships in the
+predictive distribution of a new table's ln τ under a population model ln τ_t ~ N(mu, sigma)
+(flat prior on mu, half-normal on sigma, the likelihood prod_t ∫ p(backtests_t | τ) N(ln τ; mu,
+sigma) dln τ on a grid), summarised by its mean and sd; it is written to bayesmoe/discrepancy_prior.json, which ships in the
 package. Leave-one-table-out priors (the prior each table would get from the others, which the
 hold-out validation uses so that no table's runs inform its own prior) go to
-docs/validation/discrepancy_prior_loto.json.
+docs/validation/discrepancy_prior_loto.json, with one for each union of run_holdout.py
+(``porian-union``: the tables other than Porian's; ``isoflops-union``: other than the IsoFLOP
+sources and Epoch, whose runs one source repeats).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ PRIOR = ROOT / "bayesmoe" / "discrepancy_prior.json"
 LOTO = Path(__file__).resolve().parent / "discrepancy_prior_loto.json"
 #: Tables that hold the same runs: a leave-one-out prior leaves out the whole family.
 FAMILY = {"isoflops-epochai_chinchilla__massivetext__chinchilla": "epoch"}
+#: run_holdout.py's multi-table cases -> which distilled tables they contain.
+UNIONS = {"porian-union": lambda k: k.startswith("porian-"),
+          "isoflops-union": lambda k: k.startswith("isoflops-") or k == "epoch"}
 
 
 def real_tables() -> dict[str, tuple[pd.DataFrame, str]]:
@@ -69,25 +74,41 @@ def training_part(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[compute <= np.quantile(compute, 0.8)]
 
 
+#: Scale of the half-normal hyperprior on the population sd of ln τ (setups' growth rates differ
+#: by a factor e ≈ 2.7 per sd; a few sd span the one to two orders of magnitude seen in practice).
+SIGMA_SCALE = 1.0
+
+
 def fit_population(curves: dict[str, np.ndarray]) -> dict:
-    """(mu, sigma) of ln τ maximising the marginal likelihood of the tables' curves."""
+    """The prior of a new table's ln τ: the population predictive.
+
+    Each table's τ is drawn from a population, ln τ_t ~ N(μ, σ). The tables' backtest curves give
+    the likelihood of (μ, σ), ∏_t ∫ p(backtests_t | τ) N(ln τ; μ, σ) d ln τ, on a grid; with a flat
+    prior on μ and a half-normal(SIGMA_SCALE) prior on σ, a new table's ln τ has the predictive
+    Σ w(μ, σ) N(μ, σ), summarised by its mean and sd (the lognormal ``mu``, ``sigma``). A point
+    estimate of (μ, σ) (type-II maximum likelihood) collapses σ to the grid's floor when a handful
+    of tables agree, a prior far too sure of an unseen table's τ (Gelman 2006 on group-level
+    variances with few groups); integrating over σ keeps that uncertainty.
+    """
     lt = np.log(TAU_GRID)
     step = lt[1] - lt[0]
     mus = np.linspace(np.log(1e-3), np.log(1.0), 141)
-    sigmas = np.linspace(0.1, 3.0, 59)
-    best = (-np.inf, None, None)
-    for mu in mus:
-        for sd in sigmas:
+    sigmas = np.linspace(0.02, 3.0, 150)
+    logpost = np.empty((len(mus), len(sigmas)))
+    for i, mu in enumerate(mus):
+        for j, sd in enumerate(sigmas):
             logprior = -0.5 * ((lt - mu) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi)) + np.log(step)
-            total = 0.0
+            total = -0.5 * (sd / SIGMA_SCALE) ** 2
             for ll in curves.values():
                 a = ll + logprior
                 total += a.max() + np.log(np.exp(a - a.max()).sum())
-            if total > best[0]:
-                best = (total, mu, sd)
-    _, mu, sd = best
-    # the tables' per-table estimates, for the record
-    return {"family": "lognormal", "mu": round(float(mu), 4), "sigma": round(float(sd), 4)}
+            logpost[i, j] = total
+    w = np.exp(logpost - logpost.max())
+    w /= w.sum()
+    m, s = np.meshgrid(mus, sigmas, indexing="ij")
+    mean = float(np.sum(w * m))
+    var = float(np.sum(w * (s ** 2 + m ** 2)) - mean ** 2)
+    return {"family": "lognormal", "mu": round(mean, 4), "sigma": round(float(np.sqrt(var)), 4)}
 
 
 def main(argv=None) -> int:
@@ -133,6 +154,12 @@ def main(argv=None) -> int:
         family = FAMILY.get(name, name)
         rest = {k: v for k, v in curves.items() if k != name and FAMILY.get(k, k) != family}
         loto[name] = fit_population(rest)
+    # the unions of run_holdout.py (all Porian setups in one fit; all IsoFLOP sources, which include
+    # Epoch's runs) get the prior of the tables outside the union
+    for union, members in UNIONS.items():
+        rest = {k: v for k, v in curves.items() if not members(k)}
+        if len(rest) < len(curves):
+            loto[union] = fit_population(rest)
     LOTO.write_text(json.dumps(loto, indent=1) + "\n")
     print("leave-one-table-out:", json.dumps(loto))
     return 0

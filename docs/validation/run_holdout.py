@@ -13,6 +13,7 @@ cases that need them are skipped, with a message, where that folder is absent.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -90,8 +91,26 @@ CASES = {
 NEEDS_SHARED = {"epoch", "porian-hierarchical", "porian-pooled", "isoflops-hierarchical", "isoflops-pooled"}
 
 
+#: The discrepancy prior of each case: distilled without the case's own tables
+#: (docs/validation/discrepancy_prior_loto.json, written by distill_discrepancy.py).
+LOTO_KEY = {"reference": "reference", "epoch": "epoch", "porian-hierarchical": "porian-union",
+            "porian-pooled": "porian-union", "isoflops-hierarchical": "isoflops-union",
+            "isoflops-pooled": "isoflops-union"}
+
+
+def loto_prior(name: str) -> dict | None:
+    """The case's leave-its-tables-out discrepancy prior, or None (the shipped one) where the
+    distillation has none for it."""
+    path = OUT / "discrepancy_prior_loto.json"
+    loto = json.loads(path.read_text()) if path.exists() else {}
+    return loto.get(LOTO_KEY.get(name, name))
+
+
 def run_case(name: str, draws: dict) -> dict:
     table_fn, law, ho_kw, fit_kw = CASES[name]
+    prior = loto_prior(name)
+    if prior is not None:
+        fit_kw = {**fit_kw, "discrepancy_prior": prior}
     runs = table_fn()
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -101,10 +120,17 @@ def run_case(name: str, draws: dict) -> dict:
     seconds = time.perf_counter() - t0
     ho.table.to_csv(OUT / f"holdout_{name}.csv")
     per_group = ho.table.groupby("group").agg(n=("loss", "size"), max_abs=("abs_error", "max"),
-                                              cov50=("in50", "mean"), cov90=("in90", "mean"))
+                                              cov50=("in50", "mean"), cov90=("in90", "mean"),
+                                              cov90_law=("in90_law", "mean"))
     print(f"\n== {name}: {len(runs)} runs, {seconds:.0f} s\n{per_group.round(4).to_string()}")
+    disc = ho.summary["discrepancy"]
     row = {"case": name, "n_runs": len(runs), "groups": runs.get("group", pd.Series(["all"])).nunique(),
-           **ho.summary, "covers_85": ho.summary["coverage_90"] >= 0.85,
+           **{k: v for k, v in ho.summary.items() if k != "discrepancy"},
+           "tau_source": disc["source"], "tau_median": disc["tau_median"], "tau_lo90": disc["tau_lo90"],
+           "tau_hi90": disc["tau_hi90"], "prior_mu": None if prior is None else prior["mu"],
+           "prior_sigma": None if prior is None else prior["sigma"],
+           "w90_over_rmse": ho.summary["median_width_90"] / ho.summary["rmse"],
+           "covers_85": ho.summary["coverage_90"] >= 0.85,
            "sigma_median": float(ho.fit.posterior["sigma"].median()), "seconds": round(seconds, 1),
            "convergence_warnings": len([w for w in caught if issubclass(w.category, ConvergenceWarning)]),
            **{k: v for k, v in draws.items()}}
