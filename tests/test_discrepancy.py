@@ -158,20 +158,23 @@ def test_optimum_reports_distance_per_input_beyond_the_fitted_runs():
     assert bool(s["E_beyond_fitted"].iloc[1]) == (p256 >= 0.1 or s["E_decision"].iloc[1] > 64)
 
 
-@pytest.mark.slow  # 4 NUTS fits, ~90 s on 2 cores: `pytest -m slow tests/test_discrepancy.py`
-def test_law_true_table_gets_almost_no_discrepancy():
-    # Simulated from the Chinchilla law itself: the backtests find nothing the law misses, so τ's
-    # posterior falls well below its prior, and the 90 % new-run interval of the held-out runs
-    # widens by at most 25 % over the law-only band (the issue's bar).
-    # bench/bench_discrepancy_simulated.py's "law-chinchilla" case, seed 1: width ratio 1.17
-    runs = synthetic_runs("chinchilla", n_runs=150, noise_sd=0.01, seed=1)
-    ho = extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.8,
+@pytest.mark.slow  # 4 NUTS fits, ~90-120 s on 2 cores: `pytest -m slow tests/test_discrepancy.py`
+@pytest.mark.parametrize("law, n_runs", [("chinchilla", 150), ("joint", 120)])
+def test_law_true_table_gets_almost_no_discrepancy(law, n_runs):
+    # Simulated from the law itself: the backtests find nothing the law misses, so τ's posterior
+    # falls well below its prior, and the 90 % new-run interval of the held-out runs widens by at
+    # most 25 % over the law-only band (the issue's bar). bench/bench_discrepancy_simulated.py's
+    # "law-chinchilla" and "law-joint" cases, seed 1 (2026-12-02): width ratios 1.12 and 1.15.
+    # The joint fit at 4 × 500/500 fails its ESS check; kept with on_bad_fit="warn", it still runs
+    # its backtests (it once fell back to the prior: ratio 2.12).
+    runs = synthetic_runs(law, n_runs=n_runs, noise_sd=0.01, seed=1)
+    ho = extrapolation_holdout(runs, law=law, by="compute", quantile=0.8,
                                fit_kwargs={**SHORT, "on_bad_fit": "warn"}, seed=0)
     disc = ho.fit.discrepancy
     assert disc.source == "backtest+prior"
     prior_median = float(np.exp(default_prior()["mu"]))
     assert disc.tau_quantiles([0.5])[0] < prior_median
-    law_only = ho.fit.predict(ho.table[["n_active", "tokens"]], kind="new_run", discrepancy=False)
+    law_only = ho.fit.predict(ho.table[list(ho.fit.law.inputs)], kind="new_run", discrepancy=False)
     w_law = (law_only.quantile(0.95, ("chain", "draw")) - law_only.quantile(0.05, ("chain", "draw"))).values
     assert np.median(ho.table["width90"].to_numpy() / w_law) <= 1.25
 

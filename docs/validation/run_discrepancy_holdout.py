@@ -4,6 +4,7 @@
     PYTHONPATH=. .venv/bin/python docs/validation/run_discrepancy_holdout.py epoch     # some tables
     PYTHONPATH=. .venv/bin/python docs/validation/run_discrepancy_holdout.py --rescore # saved fits, current priors
     PYTHONPATH=. .venv/bin/python docs/validation/run_discrepancy_holdout.py --markdown # the docs' table
+                                  # (with bootstrap + residual rows where run_bootstrap_holdout.py ran)
 
 Per table (one setup or source each, as in distill_discrepancy.py): fit on the runs at or below the
 80 % compute quantile (4 chains × 500/500, seed 0; the fit's own backtests run inside those runs
@@ -90,6 +91,9 @@ def run(name: str, runs: pd.DataFrame, law: str, prior: dict, rescore: bool = Fa
 def markdown() -> str:
     """The tables of docs/validation.md from the saved results."""
     rows = pd.read_csv(SUMMARY)
+    boot_path = OUT / "bootstrap_holdout.csv"  # run_bootstrap_holdout.py
+    boot = pd.read_csv(boot_path) if boot_path.exists() else pd.DataFrame(columns=["table", "method"])
+    boot = boot[boot["method"] == "bootstrap + residual"].set_index("table")
     lines = ["| table | law | fit / held out | method | 50 % covered | 90 % covered | median 90 % width | "
              "width / RMSE | max abs error | RMSE | τ median (90 %) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -108,12 +112,20 @@ def markdown() -> str:
                 f"{w:.3f} | {w / r['rmse']:.1f} | {f'{r.max_abs_error:.3f}' if first else ''} | "
                 f"{f'{r.rmse:.3f}' if first else ''} | "
                 f"{f'{r.tau_median:.3g} ({r.tau_lo90:.2g}-{r.tau_hi90:.2g})' if first else ''} |")
+        if r["table"] in boot.index:  # its own point fit, so its own errors
+            b = boot.loc[r["table"]]
+            lines.append(f"|  |  |  | bootstrap + residual | {b.cov50:.0%} | {b.cov90:.0%} | {b.w90:.3f} | "
+                         f"{b.w90_over_rmse:.1f} | {b.max_abs_error:.3f} | {b.rmse:.3f} |  |")
     held = pd.concat(held_all)
     lines.append("")
     lines.append(f"Pooled over {rows['table'].nunique()} tables ({len(held)} held-out runs): 90 % covered "
                  f"{held['in90'].mean():.1%} with the term, {held['in90_law'].mean():.1%} law only, "
                  f"{held['in90_conformal'].mean():.1%} split-conformal; 50 %: {held['in50'].mean():.1%}, "
                  f"{held['in50_law'].mean():.1%}, {held['in50_conformal'].mean():.1%}.")
+    if len(boot):
+        lines.append(f"Bootstrap + residual, pooled over the {len(boot)} tables it was run on "
+                     f"({int(boot['n_held'].sum())} held-out runs): 90 % covered "
+                     f"{boot['covered90'].sum() / boot['n_held'].sum():.1%}.")
     return "\n".join(lines)
 
 
