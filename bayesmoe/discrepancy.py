@@ -24,8 +24,9 @@ moves away from the runs that pinned it down. bayesmoe models a new run's log lo
     ``r ~ N(0, diag(s²) + τ² E Eᵀ)`` (``s``: the law's own predictive sd of each run:
     parameter uncertainty plus noise);
   - a prior distilled from the real tables in ``../shared/data`` by
-    ``docs/validation/distill_discrepancy.py`` (the population distribution of ln τ over those
-    tables, fitted by marginal likelihood), shipped in ``bayesmoe/discrepancy_prior.json``.
+    ``docs/validation/distill_discrepancy.py`` (the predictive distribution of a new table's
+    ln τ under a lognormal population model of those tables' τ, with the population's mean and
+    spread integrated out), shipped in ``bayesmoe/discrepancy_prior.json``.
   τ's posterior is computed exactly on a grid and each posterior draw of θ gets its own τ.
 
 Inside the fitted range δ is exactly 0, so adding it leaves the likelihood of the fitted runs,

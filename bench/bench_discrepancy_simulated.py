@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/bench_discrepancy_simulated.py            # every case, ~25 min on 2 cores
     PYTHONPATH=. .venv/bin/python bench/bench_discrepancy_simulated.py --cases law-chinchilla
+    PYTHONPATH=. .venv/bin/python bench/bench_discrepancy_simulated.py --out docs/validation/discrepancy_simulated.csv
 
 Each case simulates a table (seeds fixed), runs the ordered hold-out (fit at or below the 80 %
 compute quantile, 4 chains × 500/500, the fit's own backtests and the shipped prior), and prints
@@ -28,6 +29,7 @@ import numpyro
 
 numpyro.set_host_device_count(4)
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ap.add_argument("--out", help="also write the rows to this CSV (rows of the same case and seed replaced)")
     args = ap.parse_args(argv)
     rows = []
     for case in args.cases:
@@ -80,7 +83,16 @@ def main(argv=None) -> int:
                          "max_abs_error": s["max_abs_error"], "tau_median": s["discrepancy"]["tau_median"],
                          "diagnostics_ok": s["diagnostics_ok"], "seconds": round(time.perf_counter() - t0)})
             print(rows[-1], flush=True)
+            jax.clear_caches()  # each table size compiles anew; a long run ran out of memory (LLVM) without this
     table = pd.DataFrame(rows)
+    if args.out:
+        import os
+
+        if os.path.exists(args.out):
+            old = pd.read_csv(args.out)
+            keep = ~old.set_index(["case", "seed"]).index.isin(table.set_index(["case", "seed"]).index)
+            table = pd.concat([old[keep], table], ignore_index=True)
+        table.to_csv(args.out, index=False)
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))
         print(table.groupby("case")[["cov90", "cov90_law", "width_ratio", "tau_median"]].median().to_string())
