@@ -164,7 +164,7 @@ def test_law_true_table_gets_almost_no_discrepancy(law, n_runs):
     # Simulated from the law itself: the backtests find nothing the law misses, so τ's posterior
     # falls well below its prior, and the 90 % new-run interval of the held-out runs widens by at
     # most 25 % over the law-only band (the issue's bar). bench/bench_discrepancy_simulated.py's
-    # "law-chinchilla" and "law-joint" cases, seed 1 (2026-12-02): width ratios 1.12 and 1.15.
+    # "law-chinchilla" and "law-joint" cases, seed 1 (2026-12-02): width ratios 1.12 and 1.10.
     # The joint fit at 4 × 500/500 fails its ESS check; kept with on_bad_fit="warn", it still runs
     # its backtests (it once fell back to the prior: ratio 2.12).
     runs = synthetic_runs(law, n_runs=n_runs, noise_sd=0.01, seed=1)
