@@ -242,3 +242,39 @@ def test_a_kept_failed_fit_learns_tau_from_its_backtests_and_a_rejected_one_from
     rejected = info.value.result
     assert rejected.tree.attrs["convergence"] == "failed"
     assert rejected.discrepancy.source == "prior" and rejected.discrepancy.backtest is None
+
+
+def _distill():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "validation"))
+    import distill_discrepancy
+
+    return distill_discrepancy
+
+
+def test_distilled_prior_is_the_population_predictive_and_does_not_collapse():
+    # distill_discrepancy.fit_population: the prior of a new table's ln τ is the predictive of a
+    # lognormal population of the tables' τ, with μ and σ integrated out (not a point estimate).
+    fit_population = _distill().fit_population
+    lt = np.log(TAU_GRID)
+
+    def sharp(tau, sd=0.05):  # a table whose backtests pin τ down
+        return -0.5 * ((lt - np.log(tau)) / sd) ** 2
+
+    # Twelve tables agreeing on τ = 0.03: the predictive sits there and is narrow.
+    agree = fit_population({i: sharp(0.03) for i in range(12)})
+    assert abs(agree["mu"] - np.log(0.03)) < 0.05
+    assert agree["sigma"] < 0.3
+    # Two tables a decade apart: centred between them, and wider than their own spread (half
+    # the gap, 1.15 in ln τ), since two tables say little about the population's μ and σ.
+    two = fit_population({0: sharp(0.01), 1: sharp(0.1)})
+    assert abs(two["mu"] - np.log(np.sqrt(0.01 * 0.1))) < 0.1
+    assert two["sigma"] > 0.5 * np.log(10)
+    # Five tables that only bound τ from above (flat below 0.03): the population's spread is not
+    # identified, so it stays near its half-normal(1) hyperprior instead of collapsing to the
+    # grid's floor as a type-II maximum-likelihood estimate does.
+    bound = np.where(lt < np.log(0.03), 0.0, -0.5 * ((lt - np.log(0.03)) / 0.2) ** 2)
+    loose = fit_population({i: bound for i in range(5)})
+    assert loose["sigma"] > 0.5
