@@ -356,7 +356,8 @@ def _fit_csv(args, argv):
             result = bayesmoe.fit(
                 runs, law=args.law, priors=priors, num_chains=args.num_chains,
                 num_warmup=args.num_warmup, num_samples=args.num_samples, seed=args.seed,
-                target_accept=args.target_accept, on_bad_fit=args.on_bad_fit,
+                # `report RUNS.csv` has no --on-bad-fit: it reports (and marks) whatever the fit gives
+                target_accept=args.target_accept, on_bad_fit=getattr(args, "on_bad_fit", "warn"),
                 progress=False if args.no_progress else None, columns=args.columns, loss_unit=args.loss_unit,
                 discrepancy=args.discrepancy,
             )
