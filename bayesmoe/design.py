@@ -194,7 +194,6 @@ class _Decision:
     loss: np.ndarray  # (S, A)
     regret: np.ndarray  # (S, A): loss − the draw's best action
     law_loss: np.ndarray  # (S, A) without δ
-    distance2: np.ndarray  # (A,) squared Euclidean distance beyond the fitted runs
     _loss32: np.ndarray | None = field(default=None, repr=False)
 
     def choose(self, w: np.ndarray) -> np.ndarray:
@@ -252,8 +251,7 @@ def _decision(draws: _Draws, b: Budget, experts) -> _Decision:
     law_log = draws.log_mean(actions, discrepancy=False)
     dist = draws.distance(actions)
     loss = np.exp(law_log + draws.slopes @ dist.T)
-    return _Decision(actions=actions, loss=loss, regret=loss - loss.min(axis=1, keepdims=True), law_loss=np.exp(law_log),
-                     distance2=(dist * dist).sum(axis=1))
+    return _Decision(actions=actions, loss=loss, regret=loss - loss.min(axis=1, keepdims=True), law_loss=np.exp(law_log))
 
 
 def _regret_theta_known(draws: _Draws, dec: _Decision, w: np.ndarray) -> float:

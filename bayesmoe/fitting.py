@@ -255,4 +255,3 @@ def fit(
             raise ConvergenceError(message, result=result)  # the draws stay on err.result
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
-

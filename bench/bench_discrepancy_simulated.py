@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpyro
 
@@ -86,9 +87,7 @@ def main(argv=None) -> int:
             jax.clear_caches()  # each table size compiles anew; a long run ran out of memory (LLVM) without this
     table = pd.DataFrame(rows)
     if args.out:
-        import os
-
-        if os.path.exists(args.out):
+        if Path(args.out).exists():
             old = pd.read_csv(args.out)
             keep = ~old.set_index(["case", "seed"]).index.isin(table.set_index(["case", "seed"]).index)
             table = pd.concat([old[keep], table], ignore_index=True)

@@ -35,6 +35,7 @@ numpyro.set_host_device_count(4)  # one CPU device per chain, before JAX starts
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy.special import logsumexp  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_holdout import SHARED, epoch_table, isoflops_table, porian_table, reference_table  # noqa: E402
@@ -98,13 +99,8 @@ def fit_population(curves: dict[str, np.ndarray]) -> dict:
     for i, mu in enumerate(mus):
         for j, sd in enumerate(sigmas):
             logprior = -0.5 * ((lt - mu) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi)) + np.log(step)
-            total = -0.5 * (sd / SIGMA_SCALE) ** 2
-            for ll in curves.values():
-                a = ll + logprior
-                total += a.max() + np.log(np.exp(a - a.max()).sum())
-            logpost[i, j] = total
-    w = np.exp(logpost - logpost.max())
-    w /= w.sum()
+            logpost[i, j] = -0.5 * (sd / SIGMA_SCALE) ** 2 + sum(logsumexp(ll + logprior) for ll in curves.values())
+    w = np.exp(logpost - logsumexp(logpost))
     m, s = np.meshgrid(mus, sigmas, indexing="ij")
     mean = float(np.sum(w * m))
     var = float(np.sum(w * (s ** 2 + m ** 2)) - mean ** 2)
