@@ -1,7 +1,7 @@
 """Command line: a thin argparse layer over the public API; flags mirror the Python keywords.
 
     bayesmoe fit data/reference_runs.csv --law joint --where "granularity == 1" \
-        --holdout "split == 'heldout'" --target-accept 0.99 --out results/reference_joint.nc
+        --holdout "split == 'heldout'" --out results/reference_joint.nc
     bayesmoe summary results/reference_joint.nc
     bayesmoe report results/reference_joint.nc -o results/report.html --flops 1e13 1e16
     bayesmoe fit paper.csv --columns n_active=ActiveParams,tokens=D --loss-unit perplexity
@@ -82,8 +82,8 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--target-accept", type=float, default=None,
-                   help="NUTS target acceptance (default: the law's, 0.8 for joint and chinchilla, "
-                        "0.95 for fine_grained and sparsity, for one group; 0.99 for several)")
+                   help="NUTS target acceptance (default: the law's, 0.8 for chinchilla, 0.95 for "
+                        "fine_grained and sparsity, 0.99 for joint, for one group; 0.99 for several)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default=None,
                    help="the law's extrapolation error in every prediction beyond the fitted runs: its "

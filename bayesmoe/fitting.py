@@ -122,8 +122,8 @@ def fit(
         Seeds the sampler; the same seed, data and versions give the same draws.
     target_accept : float, optional
         NUTS target acceptance probability; raise it (0.9-0.99) against divergences. Default for
-        one group: the law's ``Law.target_accept`` (0.8 for ``joint`` and ``chinchilla``, 0.95 for
-        ``fine_grained`` and ``sparsity``, measured in :mod:`bayesmoe.laws`); 0.99 for a
+        one group: the law's ``Law.target_accept`` (0.8 for ``chinchilla``, 0.95 for ``fine_grained``
+        and ``sparsity``, 0.99 for ``joint``, measured in :mod:`bayesmoe.laws`); 0.99 for a
         hierarchical fit: with few groups the spreads' posterior
         spans setups from alike to distinct, and smaller steps were needed in its tails
         (5 groups × 60 runs: 1-4 divergences at 0.8-0.95, none at 0.99, ~2x the leapfrog steps).

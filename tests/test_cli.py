@@ -25,7 +25,7 @@ def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path
     out = tmp_path / "reference.nc"
     # the README's main job, with fewer draws
     proc = run_cli("fit", "data/reference_runs.csv", "--law", "joint", "--where", "granularity == 1",
-                   "--holdout", "split == 'heldout'", "--target-accept", "0.99", "--out", str(out),
+                   "--holdout", "split == 'heldout'", "--out", str(out),
                    "--report", str(tmp_path / "reference.html"), "--flops", "1e13", "1e16",
                    "--num-chains", "2", "--num-warmup", "100", "--num-samples", "100", "--on-bad-fit", "warn")
     assert proc.returncode == 0, proc.stderr
