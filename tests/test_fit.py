@@ -299,3 +299,19 @@ def test_an_exponent_no_group_can_inform_gets_no_group_offsets():
                               progress=False, on_bad_fit="warn", discrepancy="none")
     assert "alpha" not in result.pooled and "beta" in result.pooled
     assert any(n.startswith("α: one value for all groups") for n in json.loads(result.tree.attrs["table_notes"]))
+
+
+def test_the_readme_table_converges_at_the_joint_laws_defaults():
+    """The README's main job with nothing but the table, the law and a seed: fit's defaults (4 ×
+    1000/1000, the joint law's target_accept 0.99) pass every check. At 0.8 the same fit diverged
+    on 7 of 8 seeds (bench/screen_joint_nuts.py --table reference); this pins seed 0, the README's."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    table = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "reference_runs.csv")
+    runs = table.query("granularity == 1 and split != 'heldout'")
+    result = bayesmoe.fit(runs, law="joint", seed=0, progress=False, discrepancy="none")
+    assert result.tree.attrs["target_accept"] == 0.99
+    d = result.diagnostics
+    assert d.divergences == 0 and d.ok, d.problems
