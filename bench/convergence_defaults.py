@@ -138,6 +138,8 @@ def run_case(name: str) -> dict:
 
 def summarise() -> str:
     df = pd.read_csv(OUT)
+    order = {name: i for i, name in enumerate(CASES)}  # the cases' own order, whichever ran last
+    df = df.sort_values("case", key=lambda c: c.map(order)).reset_index(drop=True)
     lines = ["| case | law | runs | groups | target_accept | divergences | max R-hat | min bulk / tail ESS "
              "| leapfrog steps | wall (s) | passes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
