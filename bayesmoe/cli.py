@@ -82,7 +82,7 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--target-accept", type=float, default=None,
-                   help="NUTS target acceptance (default: the law's, 0.8 for chinchilla, 0.95 for "
+                   help="NUTS target acceptance (default: the law's, 0.9 for chinchilla, 0.95 for "
                         "fine_grained and sparsity, 0.99 for joint, for one group; 0.99 for several)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default=None,

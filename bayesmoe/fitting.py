@@ -122,7 +122,7 @@ def fit(
         Seeds the sampler; the same seed, data and versions give the same draws.
     target_accept : float, optional
         NUTS target acceptance probability; raise it (0.9-0.99) against divergences. Default for
-        one group: the law's ``Law.target_accept`` (0.8 for ``chinchilla``, 0.95 for ``fine_grained``
+        one group: the law's ``Law.target_accept`` (0.9 for ``chinchilla``, 0.95 for ``fine_grained``
         and ``sparsity``, 0.99 for ``joint``, measured in :mod:`bayesmoe.laws`); 0.99 for a
         hierarchical fit: with few groups the spreads' posterior
         spans setups from alike to distinct, and smaller steps were needed in its tails

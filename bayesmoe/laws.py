@@ -317,7 +317,8 @@ CHINCHILLA = Law(
     # target_accept 0.9, measured: SBC (200 prior draws, 4 x 500/250) had divergences or R-hat
     # > 1.05 in 28 fits at 0.8 (23 with divergences) and in 10 at 0.9 (docs/validation/
     # sbc_chinchilla_ta090.csv, sbc_check passes); the real tables of
-    # bench/convergence_defaults.py pass at 0.9 too (docs/validation.md).
+    # bench/convergence_defaults.py pass at 0.9 too: Epoch, the four Porian setups and ModuleFormer
+    # pooled (docs/validation.md), 6.8-28 leapfrog steps against 6.0-25 at 0.8.
     target_accept=0.9,
     references=(
         "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556, Eq. 2",
