@@ -15,6 +15,7 @@ re-fitted good ones) × (the number of good ones).
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 import jax
@@ -26,7 +27,7 @@ from bayesmoe.inference import diagnose_arrays
 from bayesmoe.laws import get_law
 from bayesmoe.priors import resolve_priors
 from bayesmoe.testing import design_grid
-from bayesmoe.validation import _reference, batch_model, draw_from_prior, fit_batch
+from bayesmoe.validation import _reference, batch_model, draw_from_prior, fit_batch, sbc, sbc_failed_fits
 
 
 def main(argv=None) -> int:
@@ -39,18 +40,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="also write the per-data-set table here")
     a = ap.parse_args(argv)
 
-    sbc = pd.read_csv(a.csv)
-    (law_name,), (n_runs,), (seed,), (target_accept,) = (sbc[c].unique() for c in
+    table_in = pd.read_csv(a.csv)
+    (law_name,), (n_runs,), (seed,), (target_accept,) = (table_in[c].unique() for c in
                                                          ("law", "n_runs", "seed", "target_accept"))
     law = get_law(law_name)
     spec = resolve_priors(law, "literature")
-    bad = (sbc["divergences"] > 0) | (sbc["max_rhat"] > 1.05)
+    recorded = table_in.set_index("dataset")
+    recorded["bad"] = sbc_failed_fits(recorded)  # the CLI's "fits with divergences or R-hat > 1.05"
+    bad = recorded["bad"]
     rng = np.random.default_rng(0)
-    good_ids = sorted(rng.choice(sbc.loc[~bad, "dataset"].to_numpy(), size=min(a.good, int((~bad).sum())),
+    good_ids = sorted(rng.choice(bad.index[~bad].to_numpy(), size=min(a.good, int((~bad).sum())),
                                  replace=False).tolist())
-    ids = sorted(sbc.loc[bad, "dataset"].astype(int).tolist()) + good_ids
+    ids = sorted(bad.index[bad].astype(int).tolist()) + good_ids
     design_df = design_grid(law, n_runs=int(n_runs), seed=int(seed))
-    reference = _reference(law, design_df, 3.0, 2.2)  # validation.sbc's defaults
+    defaults = inspect.signature(sbc).parameters  # the loss reference points sbc() drew with
+    reference = _reference(law, design_df, defaults["loss_ref"].default, defaults["loss_min"].default)
     model, design = batch_model(law, spec, design_df, reference)
     sampled, _ = _site_layout(model, design)
     rows = []
@@ -60,25 +64,25 @@ def main(argv=None) -> int:
         losses = []
         for i in batch:
             truth, table = draw_from_prior(law, spec, design_df, reference, seed=10_000 * int(seed) + i)
-            recorded = sbc.loc[sbc["dataset"] == i].iloc[0]
+            row = recorded.loc[i]
             # the same table SBC fitted: its recorded truth must come back
-            assert all(np.isclose(truth[n], recorded[f"truth_{n}"], rtol=1e-6) for n in truth
-                       if f"truth_{n}" in recorded), f"data set {i} is not the table SBC drew"
+            assert all(np.isclose(truth[n], row[f"truth_{n}"], rtol=1e-6) for n in truth
+                       if f"truth_{n}" in row), f"data set {i} is not the table SBC drew"
             losses.append(np.log(table["loss"].to_numpy(dtype="float64")))
-        post, diverging, steps, _ = fit_batch(law, model, design_df, np.stack(losses), num_chains=4,
+        post, diverging, steps, started = fit_batch(law, model, design_df, np.stack(losses), num_chains=4,
                                               num_warmup=a.num_warmup, num_samples=a.num_samples,
                                               seed=10_000 * int(seed) + batch[0], target_accept=float(target_accept))
         for b, i in enumerate(batch):
             d = diagnose_arrays({n: v[b] for n, v in post.items()}, diverging[b], sampled)
-            old = sbc.loc[sbc["dataset"] == i].iloc[0]
-            rows.append({"dataset": i, "was_bad": bool(bad[sbc["dataset"] == i].iloc[0]),
+            old = recorded.loc[i]
+            rows.append({"dataset": i, "was_bad": bool(old["bad"]),
                          "sbc_divergences": int(old["divergences"]), "sbc_max_rhat": float(old["max_rhat"]),
                          "divergences": d.divergences, "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk,
-                         "steps": float(steps[b].mean())})
+                         "started": bool(started[b].all()), "steps": float(steps[b].mean())})
         jax.clear_caches()
         print(f"{len(rows)} of {len(ids)} data sets, {time.perf_counter() - t0:.0f} s", flush=True)
     t = pd.DataFrame(rows)
-    t["bad"] = (t["divergences"] > 0) | (t["max_rhat"] > 1.05)
+    t["bad"] = sbc_failed_fits(t)
     t["passes_fit_checks"] = (t["divergences"] == 0) & (t["max_rhat"] < 1.01) & (t["min_ess_bulk"] >= 400)
     if a.out:
         t.to_csv(a.out, index=False)
@@ -91,7 +95,7 @@ def main(argv=None) -> int:
           f"of the {len(was_bad)} data sets bad at SBC's settings, {int(was_bad['bad'].sum())} are bad here "
           f"({int(was_bad['divergences'].gt(0).sum())} with divergences); of {len(was_good)} clean ones re-fitted, "
           f"{int(was_good['bad'].sum())} are bad here. Estimated bad-fit share at these settings: "
-          f"{est:.1f} of {len(sbc)} ({est / len(sbc):.1%}).")
+          f"{est:.1f} of {len(recorded)} ({est / len(recorded):.1%}).")
     print(f"pass fit's own checks (0 divergences, R-hat < 1.01, bulk ESS >= 400): "
           f"{int(was_bad['passes_fit_checks'].sum())} of the {len(was_bad)}, "
           f"{int(was_good['passes_fit_checks'].sum())} of the {len(was_good)}")

@@ -14,39 +14,73 @@ Measured 2026-12-02 at DELTA = 10 on the 18 data sets of
 docs/validation/sbc_joint_current_at_defaults.csv that stay bad: docs/validation.md, "Per-law
 target_accept from SBC and real tables".
 """
-import sys, warnings
-import numpyro; numpyro.set_host_device_count(4)
-import jax, numpy as np, bayesmoe
-import bayesmoe.inference as inf
-from numpyro.infer import MCMC
-from bayesmoe.laws import get_law
-from bayesmoe.priors import resolve_priors
-from bayesmoe.testing import design_grid
-from bayesmoe.validation import _reference, draw_from_prior
-DELTA = float(sys.argv[1])
-class RestartMCMC(MCMC):
-    def run(self, rng_key, *args, **kwargs):
-        st = self._warmup_state
-        if st is None:
+
+from __future__ import annotations
+
+import inspect
+import sys
+import warnings
+
+import numpyro
+
+numpyro.set_host_device_count(4)  # one CPU device per chain, before JAX starts
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from numpyro.infer import MCMC  # noqa: E402
+
+import bayesmoe  # noqa: E402
+import bayesmoe.inference  # noqa: E402
+from bayesmoe.laws import get_law  # noqa: E402
+from bayesmoe.priors import resolve_priors  # noqa: E402
+from bayesmoe.testing import design_grid  # noqa: E402
+from bayesmoe.validation import _reference, draw_from_prior, sbc  # noqa: E402
+
+
+def restarting_mcmc(delta: float) -> type[MCMC]:
+    """NumPyro's MCMC, but a chain more than ``delta`` nats above the best after warmup restarts
+    from the best chain's state (its own random key kept)."""
+
+    class RestartMCMC(MCMC):
+        def run(self, rng_key, *args, **kwargs):
+            state = self._warmup_state
+            if state is None:  # warmup itself runs through run()
+                return super().run(rng_key, *args, **kwargs)
+            energy = np.asarray(state.potential_energy)
+            best = int(np.argmin(energy))
+            stuck = energy > energy[best] + delta
+            print("  potential energy after warmup:", np.round(energy, 1), "restart:", np.flatnonzero(stuck).tolist())
+            if stuck.any():
+                source = np.where(stuck, best, np.arange(len(energy)))
+                keys = np.asarray(jax.device_get(state.rng_key))
+                # on the host: pmap re-shards what it is given (device arrays keep their sharding)
+                per_chain = lambda x: np.ndim(x) >= 1 and np.shape(x)[0] == len(energy)  # noqa: E731
+                state = jax.tree.map(lambda x: np.asarray(x)[source] if per_chain(x) else x, jax.device_get(state))
+                self._warmup_state = state._replace(rng_key=keys)
             return super().run(rng_key, *args, **kwargs)
-        pe = np.asarray(st.potential_energy)
-        best = int(np.argmin(pe)); stuck = pe > pe[best] + DELTA
-        print("  potential energy after warmup:", np.round(pe, 1), "restart:", np.flatnonzero(stuck).tolist())
-        if stuck.any():
-            idx = np.where(stuck, best, np.arange(len(pe)))
-            keys = st.rng_key
-            st = jax.device_get(st)
-            st = jax.tree.map(lambda x: np.asarray(x)[idx] if (hasattr(x, "shape") and np.ndim(x) >= 1 and np.shape(x)[0] == len(pe)) else x, st)
-            self._warmup_state = st._replace(rng_key=np.asarray(jax.device_get(keys)))
-        return super().run(rng_key, *args, **kwargs)
-inf.MCMC = RestartMCMC
-law = get_law("joint"); spec = resolve_priors(law, "literature")
-design_df = design_grid(law, n_runs=120, seed=0); ref = _reference(law, design_df, 3.0, 2.2)
-for i in map(int, sys.argv[2:]):
-    truth, table = draw_from_prior(law, spec, design_df, ref, seed=i)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = bayesmoe.fit(table, law=law, priors=spec, num_warmup=1000, num_samples=1000, seed=i, progress=False,
-                         on_bad_fit="warn", unit_checks=False, reference=ref, discrepancy="none")
-    d = r.diagnostics
-    print(i, f"R-hat {d.max_rhat:.3f} ESS {d.min_ess_bulk:.0f} div {d.divergences}", flush=True)
+
+    return RestartMCMC
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    delta, datasets = float(args[0]), [int(i) for i in args[1:]]
+    bayesmoe.inference.MCMC = restarting_mcmc(delta)  # the experiment: fit's own sampler, patched
+    law = get_law("joint")
+    spec = resolve_priors(law, "literature")
+    design_df = design_grid(law, n_runs=120, seed=0)
+    defaults = inspect.signature(sbc).parameters  # the loss reference points SBC drew with
+    ref = _reference(law, design_df, defaults["loss_ref"].default, defaults["loss_min"].default)
+    for i in datasets:
+        _, table = draw_from_prior(law, spec, design_df, ref, seed=i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = bayesmoe.fit(table, law=law, priors=spec, num_warmup=1000, num_samples=1000, seed=i, progress=False,
+                             on_bad_fit="warn", unit_checks=False, reference=ref, discrepancy="none")
+        d = r.diagnostics
+        print(i, f"R-hat {d.max_rhat:.3f} ESS {d.min_ess_bulk:.0f} div {d.divergences}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

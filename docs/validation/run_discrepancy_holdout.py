@@ -94,6 +94,16 @@ def run(name: str, runs: pd.DataFrame, law: str, prior: dict, rescore: bool = Fa
     return row
 
 
+def replace_row(path: Path, row: dict) -> pd.DataFrame:
+    """Write ``row`` into the CSV at ``path`` in place of that table's earlier row; return the file's rows.
+    Read just before writing: another process may write to the same file."""
+    rows = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    rows = pd.concat([rows[rows["table"] != row["table"]] if len(rows) else rows, pd.DataFrame([row])],
+                     ignore_index=True)
+    rows.to_csv(path, index=False)
+    return rows
+
+
 def markdown() -> str:
     """The tables of docs/validation.md from the saved results."""
     rows = pd.read_csv(SUMMARY)
@@ -148,11 +158,8 @@ def main(argv=None) -> int:
         # the runs at or below the quantile of compute)
         quantile = float((compute < 1e21).mean())
         loto = json.loads(LOTO.read_text())
-        row = run("epoch-1e21", runs, law, loto["epoch"], rescore=rescore, quantile=quantile)
-        extra = OUT / "discrepancy_holdout_extra.csv"
-        old = pd.read_csv(extra) if extra.exists() else pd.DataFrame()
-        pd.concat([old[old["table"] != row["table"]] if len(old) else old, pd.DataFrame([row])],
-                  ignore_index=True).to_csv(extra, index=False)
+        replace_row(OUT / "discrepancy_holdout_extra.csv",
+                    run("epoch-1e21", runs, law, loto["epoch"], rescore=rescore, quantile=quantile))
         return 0
     names = [n for n in names if n != "--rescore"]
     tables = real_tables()
@@ -162,11 +169,7 @@ def main(argv=None) -> int:
         runs, law = tables[name]
         prior = loto.get(name) or {k: v for k, v in bayesmoe.discrepancy.default_prior().items()
                                     if k in ("family", "mu", "sigma")}
-        row = run(name, runs, law, prior, rescore=rescore)
-        rows = pd.read_csv(SUMMARY) if SUMMARY.exists() else pd.DataFrame()  # another process may write too
-        rows = pd.concat([rows[rows["table"] != name] if len(rows) else rows, pd.DataFrame([row])],
-                         ignore_index=True)
-        rows.to_csv(SUMMARY, index=False)
+        rows = replace_row(SUMMARY, run(name, runs, law, prior, rescore=rescore))
     held = pd.concat([pd.read_csv(OUT / f"discrepancy_holdout_{n}.csv").assign(table=n) for n in rows["table"]])
     print(f"\npooled over {rows['table'].nunique()} tables, {len(held)} held-out runs: 90 % covers "
           f"{held['in90'].mean():.1%} (law-only {held['in90_law'].mean():.1%}"
