@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,13 @@ def _uninformed_offsets(law: Law, spec, design: Design) -> list[str]:
         if flat:
             out.append(q)
     return out
+
+
+def _note(table: pd.DataFrame, note: str) -> None:
+    """A note on the fit: kept with the table's own (model card, report, summary) and logged, as
+    ``validate_runs`` logs the table's."""
+    table.attrs["notes"].append(note)
+    logging.getLogger("bayesmoe").info("fit: %s", note)
 
 
 def _site_layout(model, design: Design) -> tuple[list[str], list[str]]:
@@ -192,11 +200,10 @@ def fit(
         if shared:
             pooled = [q for q in law.pooled if q not in shared]
             names = ", ".join(describe_site(law, q) for q in shared)
-            table.attrs["notes"].append(
-                f"{names}: one value for all groups (no group offsets): within each group every "
-                "run has the same value of the input it multiplies, so no group's runs can tell "
-                "their own value from their level; pass pooled=[...] (Python) to choose the "
-                "pooled parameters yourself")
+            _note(table, f"{names}: one value for all groups (no group offsets): within each group every "
+                  "run has the same value of the input it multiplies, so no group's runs can tell "
+                  "their own value from their level; pass pooled=[...] (Python) to choose the "
+                  "pooled parameters yourself")
     model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
     if target_accept is None:
         target_accept = 0.99 if design.n_groups > 1 else law.target_accept
@@ -218,6 +225,15 @@ def fit(
         init_values=model.init_values,
         init_jitter=model.init_jitter,
     )
+    if timings["restarts"]:
+        moved = "; ".join(f"chain {r['chain']} from chain {r['from_chain']}'s state ({r['gap_nats']:.0f} nats)"
+                          for r in timings["restarts"])
+        _note(table, f"sampler: restarted after warmup {moved}. Each had settled in a mode of the posterior "
+                     "holding under e^-10 of the best chain's mode's probability mass (Laplace estimate "
+                     "from the late warmup; the gap in nats is minus its log) and sampled on from the "
+                     "best chain's state with its own random key. The draws describe the dominant mode; "
+                     "the far less probable one is left out, and R-hat no longer compares chains that "
+                     "warmed up apart")
     hashed = [*law.inputs, "loss", "group"]
     constant = table[hashed].copy()
     tree["constant_data"] = xr.DataTree(

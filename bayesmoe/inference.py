@@ -34,6 +34,12 @@ __all__ = ["run_nuts", "Diagnostics", "diagnose", "summary_table", "chain_method
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
 
+#: A chain whose warmup ended in a mode with less than e^-RESTART_NATS of the best chain's mode's
+#: probability mass restarts from the best chain's state before sampling (:func:`restart_sources`).
+RESTART_NATS = 10.0
+#: ... and only when that gap also exceeds RESTART_Z standard errors of its energy estimate.
+RESTART_Z = 3.0
+
 
 def _init(site=None, values=None, fallback=False, jitter=None):
     """Prior medians, except for sites with given starting values (improper-prior sites).
@@ -108,6 +114,67 @@ def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototy
     return z, ok_median | ok_uniform
 
 
+def _late(num_warmup: int) -> int:
+    """How many of the last warmup iterations estimate each chain's mean potential energy: the
+    last fifth (at least 50: NumPyro's terminal window), all of it when warmup is shorter."""
+    return min(num_warmup, max(50, num_warmup // 5))
+
+
+def _log_det(inverse_mass_matrix, batch_ndim: int) -> np.ndarray:
+    """Log-determinant of each chain's adapted inverse mass matrix (dense blocks or diagonals,
+    NumPyro keeps one per group of sites), summed over blocks: the warmup's covariance estimate."""
+    blocks = inverse_mass_matrix.values() if isinstance(inverse_mass_matrix, Mapping) else [inverse_mass_matrix]
+    total = 0.0
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim == batch_ndim + 2:
+            sign, logdet = np.linalg.slogdet(block)
+            total = total + np.where(sign > 0, logdet, np.nan)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total = total + np.sum(np.log(block), axis=-1)
+    return total
+
+
+def restart_sources(energy: np.ndarray, log_det: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which chain each chain should continue from after warmup, and each chain's mode gap in nats.
+
+    ``energy`` holds each chain's potential energy over its late warmup ``(..., chain, n)``;
+    ``log_det`` the log-determinant of its adapted covariance ``(..., chain)``. A Laplace
+    approximation of the mode a chain settled in gives its probability mass as
+    exp(−U_min)·(2π)^{d/2}·|Σ|^{1/2}, and the mean potential energy in that mode's typical set is
+    U_min + d/2, so −log mass = mean U − ½ log|Σ| + a constant shared by all chains. The gap of a
+    chain is that quantity minus the best chain's. A chain whose gap exceeds ``RESTART_NATS``
+    (its mode holds under e^-10 ≈ 5e-5 of the best mode's mass) and ``RESTART_Z`` standard
+    errors of the mean energies (arviz-stats MCSE; it matters when the model has many
+    dimensions) continues from the best chain's state, as does a chain with no finite energy.
+    The log|Σ| term keeps a chain that sits in a narrow funnel, low in energy but small in
+    volume, from counting as the best. Without a finite chain, nothing moves.
+    """
+    from arviz_stats.base import array_stats
+
+    energy = np.asarray(energy, dtype=np.float64)
+    mean = energy.mean(axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a constant or NaN series: its MCSE is NaN
+        se = np.asarray(array_stats.mcse(energy[..., None, :], chain_axis=-2, draw_axis=-1, method="mean"))
+    free = mean - 0.5 * np.asarray(log_det, dtype=np.float64)
+    finite = np.isfinite(free)
+    best = np.argmin(np.where(finite, free, np.inf), axis=-1)[..., None]
+    gap = free - np.take_along_axis(free, best, axis=-1)
+    se_gap = np.sqrt(np.nan_to_num(se, nan=0.0) ** 2 + np.take_along_axis(np.nan_to_num(se, nan=0.0) ** 2, best, -1))
+    stuck = ~finite | (gap > RESTART_NATS + RESTART_Z * se_gap)
+    stuck &= finite.any(axis=-1, keepdims=True)
+    chains = np.broadcast_to(np.arange(energy.shape[-2]), stuck.shape)
+    return np.where(stuck, best, chains), np.where(finite, gap, np.inf)
+
+
+def _restart_note(source: np.ndarray, gap: np.ndarray) -> list[dict]:
+    """One record per restarted chain (JSON-ready)."""
+    return [{"chain": int(c), "from_chain": int(source[c]), "gap_nats": float(gap[c])}
+            for c in np.flatnonzero(source != np.arange(len(source)))]
+
+
 def chain_method(num_chains: int) -> str:
     """``"parallel"`` where each chain gets a device, else ``"vectorized"``."""
     if num_chains > 1 and jax.default_backend() == "cpu" and jax.local_device_count() >= num_chains:
@@ -140,7 +207,9 @@ def run_nuts(
     The DataTree holds ``posterior``, ``sample_stats``, ``log_likelihood`` and
     ``observed_data``. Timings separate the first call (trace + compile + warmup) from sampling.
     ``init_values`` start the improper-prior sites, each chain within ``init_jitter[site]`` of
-    its value.
+    its value. After warmup, a chain that settled in a mode holding a negligible share of the
+    mass restarts from the best chain's state (:func:`restart_sources`); ``timings["restarts"]``
+    lists each such chain, the chain it continued from and its gap in nats.
     """
     compile_cache = enable_compile_cache()
     method = chain_method(num_chains)
@@ -168,10 +237,23 @@ def run_nuts(
                   init_strategy=partial(_init, values=values, fallback=True))
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method=method, progress_bar=progress_default(progress))
-    mcmc.warmup(rng, **model_kwargs, collect_warmup=False, extra_fields=("num_steps",), init_params=starts)
+    fields = ("num_steps", "potential_energy")  # the same in both phases: one compiled loop for both
+    mcmc.warmup(rng, **model_kwargs, collect_warmup=True, extra_fields=fields, init_params=starts)
     jax.block_until_ready(mcmc.last_state)
+    restarts = []
+    if num_chains > 1:
+        state = jax.device_get(mcmc.post_warmup_state)
+        energy = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["potential_energy"])
+        source, gap = restart_sources(energy[:, -_late(num_warmup):],
+                                      _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1))
+        restarts = _restart_note(source, gap)
+        if restarts:  # each chain keeps its own random key; on the host, so pmap re-shards it
+            keys = state.rng_key
+            state = jax.tree.map(lambda x: np.asarray(x)[source] if np.ndim(x) and np.shape(x)[0] == num_chains
+                                 else x, state)
+            mcmc.post_warmup_state = state._replace(rng_key=keys)
     t1 = time.perf_counter()
-    mcmc.run(mcmc.post_warmup_state.rng_key, **model_kwargs, extra_fields=("num_steps",))
+    mcmc.run(mcmc.post_warmup_state.rng_key, **model_kwargs, extra_fields=fields)
     jax.block_until_ready(mcmc.get_samples())
     t2 = time.perf_counter()
 
@@ -180,6 +262,7 @@ def run_nuts(
     tree = arviz_base.from_numpyro(mcmc, log_likelihood=True, coords=dict(coords), dims=dims)
     steps = mcmc.get_extra_fields(group_by_chain=True)["num_steps"]
     timings = {
+        "restarts": restarts,
         "warmup_s": t1 - t0,
         "sampling_s": t2 - t1,
         "mean_leapfrog_steps": float(np.mean(np.asarray(steps))),
@@ -208,14 +291,16 @@ def run_nuts_batched(
     K; ``init_values`` maps improper-prior sites to per-data-set starting values (leading axis
     K). Every (data set, chain) pair gets its own initialisation, step-size and dense mass-matrix
     adaptation and draws, exactly as :func:`run_nuts` gives one chain of one fit; the K·C chains
-    are ``jax.vmap``-ed into one compiled program (NumPyro's functional ``hmc`` API), so the
+    are ``jax.vmap``-ed into one compiled program per phase (NumPyro's functional ``hmc`` API), so the
     per-step overhead of XLA's loops is paid once for all of them. Under ``vmap`` a NUTS
     iteration lasts as long as its longest trajectory in the batch.
 
     Returns the posterior of every site (constrained, deterministic sites included) as arrays
     ``(K, chain, draw, ...)``, the divergences ``(K, chain, draw)``, the leapfrog steps
-    ``(K, chain, draw)`` and whether each chain found a finite starting point ``(K, chain)``
-    (inside one compiled program a failed start cannot raise; the caller must check).
+    ``(K, chain, draw)``, whether each chain found a finite starting point ``(K, chain)``
+    (inside one compiled program a failed start cannot raise; the caller must check) and whether
+    each chain restarted after warmup from its data set's best chain ``(K, chain)``
+    (:func:`restart_sources`, as in :func:`run_nuts`).
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import get_potential_fn
@@ -239,28 +324,44 @@ def run_nuts_batched(
     rep_init = {n: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0) for n, v in init_values.items()}
     init_keys, run_keys = jax.random.split(jax.random.PRNGKey(seed), 2 * k * num_chains).reshape(2, k * num_chains, -1)
 
-    def one_chain(init_key, run_key, args, start):
+    def warm(init_key, run_key, args, start):
         z, valid = _start(init_key, model, args, {}, start, prototype)
         state = init_kernel(z, num_warmup, target_accept_prob=target_accept, dense_mass=True,
                             max_tree_depth=max_tree_depth, model_args=args, rng_key=run_key)
 
         def step(state, _):
             state = sample_kernel(state, model_args=args)
+            return state, state.potential_energy
+
+        state, energy = jax.lax.scan(step, state, None, length=num_warmup)
+        return state, energy[-late:], valid
+
+    def draw(state, args):
+        def step(state, _):
+            state = sample_kernel(state, model_args=args)
             return state, (state.z, state.diverging, state.num_steps)
 
-        state, _ = jax.lax.scan(lambda s, _: (sample_kernel(s, model_args=args), None), state, None,
-                                length=num_warmup)
         _, (zs, diverging, steps) = jax.lax.scan(step, state, None, length=num_samples)
-        values = jax.vmap(postprocess_fn_gen(*args))(zs)
-        return values, diverging, steps, valid
+        return jax.vmap(postprocess_fn_gen(*args))(zs), diverging, steps
 
-    values, diverging, steps, valid = jax.jit(jax.vmap(one_chain))(init_keys, run_keys, rep, rep_init)
+    late = _late(num_warmup)
+    state, energy, valid = jax.jit(jax.vmap(warm))(init_keys, run_keys, rep, rep_init)
+    # chains stuck in a negligible mode restart from their data set's best chain (run_nuts does
+    # the same); on the host: a few small arrays, between the two compiled programs
+    state = jax.device_get(state)
+    source, gap = restart_sources(np.asarray(energy).reshape(k, num_chains, late),
+                                  _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1).reshape(k, num_chains))
+    flat = (source + num_chains * np.arange(k)[:, None]).reshape(-1)
+    state = jax.tree.map(lambda x: np.asarray(x)[flat] if np.ndim(x) and np.shape(x)[0] == k * num_chains else x,
+                         state)._replace(rng_key=state.rng_key)
+    values, diverging, steps = jax.jit(jax.vmap(draw))(state, rep)
+    restarted = source != np.arange(num_chains)
 
     def split(v):
         v = np.asarray(v)
         return v.reshape(k, num_chains, *v.shape[1:])
 
-    return {n: split(v) for n, v in values.items()}, split(diverging), split(steps), split(valid)
+    return {n: split(v) for n, v in values.items()}, split(diverging), split(steps), split(valid), restarted
 
 
 def diagnose_arrays(posterior: Mapping[str, np.ndarray], diverging: np.ndarray,

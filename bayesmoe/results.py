@@ -437,6 +437,9 @@ class FitResult:
             lines.append(f"| time | warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
                          f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
                          f"{timings['chain_method']} on {timings['device']} |")
+        notes = json.loads(attrs.get("table_notes", "[]") or "[]")
+        if notes:
+            lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
         lines += [
             "", "## Diagnostics", "",
             f"Verdict: **{verdict(self).line()}**", "", *[f"- {r}" for r in verdict(self).reasons], "",

@@ -42,8 +42,8 @@ import pandas as pd
 
 from bayesmoe.errors import InputError
 from bayesmoe.data import validate_runs
-from bayesmoe.inference import (PARETO_K_MAX, compare_loo, diagnose_arrays, progress_default, psis_loo,
-                                run_nuts_batched)
+from bayesmoe.inference import (PARETO_K_MAX, RESTART_NATS, compare_loo, diagnose_arrays, progress_default,
+                                psis_loo, run_nuts_batched)
 from bayesmoe.laws import get_law
 from bayesmoe.models import build_model, centring_shift, make_design, params_from_latents
 from bayesmoe.priors import resolve_priors
@@ -155,7 +155,9 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     data set: for each parameter the rank of the truth among ``num_chains·num_samples/thin``
     posterior draws, whether each central interval in :data:`COVERAGE_LEVELS` covers it, and the
     fit's diagnostics (divergences, max R-hat, min bulk ESS, mean leapfrog steps, ``started``:
-    every chain found a finite starting point) and its share of the batch's wall time.
+    every chain found a finite starting point, ``restarted_chains``: how many chains restarted
+    after warmup from the best one, as :func:`bayesmoe.fit` does) and its share of the batch's
+    wall time.
     """
     from tqdm.auto import tqdm
 
@@ -178,7 +180,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     settings = {"law": law.name, "draws": len(range(0, num_chains * num_samples, thin)), "n_runs": n_runs,
                 "prior_sha256": hashlib.sha256(spec_to_json(spec).encode()).hexdigest()[:16],
                 "seed": seed, "target_accept": float(target_accept), "num_warmup": num_warmup,
-                "bayesmoe_version": __version__}
+                "restart_nats": RESTART_NATS, "bayesmoe_version": __version__}
     if out is not None and out.exists():
         old = pd.read_csv(out)
         clash = [f"{col} {sorted(set(old[col]))} (this run: {want})" if col in old
@@ -204,7 +206,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
             truths.append(truth)
             losses.append(np.log(table["loss"].to_numpy(dtype="float64")))
         t0 = time.perf_counter()
-        post, diverging, steps, started = fit_batch(
+        post, diverging, steps, started, restarted = fit_batch(
             law, model, design_df, np.stack(losses), num_chains=num_chains, num_warmup=num_warmup,
             num_samples=num_samples, seed=10_000 * seed + batch[0], target_accept=target_accept)
         seconds = (time.perf_counter() - t0) / len(batch)
@@ -213,7 +215,8 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
             diag = diagnose_arrays(one, diverging[b], sampled)
             row = {**settings, "dataset": i, "seconds": seconds, "divergences": diag.divergences,
                    "max_rhat": diag.max_rhat, "min_ess_bulk": diag.min_ess_bulk,
-                   "mean_leapfrog_steps": float(steps[b].mean()), "started": bool(started[b].all()), "draws": 0}
+                   "mean_leapfrog_steps": float(steps[b].mean()), "started": bool(started[b].all()),
+                   "restarted_chains": int(restarted[b].sum()), "draws": 0}
             for name, value in truth.items():
                 if name not in one:
                     continue

@@ -69,16 +69,17 @@ def main(argv=None) -> int:
             assert all(np.isclose(truth[n], row[f"truth_{n}"], rtol=1e-6) for n in truth
                        if f"truth_{n}" in row), f"data set {i} is not the table SBC drew"
             losses.append(np.log(table["loss"].to_numpy(dtype="float64")))
-        post, diverging, steps, started = fit_batch(law, model, design_df, np.stack(losses), num_chains=4,
-                                              num_warmup=a.num_warmup, num_samples=a.num_samples,
-                                              seed=10_000 * int(seed) + batch[0], target_accept=float(target_accept))
+        post, diverging, steps, started, restarted = fit_batch(
+            law, model, design_df, np.stack(losses), num_chains=4, num_warmup=a.num_warmup,
+            num_samples=a.num_samples, seed=10_000 * int(seed) + batch[0], target_accept=float(target_accept))
         for b, i in enumerate(batch):
             d = diagnose_arrays({n: v[b] for n, v in post.items()}, diverging[b], sampled)
             old = recorded.loc[i]
             rows.append({"dataset": i, "was_bad": bool(old["bad"]),
                          "sbc_divergences": int(old["divergences"]), "sbc_max_rhat": float(old["max_rhat"]),
                          "divergences": d.divergences, "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk,
-                         "started": bool(started[b].all()), "steps": float(steps[b].mean())})
+                         "started": bool(started[b].all()), "restarted_chains": int(restarted[b].sum()),
+                         "steps": float(steps[b].mean())})
         jax.clear_caches()
         print(f"{len(rows)} of {len(ids)} data sets, {time.perf_counter() - t0:.0f} s", flush=True)
     t = pd.DataFrame(rows)

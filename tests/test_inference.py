@@ -115,3 +115,68 @@ def test_advice_is_in_the_callers_words_and_never_repeats_what_the_fit_did():
     assert "target_accept" not in done and "group' column" not in done and "e_max" not in done
     at95 = convergence_message(diag, "joint", settings={**settings, "target_accept": 0.95}, n_groups=1)
     assert "target_accept=0.99" in at95 and "target_accept=0.95" not in at95
+
+
+def two_modes(log_w, log_loss=None):
+    """x has modes at 0 and 20 (unit width, far apart: no chain crosses); the one at 20 holds
+    e^log_w of the mass of the one at 0. The prior, symmetric about 10, starts chains on both sides."""
+    x = numpyro.sample("x", dist.Normal(10.0, 12.0))
+    unit = dist.Normal(0.0, 1.0)
+    numpyro.factor("modes", jnp.logaddexp(unit.log_prob(x), log_w + unit.log_prob(x - 20.0)))
+    with numpyro.plate("run", 3):
+        numpyro.sample("log_loss", dist.Normal(0.0, 1.0), obs=log_loss)
+
+
+MODES = dict(num_chains=4, num_warmup=300, num_samples=200, seed=3, target_accept=0.8, progress=False,
+             coords={"run": np.arange(3)})
+
+
+def test_restart_sources_compares_the_probability_mass_of_each_chains_mode():
+    from bayesmoe.inference import RESTART_NATS, restart_sources
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 1.0, (4, 200))
+    # chain 2 sits 15 nats higher with the same covariance: its mode holds e^-15 of the mass
+    source, gap = restart_sources(noise + np.array([[5.0], [5.2], [20.0], [4.9]]), np.zeros(4))
+    assert source.tolist() == [0, 1, 3, 3] and abs(gap[2] - 15.1) < 0.5
+    # chain 0 is 5 nats lower in energy but in a mode 1e-20 times the volume (log|Σ| 46 lower):
+    # it is the one with little mass, and the others do not follow it
+    source, gap = restart_sources(noise + np.array([[0.0], [5.0], [5.0], [5.0]]), np.array([-46.0, 0, 0, 0]))
+    assert source.tolist() == [1, 1, 2, 3] and gap[0] > RESTART_NATS
+    # a gap below 10 nats, or one the energies' noise cannot tell from 0, moves nothing
+    assert restart_sources(noise + np.array([[0.0], [0.0], [9.0], [0.0]]), np.zeros(4))[0].tolist() == [0, 1, 2, 3]
+    wide = rng.normal(0.0, 30.0, (4, 200)).cumsum(axis=1) / 10  # strongly autocorrelated, large spread
+    source, gap = restart_sources(wide, np.zeros(4))
+    assert (source == np.arange(4)).all() or (np.abs(gap[source != np.arange(4)]) > 20).all()
+    # a chain with no finite energy restarts; without any finite chain nothing moves
+    assert restart_sources(noise + np.array([[np.nan], [0.0], [0.0], [0.0]]), np.zeros(4))[0][0] != 0
+    assert restart_sources(np.full((2, 10), np.nan), np.zeros(2))[0].tolist() == [0, 1]
+
+
+def test_a_chain_in_a_negligible_mode_restarts_and_a_real_second_mode_is_kept():
+    # e^-30 of the mass at x = 20: the chains that warmed up there continue from the best chain
+    tree, timings = run_nuts(two_modes, model_kwargs={"log_w": -30.0, **Y}, **MODES)
+    assert timings["restarts"], "the seed puts no chain at x = 20; the test needs one"
+    for r in timings["restarts"]:
+        # Laplace is exact for two Gaussian modes of one width: the gap is the log mass ratio,
+        # 30 nats, up to the MCSE of the late-warmup energies and the adapted variance (~0.1 each)
+        assert abs(r["gap_nats"] - 30.0) < 1.0
+    assert float(np.abs(tree["posterior"]["x"]).max()) < 6.0
+    # the same start with equal masses: the second mode is half the posterior, so nothing moves
+    # and R-hat shows the split
+    tree, timings = run_nuts(two_modes, model_kwargs={"log_w": 0.0, **Y}, **MODES)
+    assert timings["restarts"] == []
+    assert float(tree["posterior"]["x"].max()) > 15.0 and float(tree["posterior"]["x"].min()) < 5.0
+
+
+def test_the_batched_sampler_restarts_per_data_set():
+    from bayesmoe.inference import run_nuts_batched
+
+    log_w = jnp.asarray([-30.0, 0.0])
+    log_loss = jnp.broadcast_to(Y["log_loss"], (2, 3))
+    post, _, _, started, restarted = run_nuts_batched(
+        two_modes, (log_w, log_loss), init_values={}, num_chains=4, num_warmup=300, num_samples=200, seed=4,
+        target_accept=0.8)
+    assert started.all()
+    assert restarted[0].any() and not restarted[1].any()
+    assert np.abs(post["x"][0]).max() < 6.0 and post["x"][1].max() > 15.0
