@@ -99,6 +99,7 @@ def test_optimal_prints_the_decision_table_and_json():
     assert mem.returncode == 2 and "no configuration fits" in mem.stderr
 
 
+@pytest.mark.slow  # 2-3 min (three backtest refits); docs/validation.md has the measured hold-outs
 def test_validate_holdout_on_the_shipped_table(tmp_path):
     # The ordered hold-out on a real table, in CI: the shipped calibration runs (G = 1), fitted
     # below the 80 % compute quantile. docs/validation.md measured 18/18 held-out runs inside
@@ -216,7 +217,27 @@ def _write(path: Path, data: bytes) -> str:
     return str(path)
 
 
-def test_unreadable_files_name_the_file_and_what_was_expected(tmp_path):
+def run_main(capsys, *args) -> tuple[int, str]:
+    """``bayesmoe.cli.main`` in this process (no interpreter start-up: for the many bad-input
+    cases that end before JAX loads): exit status and stderr. The handler main adds to the
+    package's logger is removed again."""
+    import logging
+
+    from bayesmoe.cli import main
+
+    log = logging.getLogger("bayesmoe")
+    handlers, level = list(log.handlers), log.level
+    try:
+        status = main(list(args))
+    finally:
+        for h in [h for h in log.handlers if h not in handlers]:
+            log.removeHandler(h)
+        log.setLevel(level)
+    return status, capsys.readouterr().err
+
+
+def test_unreadable_files_name_the_file_and_what_was_expected(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
     cases = {
         _write(tmp_path / "empty.csv", b""): "empty.csv is empty: expected a CSV text file with a header row",
         _write(tmp_path / "header.csv", b"n_active,tokens,loss\n"):
@@ -231,9 +252,9 @@ def test_unreadable_files_name_the_file_and_what_was_expected(tmp_path):
         for verb in (("fit",), ("report",), ("validate", "holdout")):
             if verb == ("report",) and not path.endswith(".csv"):
                 continue
-            proc = run_cli(*verb, path)
-            assert proc.returncode == 2 and message in proc.stderr, (verb, path, proc.stderr)
-            assert "Traceback" not in proc.stderr and "codec can't decode" not in proc.stderr
+            status, err = run_main(capsys, *verb, path)
+            assert status == 2 and message in err, (verb, path, err)
+            assert "Traceback" not in err and "codec can't decode" not in err
 
 
 def test_no_rows_left_names_only_the_flags_given():

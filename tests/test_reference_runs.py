@@ -214,6 +214,7 @@ def test_calibration_config_expands_to_the_documented_grid():
 # ray's shutdown leaves unraisable exceptions from its own threads (seen with ray 2.60); they are
 # not this package's errors, while every assertion below still has to hold
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.slow  # starts a local Ray instance (about 40 s); the serial executor is tested above
 def test_ray_executor_runs_the_smoke_grid_on_a_local_instance(tmp_path):
     import ray
 

@@ -104,6 +104,7 @@ def test_import_does_not_pull_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow  # 1.5 min: a two-group joint fit; the chinchilla path is test_predict_known_group_and_new_setup
 def test_new_setup_of_a_centred_law_uses_the_sampled_population_coordinate():
     """Joint law, two alike groups: a new setup's expected loss matches the known groups'.
 
