@@ -74,3 +74,14 @@ def hier_differ():
 def hier_alike():
     """Chinchilla law, five alike setups g0...g4 of 60 runs: (groups, fit)."""
     return _hierarchical_fit({f"g{i}": {} for i in range(5)})
+
+
+# The longest files first (measured, `--durations`): with `--dist loadfile` each of the two
+# workers takes the next whole file, so starting with the long ones lets both finish together.
+_LONGEST_FIRST = ("test_fit.py", "test_cli.py", "test_validation.py", "test_discrepancy.py", "test_docs.py",
+                  "test_design.py", "test_report.py", "test_sbc.py", "test_results.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
