@@ -27,8 +27,8 @@ from bayesmoe.compile_cache import enable_compile_cache
 from bayesmoe.errors import ConvergenceError
 from bayesmoe.intervals import DEFAULT_CI_PROB
 
-__all__ = ["run_nuts", "Diagnostics", "diagnose", "summary_table", "chain_method", "psis_loo", "compare_loo",
-           "PARETO_K_MAX"]
+__all__ = ["run_nuts", "restart_sources", "Diagnostics", "diagnose", "summary_table", "chain_method", "psis_loo",
+           "compare_loo", "PARETO_K_MAX"]
 
 #: Thresholds of a trustworthy fit (Vehtari et al. 2021: R-hat < 1.01, ESS >= 100 per chain).
 RHAT_MAX = 1.01
@@ -162,7 +162,8 @@ def restart_sources(energy: np.ndarray, log_det: np.ndarray) -> tuple[np.ndarray
     finite = np.isfinite(free)
     best = np.argmin(np.where(finite, free, np.inf), axis=-1)[..., None]
     gap = free - np.take_along_axis(free, best, axis=-1)
-    se_gap = np.sqrt(np.nan_to_num(se, nan=0.0) ** 2 + np.take_along_axis(np.nan_to_num(se, nan=0.0) ** 2, best, -1))
+    var = np.nan_to_num(se, nan=0.0) ** 2
+    se_gap = np.sqrt(var + np.take_along_axis(var, best, axis=-1))
     stuck = ~finite | (gap > RESTART_NATS + RESTART_Z * se_gap)
     stuck &= finite.any(axis=-1, keepdims=True)
     chains = np.broadcast_to(np.arange(energy.shape[-2]), stuck.shape)
