@@ -170,6 +170,14 @@ def restart_sources(energy: np.ndarray, log_det: np.ndarray) -> tuple[np.ndarray
     return np.where(stuck, best, chains), np.where(finite, gap, np.inf)
 
 
+def _continue_from(state, index: np.ndarray):
+    """``state`` (host arrays, one row per chain) with chain i continuing from chain ``index[i]``'s
+    state, each chain keeping its own random key."""
+    n = len(index)
+    moved = jax.tree.map(lambda x: np.asarray(x)[index] if np.ndim(x) and np.shape(x)[0] == n else x, state)
+    return moved._replace(rng_key=state.rng_key)
+
+
 def _restart_note(source: np.ndarray, gap: np.ndarray) -> list[dict]:
     """One record per restarted chain (JSON-ready)."""
     return [{"chain": int(c), "from_chain": int(source[c]), "gap_nats": float(gap[c])}
@@ -243,16 +251,12 @@ def run_nuts(
     jax.block_until_ready(mcmc.last_state)
     restarts = []
     if num_chains > 1:
-        state = jax.device_get(mcmc.post_warmup_state)
         energy = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["potential_energy"])
-        source, gap = restart_sources(energy[:, -_late(num_warmup):],
-                                      _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1))
+        inverse_mass = jax.device_get(mcmc.post_warmup_state.adapt_state.inverse_mass_matrix)
+        source, gap = restart_sources(energy[:, -_late(num_warmup):], _log_det(inverse_mass, batch_ndim=1))
         restarts = _restart_note(source, gap)
-        if restarts:  # each chain keeps its own random key; on the host, so pmap re-shards it
-            keys = state.rng_key
-            state = jax.tree.map(lambda x: np.asarray(x)[source] if np.ndim(x) and np.shape(x)[0] == num_chains
-                                 else x, state)
-            mcmc.post_warmup_state = state._replace(rng_key=keys)
+        if restarts:  # on the host: pmap re-shards what it is given
+            mcmc.post_warmup_state = _continue_from(jax.device_get(mcmc.post_warmup_state), source)
     t1 = time.perf_counter()
     mcmc.run(mcmc.post_warmup_state.rng_key, **model_kwargs, extra_fields=fields)
     jax.block_until_ready(mcmc.get_samples())
@@ -352,9 +356,7 @@ def run_nuts_batched(
     state = jax.device_get(state)
     source, gap = restart_sources(np.asarray(energy).reshape(k, num_chains, late),
                                   _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1).reshape(k, num_chains))
-    flat = (source + num_chains * np.arange(k)[:, None]).reshape(-1)
-    state = jax.tree.map(lambda x: np.asarray(x)[flat] if np.ndim(x) and np.shape(x)[0] == k * num_chains else x,
-                         state)._replace(rng_key=state.rng_key)
+    state = _continue_from(state, (source + num_chains * np.arange(k)[:, None]).reshape(-1))
     values, diverging, steps = jax.jit(jax.vmap(draw))(state, rep)
     restarted = source != np.arange(num_chains)
 

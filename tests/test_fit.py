@@ -321,8 +321,8 @@ def test_a_chain_stuck_in_a_negligible_mode_restarts_and_the_fit_converges():
     """Joint SBC data set 3 (prior draw 3 on the 120-run design grid, SBC's loss reference): at
     fit's defaults with seed 3, one chain of four warms up in a second mode 126 nats worse, and
     without the restart the fit fails (R-hat 1.53 on every exponent, bulk ESS 7: measured with
-    RESTART_NATS = inf). It
-    restarts from the best chain, the fit passes its checks, and its notes say so."""
+    RESTART_NATS = inf). It restarts from the best chain, the fit passes its checks, and its
+    notes say so."""
     import inspect
 
     from bayesmoe.laws import get_law
