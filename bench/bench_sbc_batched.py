@@ -14,8 +14,9 @@ Both walls include tracing and compilation. Agreement, per parameter and per qua
 90 %): the mean and the largest over data sets of |q(batched) − q(one by one)| divided by the
 posterior sd (the scales a, b, ... on the log scale). The two are different chains (different
 keys), so they differ by Monte Carlo error: for a quantile from ~1000 autocorrelated draws per
-side (ESS a few hundred), about 0.05-0.1 sd for the median and more in the tails. Divergences: per data set, one by one and batched, side by side
-(the same geometry should give the same pattern of zero and non-zero counts, not equal counts).
+side (ESS a few hundred), about 0.05-0.1 sd for the median and more in the tails. Divergences:
+per data set, one by one and batched, side by side (the same geometry should give the same
+pattern of zero and non-zero counts, not equal counts).
 
     .venv/bin/python bench/bench_sbc_batched.py                 # chinchilla, 10 data sets
     .venv/bin/python bench/bench_sbc_batched.py --law joint --datasets 10 --runs 120
