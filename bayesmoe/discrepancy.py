@@ -307,44 +307,68 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
     (Euclidean, decades) and ``e_<axis>`` (signed decades beyond that cut's fitted runs).
     Cuts that leave too few runs to fit (fewer than the law's parameters + 3) are skipped.
     Only the rows of ``runs`` are used: pass the training table, never a hold-out.
+
+    ``fit_kwargs`` are :func:`bayesmoe.fit`'s sampler and model keywords (``priors``,
+    ``pooled``, ``target_accept``, ``seed``, ``num_chains``, ``num_warmup``, ``num_samples``,
+    ``unit_checks``; default 2 chains × 300/300). Every cut is fitted with ``fit``'s model, priors
+    and NUTS settings, all cuts at once: the subsets are padded to one length (the padding
+    masked out of the likelihood) and sampled in one compiled program
+    (:func:`bayesmoe.inference.run_nuts_batched`), instead of one fit, and one compilation, per
+    cut. A cut whose chains find no finite starting point is skipped.
     """
-    from bayesmoe.fitting import fit  # fitting imports this module
+    from bayesmoe.data import validate_runs
+    from bayesmoe.laws import get_law
 
-    table = runs
+    law = get_law(law)
+    kwargs = {"num_chains": 2, "num_warmup": 300, "num_samples": 300, **dict(fit_kwargs or {})}
+    table = validate_runs(runs, required=law.inputs + ("loss",), unit_checks=kwargs.get("unit_checks", True))
     key = order_key(law, table)
-    groups = table["group"].astype(str) if "group" in table else pd.Series("all", index=table.index)
+    groups = table["group"].astype(str)
     multi = groups.nunique() > 1
-    rows = []
-    iterator = cuts
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(cuts, desc="discrepancy backtests", leave=False)
-    for q in iterator:
+    splits = []
+    for q in cuts:
         if multi:
             cut = key.groupby(groups).transform(lambda v: np.quantile(v, q))
         else:
             cut = pd.Series(float(np.quantile(key, q)), index=table.index)
-        below = key <= cut
+        below = (key <= cut).to_numpy()
         n_fit, n_held = int(below.sum()), int((~below).sum())
         if n_held == 0 or n_fit < len(law.params) + 3 or (multi and groups[below].nunique() < groups.nunique()):
             continue
-        kwargs = {"num_chains": 2, "num_warmup": 300, "num_samples": 300, "progress": False,
-                  "on_bad_fit": "warn", **dict(fit_kwargs or {}), "discrepancy": "none"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = fit(table.loc[below], law=law, **kwargs)
+        splits.append((q, below))
+    cols = ["cut", "run", "group", "observed", "predicted", "residual", "sd", "noise_sd", "distance",
+            *[f"e_{a}" for a in axes(law)], *[f"pc_{j}" for j in range(N_PC)]]
+    if not splits:
+        return pd.DataFrame([], columns=cols)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(splits), desc=f"discrepancy backtests ({len(splits)} cuts, one program)", leave=False)
+    posteriors, groups_fitted = _fit_subsets(table, law, [below for _, below in splits], kwargs)
+    if bar is not None:
+        bar.update(len(splits))
+        bar.close()
+
+    import jax
+
+    log_loss_fn = jax.jit(law.log_loss)
+    rows = []
+    for (q, below), post in zip(splits, posteriors):
+        if post is None:
+            continue
         held = table.loc[~below]
         for g in pd.unique(groups[~below]):
             m = (groups[~below] == g).to_numpy()
             x = held.loc[m]
-            use = g if res.hierarchical else None
-            xin = x[list(law.inputs)]
-            new = np.log(res.predict(xin, group=use, kind="new_run", discrepancy=False,
-                                     seed=17).values)
-            mean = np.log(res.predict(xin, group=use, kind="mean", seed=17).values)
-            flat = new.reshape(-1, new.shape[-1])
-            lawd = mean.reshape(-1, mean.shape[-1])
+            gi = groups_fitted.index(g)
+            params = {p: post[p][..., gi] if multi else post[p] for p in law.params}
+            xin = {k: x[k].to_numpy(dtype="float64") for k in law.inputs}
+            lawd = np.asarray(log_loss_fn({p: v[..., None] for p, v in params.items()}, xin))
+            sigma, nu = post["sigma"][..., None], post["nu"][..., None]
+            t = np.random.default_rng([17, 1]).standard_t(np.broadcast_to(nu, lawd.shape))
+            lawd = lawd.reshape(-1, lawd.shape[-1])
+            flat = lawd + (sigma * t).reshape(lawd.shape)
             q16, q84 = np.quantile(flat, [0.16, 0.84], axis=0)
             pred = np.mean(lawd, axis=0)
             # run noise alone (robust sd of new run − law per draw) and the law's parameter
@@ -363,9 +387,76 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
                 row.update({f"pc_{j}": float(pc[i, j]) if j < k else 0.0 for j in range(N_PC)})
                 row.update({f"e_{a}": float(e[i, j]) for j, a in enumerate(axes(law))})
                 rows.append(row)
-    cols = ["cut", "run", "group", "observed", "predicted", "residual", "sd", "noise_sd", "distance",
-            *[f"e_{a}" for a in axes(law)], *[f"pc_{j}" for j in range(N_PC)]]
     return pd.DataFrame(rows, columns=cols)
+
+
+def padded_batch(law, model, designs: Sequence) -> tuple[tuple, dict]:
+    """``model``'s batched arguments ``(log_loss, frontier, data)`` and improper sites' starting
+    values for several designs (subsets of one table), each padded to ``model``'s run count by
+    repeating its first run, with ``data["mask"]`` False on the padding: the masked runs add
+    nothing to the log density, so each data set's posterior is its own subset's."""
+    n = max(d.n_runs for d in designs)
+
+    def pad(v):  # repeat the first run: masked out, but finite for the gradients
+        v = np.asarray(v)
+        return np.concatenate([v, np.repeat(v[:1], n - len(v))])
+
+    f32 = np.float32
+    data = {
+        "x": {k: np.stack([pad(d.x[k]) for d in designs]).astype(f32) for k in law.inputs},
+        "mask": np.stack([np.arange(n) < d.n_runs for d in designs]),
+        "group_idx": np.stack([pad(d.group_idx) for d in designs]).astype(np.int32),
+        "anchor": {k: np.array([d.anchor[k] for d in designs], f32) for k in law.inputs},
+        "log_loss_ref": np.array([d.log_loss_ref for d in designs], f32),
+        "log_loss_min": np.array([d.log_loss_min for d in designs], f32),
+    }
+    log_loss = np.stack([pad(d.log_loss) for d in designs]).astype(f32)
+    init, frontier = {}, None
+    for name, v in model.init_values.items():
+        if name == "log_loss_centre":
+            init[name] = data["log_loss_ref"]
+        elif name == "log_loss_best":
+            if np.ndim(v) == 0:  # one frontier run: the lowest-loss run of the subset
+                best = [int(np.argmin(d.log_loss_frontier)) for d in designs]
+                frontier = {k: np.array([d.frontier[k][b] for d, b in zip(designs, best)], f32) for k in law.inputs}
+                init[name] = np.array([d.log_loss_frontier[b] for d, b in zip(designs, best)], f32)
+            else:  # each group's lowest-loss run
+                frontier = {k: np.stack([d.frontier[k] for d in designs]).astype(f32) for k in law.inputs}
+                init[name] = np.stack([d.log_loss_frontier for d in designs]).astype(f32)
+        else:
+            init[name] = np.broadcast_to(np.asarray(v, f32), (len(designs), *np.shape(v)))
+    return (log_loss, frontier, data), init
+
+
+def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: Mapping):
+    """NUTS on each subset ``table[mask]`` with :func:`bayesmoe.fit`'s model: all subsets in one
+    compiled program, padded to the longest. Returns one posterior per subset (site -> array
+    ``(chain, draw, ...)``; ``None`` where a chain found no finite start) and the groups' order."""
+    from bayesmoe.fitting import _uninformed_offsets  # fitting imports this module
+    from bayesmoe.inference import run_nuts_batched
+    from bayesmoe.models import build_model, make_design
+    from bayesmoe.priors import resolve_priors
+
+    spec = resolve_priors(law, kwargs.get("priors", "literature"))
+    designs = [make_design(table.loc[m], law) for m in masks]
+    base = max(designs, key=lambda d: d.n_runs)  # the model's shapes: the longest subset
+    pooled = kwargs.get("pooled")
+    if pooled is None and base.n_groups > 1:
+        shared = _uninformed_offsets(law, spec, base)
+        if shared:
+            pooled = [q for q in law.pooled if q not in shared]
+    model = build_model(law, spec, base, pooled=tuple(pooled) if pooled is not None else None)
+    target_accept = kwargs.get("target_accept")
+    if target_accept is None:
+        target_accept = 0.99 if base.n_groups > 1 else law.target_accept
+
+    (log_loss, frontier, data), init = padded_batch(law, model, designs)
+    post, _, _, started, _ = run_nuts_batched(
+        model, (log_loss, frontier, data), init_values=init, init_jitter=model.init_jitter,
+        num_chains=int(kwargs["num_chains"]), num_warmup=int(kwargs["num_warmup"]),
+        num_samples=int(kwargs["num_samples"]), seed=int(kwargs.get("seed", 0)), target_accept=target_accept)
+    out = [{s: v[i] for s, v in post.items()} if bool(np.all(started[i])) else None for i in range(len(designs))]
+    return out, list(base.groups)
 
 
 def learn(runs: pd.DataFrame, law, *, mode: str = "auto", prior: Mapping | None = None,

@@ -278,6 +278,25 @@ def run_nuts(
     return tree, timings
 
 
+def _over_devices(fn: Callable, n: int) -> Callable:
+    """``jax.vmap(fn)`` over ``n`` chains, compiled; split across CPU devices where there are
+    several (``numpyro.set_host_device_count``) and cores to run them, as ``run_nuts`` runs its
+    chains in parallel: ``pmap`` over shards of ``vmap``-ed chains. Each shard's NUTS iteration
+    lasts as long as its own longest trajectory, not the whole batch's."""
+    cores = os.cpu_count() or 1
+    limit = min(jax.local_device_count(), cores) if jax.default_backend() == "cpu" else 1
+    shards = max(d for d in range(1, limit + 1) if n % d == 0)
+    if shards == 1:
+        return jax.jit(jax.vmap(fn))
+    mapped = jax.pmap(jax.vmap(fn))
+
+    def call(*args):
+        split = jax.tree.map(lambda v: np.reshape(np.asarray(v), (shards, -1, *np.shape(v)[1:])), args)
+        return jax.tree.map(lambda v: np.reshape(np.asarray(v), (n, *np.shape(v)[2:])), mapped(*split))
+
+    return call
+
+
 def run_nuts_batched(
     model,
     batch_args: Sequence,
@@ -289,12 +308,14 @@ def run_nuts_batched(
     seed: int,
     target_accept: float,
     max_tree_depth: int = 10,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    init_jitter: Mapping[str, float] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """NUTS on many data sets at once: one model, its data as batched arguments.
 
     ``batch_args`` are ``model``'s positional arguments with a leading data-set axis of length
     K; ``init_values`` maps improper-prior sites to per-data-set starting values (leading axis
-    K). Every (data set, chain) pair gets its own initialisation, step-size and dense mass-matrix
+    K); ``init_jitter`` starts each chain within a radius of them, as :func:`run_nuts` does.
+    Every (data set, chain) pair gets its own initialisation, step-size and dense mass-matrix
     adaptation and draws, exactly as :func:`run_nuts` gives one chain of one fit; the K·C chains
     are ``jax.vmap``-ed into one compiled program per phase (NumPyro's functional ``hmc`` API), so the
     per-step overhead of XLA's loops is paid once for all of them. Under ``vmap`` a NUTS
@@ -330,7 +351,7 @@ def run_nuts_batched(
     init_keys, run_keys = jax.random.split(jax.random.PRNGKey(seed), 2 * k * num_chains).reshape(2, k * num_chains, -1)
 
     def warm(init_key, run_key, args, start):
-        z, valid = _start(init_key, model, args, {}, start, prototype)
+        z, valid = _start(init_key, model, args, {}, start, prototype, init_jitter)
         state = init_kernel(z, num_warmup, target_accept_prob=target_accept, dense_mass=True,
                             max_tree_depth=max_tree_depth, model_args=args, rng_key=run_key)
 
@@ -350,14 +371,14 @@ def run_nuts_batched(
         return jax.vmap(postprocess_fn_gen(*args))(zs), diverging, steps
 
     late = _late(num_warmup)
-    state, energy, valid = jax.jit(jax.vmap(warm))(init_keys, run_keys, rep, rep_init)
+    state, energy, valid = _over_devices(warm, k * num_chains)(init_keys, run_keys, rep, rep_init)
     # chains stuck in a negligible mode restart from their data set's best chain (run_nuts does
     # the same); on the host: a few small arrays, between the two compiled programs
     state = jax.device_get(state)
     source, gap = restart_sources(np.asarray(energy).reshape(k, num_chains, late),
                                   _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1).reshape(k, num_chains))
     state = _continue_from(state, (source + num_chains * np.arange(k)[:, None]).reshape(-1))
-    values, diverging, steps = jax.jit(jax.vmap(draw))(state, rep)
+    values, diverging, steps = _over_devices(draw, k * num_chains)(state, rep)
     restarted = source != np.arange(num_chains)
 
     def split(v):

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import nullcontext as _nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -249,10 +249,6 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
     group_idx = jnp.asarray(design.group_idx)
     n_groups, n_runs = design.n_groups, design.n_runs
 
-    def per_run(v):
-        v = jnp.asarray(v)
-        return v[group_idx] if v.ndim == 1 else v
-
     # The plain model (one group, every scale and the irreducible loss free) samples the expected
     # loss at the data's centre and how it splits into the irreducible loss and each term there
     # (log-shares, a softmax): see the module docstring.
@@ -285,10 +281,25 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
         parts = [log_scales[t.scale] + t.log_monomial(shape, xf) for t in law.terms]
         return jnp.exp(jax.scipy.special.logsumexp(jnp.stack(jnp.broadcast_arrays(*parts)), axis=0))
 
-    def model(log_loss=None, frontier=None):
+    def model(log_loss=None, frontier=None, data=None):
         # ``frontier`` (inputs of the lowest-loss run) replaces the design's own: batched
         # simulation-based calibration refits one design with many loss vectors as arguments.
+        # ``data`` replaces the runs' inputs and the reference points too (keys ``x``, ``mask``,
+        # ``group_idx``, ``anchor``, ``log_loss_ref``, ``log_loss_min``): the discrepancy term's
+        # backtests fit several subsets of a table, padded to one length (``mask`` False on the
+        # padding), in one compiled program.
         xf_run = xf if frontier is None else frontier
+        if data is None:
+            d, x_run, gidx, mask = design, x, group_idx, None
+        else:
+            d = replace(design, anchor=data["anchor"], log_loss_ref=data["log_loss_ref"],
+                        log_loss_min=data["log_loss_min"])
+            x_run, gidx, mask = data["x"], data["group_idx"], data["mask"]
+
+        def per_run(v):
+            v = jnp.asarray(v)
+            return v[gidx] if v.ndim == 1 else v
+
         latents, population, offsets = {}, {}, {}
         for site in order:
             if site == irr_site and irr_free:
@@ -301,11 +312,11 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             if prior.is_fixed:
                 value = jnp.asarray(prior.args["value"], jnp.float32)
                 if site in law.centred:
-                    value = value + centring_shift(law, site, latents, design)
+                    value = value + centring_shift(law, site, latents, d)
                 latents[site] = numpyro.deterministic(name, value)
             elif site in pooled_set:
                 pop_shape = {k: population.get(k, v) for k, v in latents.items()}
-                mu = numpyro.sample(f"{name}_pop", _prior_dist(law, site, prior, pop_shape, design))
+                mu = numpyro.sample(f"{name}_pop", _prior_dist(law, site, prior, pop_shape, d))
                 tau_name = tau_site(site)
                 if tau_name not in offsets:
                     tau = numpyro.sample(tau_name, spec[tau_name].to_numpyro())
@@ -316,7 +327,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
                 latents[site] = numpyro.deterministic(name, mu + offsets[tau_name])
                 population[site] = mu
             else:
-                latents[site] = numpyro.sample(name, _prior_dist(law, site, prior, latents, design))
+                latents[site] = numpyro.sample(name, _prior_dist(law, site, prior, latents, d))
 
         if shares:
             improper = dist.ImproperUniform(dist.constraints.real, (), ())
@@ -325,10 +336,10 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             log_share = jax.nn.log_softmax(jnp.concatenate([jnp.zeros((1,)), u]))
             lp = 0.0
             for t, ls in zip(law.terms, log_share[1:]):
-                level = ls + log_centre - design.log_loss_ref
+                level = ls + log_centre - d.log_loss_ref
                 latents[f"{t.scale}_level"] = numpyro.deterministic(f"{t.scale}_level", level)
                 lp = lp + spec[f"{t.scale}_level"].to_numpyro().log_prob(level)
-            c_rel = log_share[0] + log_centre - design.log_loss_min
+            c_rel = log_share[0] + log_centre - d.log_loss_min
             ok = irr_dist.support(c_rel)
             c_rel = jnp.where(ok, c_rel, irr_dist.support.feasible_like(c_rel))
             # (log_loss_centre, shares) -> (c_rel, levels) has unit Jacobian: the priors apply as given
@@ -340,9 +351,9 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
                 value = slope * jnp.exp(-log_share[i + 1])
                 latents[site] = numpyro.deterministic(coordinate(law, site), value)
                 # the exponent's prior (in its centred coordinate) times |d exponent / d slope| = 1/share
-                numpyro.factor(f"{site}_prior", _prior_dist(law, site, spec[site], latents, design).log_prob(value)
+                numpyro.factor(f"{site}_prior", _prior_dist(law, site, spec[site], latents, d).log_prob(value)
                                - log_share[i + 1])
-        shape, log_scales, _ = params_from_latents(law, latents, design)
+        shape, log_scales, _ = params_from_latents(law, latents, d)
         if irr_free and not shares:
             # The irreducible loss is identified only through curvature: sampled directly it forms
             # a curved ridge with the scales and exponents that NUTS crossed with 50-100 steps and
@@ -353,7 +364,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             # c get non-centred offsets around it, like every other pooled site.
             if irr_pooled:
                 pop_latents = {k: population.get(k, v) for k, v in latents.items()}
-                at_shape, at_scales, _ = params_from_latents(law, pop_latents, design)
+                at_shape, at_scales, _ = params_from_latents(law, pop_latents, d)
                 log_best = numpyro.sample("log_loss_best", dist.ImproperUniform(dist.constraints.real, (), ()))
             else:
                 at_shape, at_scales = shape, log_scales
@@ -363,14 +374,14 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
                     )
             gap = jnp.exp(log_best) - frontier_terms(at_shape, at_scales, xf_run)
             ok = gap > 0
-            c_rel = jnp.log(jnp.where(ok, gap, 1.0)) - design.log_loss_min
+            c_rel = jnp.log(jnp.where(ok, gap, 1.0)) - d.log_loss_min
             # outside the prior's support (c above the smallest loss, for a fraction's prior) the
             # density is zero; evaluate it at a feasible point there, so no NaN reaches a gradient
             ok = ok & irr_dist.support(c_rel)
             c_rel = jnp.where(ok, c_rel, irr_dist.support.feasible_like(c_rel))
             prior_lp = irr_dist.log_prob(c_rel)
             # density of c_rel, times dc_rel/dc = 1/c, times dc/dlog_best = L_best
-            lp = prior_lp - (c_rel + design.log_loss_min) + log_best
+            lp = prior_lp - (c_rel + d.log_loss_min) + log_best
             numpyro.factor("irreducible_prior", jnp.sum(jnp.where(ok, lp, -jnp.inf)))
             if irr_pooled:
                 population[irr_site] = numpyro.deterministic(f"{irr_site}_pop", c_rel)
@@ -379,7 +390,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
                     z = numpyro.sample(f"{irr_site}_z", dist.Normal(0.0, 1.0))
                 c_rel = c_rel + tau * z
             latents[irr_site] = numpyro.deterministic(irr_site, c_rel)
-        log_irr = latents[irr_site] + design.log_loss_min
+        log_irr = latents[irr_site] + d.log_loss_min
 
         for p in law.centred:
             numpyro.deterministic(p, shape[p])
@@ -388,7 +399,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
         numpyro.deterministic(law.irreducible, jnp.exp(log_irr))
         if hierarchical:
             pop_latents = {k: population.get(k, v) for k, v in latents.items()}
-            pop_shape, pop_scales, pop_irr = params_from_latents(law, pop_latents, design)
+            pop_shape, pop_scales, pop_irr = params_from_latents(law, pop_latents, d)
             for p in law.centred:
                 if site_of(law, p) in pooled_set or law.centred[p][0] in pooled_set:
                     numpyro.deterministic(f"{p}_pop", pop_shape[p])
@@ -400,12 +411,13 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             {p: per_run(v) for p, v in shape.items()},
             {s: per_run(v) for s, v in log_scales.items()},
             per_run(log_irr),
-            x,
+            x_run,
         )
         sigma = _sample_or_fix("sigma", spec["sigma"])
         nu = _sample_or_fix("nu", spec["nu"])
         with numpyro.plate("run", n_runs):
-            numpyro.sample("log_loss", dist.StudentT(nu, mean, sigma), obs=log_loss)
+            noise = dist.StudentT(nu, mean, sigma)
+            numpyro.sample("log_loss", noise if mask is None else noise.mask(mask), obs=log_loss)
 
     model.pooled_sites = pooled_set
     model.init_values = init_values  # improper sites cannot be drawn
