@@ -127,7 +127,8 @@ def fit(
     num_chains, num_warmup, num_samples : int
         NUTS chains and iterations per chain.
     seed : int
-        Seeds the sampler; the same seed, data and versions give the same draws.
+        Seeds the sampler; the same seed, data and versions give the same draws on the same CPU
+        (XLA compiles for the host's vector instructions; the saved file records the CPU).
     target_accept : float, optional
         NUTS target acceptance probability; raise it (0.9-0.99) against divergences. Default for
         one group: the law's ``Law.target_accept`` (0.9 for ``chinchilla``, 0.95 for ``fine_grained``

@@ -48,16 +48,32 @@ HOLDOUT_LEVELS = (0.5, 0.9)
 _REQUIRED_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data")
 #: root attributes that hold the content hash itself, so are not part of it
 _HASH_ATTRS = ("content_sha256", "content_parts")
-#: distributions whose versions decide the draws (same seed, data and versions: same draws)
+#: distributions whose versions decide the draws (same seed, data, versions and CPU: same draws)
 _VERSIONED = ("jax", "jaxlib", "numpyro", "arviz-base", "arviz-stats", "numpy", "xarray", "pandas",
               "scipy", "h5netcdf")
+
+
+def _cpu() -> str:
+    """The CPU model and the vector instructions XLA compiles for: on CPU, XLA generates code
+    for the host's instruction set, so the same seed, data and versions can give different
+    floating-point results, and so different draws, on another CPU (seen: a chinchilla fit's
+    R-hat 1.011 on one host where another's run of the same test passed)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    vector = [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    return f"{model} ({', '.join(vector) or 'no AVX2/FMA/AVX-512'})"
 
 
 def environment_versions() -> dict[str, str]:
     """Python, platform and the versions of every package a fit's draws depend on."""
     from importlib import metadata
 
-    out = {"bayesmoe": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    out = {"bayesmoe": __version__, "python": platform.python_version(), "platform": platform.platform(),
+           "cpu": _cpu()}
     for dist in _VERSIONED:
         try:
             out[dist] = metadata.version(dist)

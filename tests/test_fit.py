@@ -62,7 +62,10 @@ def recovery_misses(law: str, seeds) -> tuple[dict, int]:
 # seeds 1-8 R-hat <= 1.010, 0 divergences. sparsity at 1000/1000 seed 6 gave R-hat 1.023; at
 # 1000/2000 seeds 1-8 R-hat <= 1.007, bulk ESS >= 926. The irreducible loss of both is placed
 # mostly by its prior on these grids, and the chains travel along that long direction slowly.
-RECOVERY_DRAWS = {"joint": dict(num_samples=1000),
+# chinchilla: at FAST, seed 1 gave R-hat 1.011 (bulk ESS 1069) on a second host with the same
+# versions (an AMD EPYC with AVX-512; the draws depend on the CPU XLA compiles for); with fit's
+# default 1000 warmup iterations 1.006 (1000/1000: 1.003).
+RECOVERY_DRAWS = {"joint": dict(num_samples=1000), "chinchilla": dict(num_warmup=1000),
                   "fine_grained": dict(num_warmup=1000, num_samples=1000),
                   "sparsity": dict(num_warmup=1000, num_samples=2000)}
 LAWS_RECOVERED = ["joint", "fine_grained", "sparsity", "chinchilla"]
