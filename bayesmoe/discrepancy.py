@@ -362,7 +362,8 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
             m = (groups[~below] == g).to_numpy()
             x = held.loc[m]
             gi = groups_fitted.index(g)
-            params = {p: post[p][..., gi] if multi else post[p] for p in law.params}
+            # (chain, draw, group) where the parameter has group values, (chain, draw) where shared
+            params = {p: post[p][..., gi] if post[p].ndim == 3 else post[p] for p in law.params}
             xin = {k: x[k].to_numpy(dtype="float64") for k in law.inputs}
             lawd = np.asarray(log_loss_fn({p: v[..., None] for p, v in params.items()}, xin))
             sigma, nu = post["sigma"][..., None], post["nu"][..., None]
