@@ -37,6 +37,8 @@ import numpyro  # noqa: E402
 numpyro.set_host_device_count(4)
 
 import argparse  # noqa: E402
+
+import jax  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -173,6 +175,9 @@ def main(argv=None) -> int:
         print(f"{name}: {row['divergences']} divergences, R-hat {row['max_rhat']:.3f}, ESS "
               f"{row['min_ess_bulk']:.0f}/{row['min_ess_tail']:.0f}, {row['mean_leapfrog_steps']:.1f} steps, "
               f"{row['wall_s']:.0f} s -> {'ok' if row['passes'] else 'FAILS'}", flush=True)
+        # each table compiles its own programs; after 15 cases in one process XLA's JIT could no
+        # longer map code memory ("LLVM ERROR: Unable to allocate section memory", 2026-12-02)
+        jax.clear_caches()
     print(summarise())
     return 0
 
