@@ -37,7 +37,6 @@ construction. It widens predictions only where they leave the data.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -356,6 +355,11 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
     rows = []
     for (q, below), post in zip(splits, posteriors):
         if post is None:
+            import logging
+
+            logging.getLogger("bayesmoe").warning(
+                "discrepancy backtest at compute quantile %s skipped: a chain found no finite starting "
+                "point on the %d runs below the cut", q, int(below.sum()))
             continue
         held = table.loc[~below]
         for g in pd.unique(groups[~below]):
