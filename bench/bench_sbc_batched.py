@@ -8,7 +8,8 @@ reference points) are fitted twice, in one process, with the same model, priors 
 * *one by one*: ``bayesmoe.fit(table, reference=...)`` per data set, chains in parallel on 4 host
   devices, as SBC ran before batching; every fit traces and compiles its own program;
 * *batched*: ``bayesmoe.validation.fit_batch`` (``inference.run_nuts_batched``) on all K data sets × 4 chains at once, one
-  program (``jax.vmap`` over NumPyro's functional NUTS), as ``bayesmoe.validation.sbc`` runs now.
+  program (``jax.vmap`` over NumPyro's functional NUTS, ``pmap``-ed over one shard per CPU core where there
+  are several host devices), as ``bayesmoe.validation.sbc`` runs now.
 
 Both walls include tracing and compilation. Agreement, per parameter and per quantile (10, 50 and
 90 %): the mean and the largest over data sets of |q(batched) − q(one by one)| divided by the
