@@ -44,7 +44,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-__all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "tau_log_likelihood",
+__all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "padded_batch", "tau_log_likelihood",
            "learn", "default_prior", "BACKTEST_CUTS"]
 
 #: Compute quantiles of the table at which :func:`backtest` cuts (fit below, predict above).

@@ -86,7 +86,7 @@ def main(argv=None):
     print(f"{law.name}: {k} data sets x {args.runs} runs, 4 chains x ({args.num_warmup} + {args.num_samples}), "
           f"target_accept {target_accept}")
     print(pd.DataFrame({"wall s": [t_single, t_batch], "s per data set": [t_single / k, t_batch / k]},
-                       index=["one by one (fit)", "batched (vmap)"]).round(2).to_string())
+                       index=["one by one (fit)", "batched (fit_batch)"]).round(2).to_string())
     print(f"speed-up: {t_single / t_batch:.1f}x")
     rows = []
     for n in single[0]:
