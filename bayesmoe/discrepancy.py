@@ -437,7 +437,7 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     """NUTS on each subset ``table[mask]`` with :func:`bayesmoe.fit`'s model: all subsets in one
     compiled program, padded to the longest. Returns one posterior per subset (site -> array
     ``(chain, draw, ...)``; ``None`` where a chain found no finite start) and the groups' order."""
-    from bayesmoe.fitting import _uninformed_offsets  # fitting imports this module
+    from bayesmoe.fitting import _default_pooled, default_target_accept  # fitting imports this module
     from bayesmoe.inference import run_nuts_batched
     from bayesmoe.models import build_model, make_design
     from bayesmoe.priors import resolve_priors
@@ -445,15 +445,11 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     spec = resolve_priors(law, kwargs.get("priors", "literature"))
     designs = [make_design(table.loc[m], law) for m in masks]
     base = max(designs, key=lambda d: d.n_runs)  # the model's shapes: the longest subset
-    pooled = kwargs.get("pooled")
-    if pooled is None and base.n_groups > 1:
-        shared = _uninformed_offsets(law, spec, base)
-        if shared:
-            pooled = [q for q in law.pooled if q not in shared]
+    pooled, _ = _default_pooled(law, spec, base, kwargs.get("pooled"))
     model = build_model(law, spec, base, pooled=tuple(pooled) if pooled is not None else None)
     target_accept = kwargs.get("target_accept")
     if target_accept is None:
-        target_accept = 0.99 if base.n_groups > 1 else law.target_accept
+        target_accept = default_target_accept(law, base)
 
     (log_loss, frontier, data), init = padded_batch(law, model, designs)
     post, _, _, started, _ = run_nuts_batched(

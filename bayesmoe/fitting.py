@@ -67,6 +67,21 @@ def _uninformed_offsets(law: Law, spec, design: Design) -> list[str]:
     return out
 
 
+def _default_pooled(law: Law, spec, design: Design, pooled: Sequence[str] | None):
+    """``pooled`` as given; for a hierarchical fit left to its defaults, the law's pooled
+    parameters less the exponents no group can inform (:func:`_uninformed_offsets`, returned
+    second), or ``None`` where there are none."""
+    if pooled is not None or design.n_groups == 1:
+        return pooled, []
+    shared = _uninformed_offsets(law, spec, design)
+    return ([q for q in law.pooled if q not in shared] if shared else None), shared
+
+
+def default_target_accept(law: Law, design: Design) -> float:
+    """``fit``'s ``target_accept`` when none is given: 0.99 for a hierarchical fit, else the law's."""
+    return 0.99 if design.n_groups > 1 else law.target_accept
+
+
 def _note(table: pd.DataFrame, note: str) -> None:
     """A note on the fit: kept with the table's own (model card, report, summary) and logged, as
     ``validate_runs`` logs the table's."""
@@ -196,18 +211,16 @@ def fit(
         unknown = [p for p in pooled if p not in law.params]
         if unknown:
             raise InputError(f"pooled names {unknown} are not parameters of {law.name!r}: {law.params}")
-    if pooled is None and design.n_groups > 1:
-        shared = _uninformed_offsets(law, spec, design)
-        if shared:
-            pooled = [q for q in law.pooled if q not in shared]
-            names = ", ".join(describe_site(law, q) for q in shared)
-            _note(table, f"{names}: one value for all groups (no group offsets): within each group every "
-                  "run has the same value of the input it multiplies, so no group's runs can tell "
-                  "their own value from their level; pass pooled=[...] (Python) to choose the "
-                  "pooled parameters yourself")
+    pooled, shared = _default_pooled(law, spec, design, pooled)
+    if shared:
+        names = ", ".join(describe_site(law, q) for q in shared)
+        _note(table, f"{names}: one value for all groups (no group offsets): within each group every "
+              "run has the same value of the input it multiplies, so no group's runs can tell "
+              "their own value from their level; pass pooled=[...] (Python) to choose the "
+              "pooled parameters yourself")
     model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
     if target_accept is None:
-        target_accept = 0.99 if design.n_groups > 1 else law.target_accept
+        target_accept = default_target_accept(law, design)
     pooled_set = model.pooled_sites
 
     sampled, group_sites = _site_layout(model, design)
