@@ -393,10 +393,13 @@ def _check_table(runs, law: str, columns=None, loss_unit=None) -> None:
 
 
 def _start_jax(num_chains: int) -> None:
-    """One CPU device per chain, before JAX initialises (the library itself never does this)."""
+    """One CPU device per chain, before JAX initialises (the library itself never does this):
+    the fit's chains, and the discrepancy backtests' chains (every cut's, sampled together)."""
     import numpyro
 
-    numpyro.set_host_device_count(max(num_chains, 1))
+    from bayesmoe.discrepancy import BACKTEST_CHAINS, BACKTEST_CUTS
+
+    numpyro.set_host_device_count(max(num_chains, BACKTEST_CHAINS * len(BACKTEST_CUTS), 1))
 
 
 def _report(args, argv) -> int:

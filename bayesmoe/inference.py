@@ -229,8 +229,10 @@ def run_nuts(
     # SBC: 250 divergences in one chain); prior medians fall back to uniform starts instead.
     values = dict(init_values or {})
     prototype = _prototype(model, (), model_kwargs, values)
-    # one compiled program: run op by op, the search compiled ~100 small programs (seconds)
-    starts, ok = jax.jit(jax.vmap(lambda k: _start(k, model, (), model_kwargs, values, prototype, init_jitter)))(
+    # one compiled program: run op by op, the search compiled ~100 small programs (seconds);
+    # lax.map, not vmap: batching the search's while loop traces its body again and again
+    starts, ok = jax.jit(lambda keys: jax.lax.map(
+        lambda k: _start(k, model, (), model_kwargs, values, prototype, init_jitter), keys))(
         jax.random.split(jax.random.fold_in(rng, 1), num_chains))
     if not bool(np.all(ok)):
         raise ConvergenceError(
@@ -278,13 +280,42 @@ def run_nuts(
     return tree, timings
 
 
-def _over_devices(fn: Callable, n: int) -> Callable:
-    """``jax.vmap(fn)`` over ``n`` chains, compiled; split across CPU devices where there are
-    several (``numpyro.set_host_device_count``) and cores to run them, as ``run_nuts`` runs its
-    chains in parallel: ``pmap`` over shards of ``vmap``-ed chains. Each shard's NUTS iteration
-    lasts as long as its own longest trajectory, not the whole batch's."""
+def _over_devices(fn: Callable, n: int, vectorize: bool = True) -> Callable:
+    """``fn`` over ``n`` chains (leading axis of every argument), compiled once.
+
+    ``vectorize=True``: ``jax.vmap(fn)``, split across CPU devices where there are several
+    (``numpyro.set_host_device_count``) and cores to run them, as ``run_nuts`` runs its chains in
+    parallel: ``pmap`` over shards of ``vmap``-ed chains. Each shard's NUTS iteration lasts as
+    long as its own longest trajectory, not the whole batch's. The choice for many chains (SBC's
+    hundreds), where one vectorised step serves them all.
+
+    ``vectorize=False`` (CPU only; elsewhere it vectorises): one chain per device, ``pmap``
+    without ``vmap``, over as many devices as divide ``n``, the same compiled program called
+    again for each further group of chains. The choice for a handful of chains: batching NUTS's
+    nested while loops under ``vmap`` makes JAX trace their bodies again and again until the
+    batched carries settle, which cost 6-10 s per fit of tracing alone (Epoch's backtests on a
+    warm compile cache: 10.1 s vmapped, 4.4 s per chain; ``bench/bench_backtests.py``).
+    """
+    cpu = jax.default_backend() == "cpu"
+    if not vectorize and cpu:
+        per = max(d for d in range(1, min(jax.local_device_count(), n) + 1) if n % d == 0)
+        if per == 1:  # one device: each chain alone, the same program (no vmap to trace)
+            one = jax.jit(fn)
+
+            def call(*args):
+                parts = [one(*jax.tree.map(lambda v: np.asarray(v)[i], args)) for i in range(n)]
+                return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *parts)
+
+            return call
+        mapped = jax.pmap(fn)
+
+        def call(*args):
+            parts = [mapped(*jax.tree.map(lambda v: np.asarray(v)[i:i + per], args)) for i in range(0, n, per)]
+            return jax.tree.map(lambda *v: np.concatenate([np.asarray(x) for x in v]), *parts)
+
+        return call
     cores = os.cpu_count() or 1
-    limit = min(jax.local_device_count(), cores) if jax.default_backend() == "cpu" else 1
+    limit = min(jax.local_device_count(), cores) if cpu else 1
     shards = max(d for d in range(1, limit + 1) if n % d == 0)
     if shards == 1:
         return jax.jit(jax.vmap(fn))
@@ -309,6 +340,7 @@ def run_nuts_batched(
     target_accept: float,
     max_tree_depth: int = 10,
     init_jitter: Mapping[str, float] | None = None,
+    vectorize: bool = True,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """NUTS on many data sets at once: one model, its data as batched arguments.
 
@@ -319,7 +351,9 @@ def run_nuts_batched(
     adaptation and draws, exactly as :func:`run_nuts` gives one chain of one fit; the K·C chains
     are ``jax.vmap``-ed into one compiled program per phase (NumPyro's functional ``hmc`` API), so the
     per-step overhead of XLA's loops is paid once for all of them. Under ``vmap`` a NUTS
-    iteration lasts as long as its longest trajectory in the batch.
+    iteration lasts as long as its longest trajectory in the batch. ``vectorize=False`` runs one
+    chain per CPU device instead (:func:`_over_devices`): far less to trace, the better choice
+    for a handful of chains.
 
     Returns the posterior of every site (constrained, deterministic sites included) as arrays
     ``(K, chain, draw, ...)``, the divergences ``(K, chain, draw)``, the leapfrog steps
@@ -371,14 +405,14 @@ def run_nuts_batched(
         return jax.vmap(postprocess_fn_gen(*args))(zs), diverging, steps
 
     late = _late(num_warmup)
-    state, energy, valid = _over_devices(warm, k * num_chains)(init_keys, run_keys, rep, rep_init)
+    state, energy, valid = _over_devices(warm, k * num_chains, vectorize)(init_keys, run_keys, rep, rep_init)
     # chains stuck in a negligible mode restart from their data set's best chain (run_nuts does
     # the same); on the host: a few small arrays, between the two compiled programs
     state = jax.device_get(state)
     source, gap = restart_sources(np.asarray(energy).reshape(k, num_chains, late),
                                   _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1).reshape(k, num_chains))
     state = _continue_from(state, (source + num_chains * np.arange(k)[:, None]).reshape(-1))
-    values, diverging, steps = _over_devices(draw, k * num_chains)(state, rep)
+    values, diverging, steps = _over_devices(draw, k * num_chains, vectorize)(state, rep)
     restarted = source != np.arange(num_chains)
 
     def split(v):

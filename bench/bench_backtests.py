@@ -55,7 +55,12 @@ def one(table: str, way: str) -> dict:
     """Run in a child process: the backtest fits of ``table`` one ``way``; a JSON line."""
     import numpyro
 
-    numpyro.set_host_device_count(4)
+    from bayesmoe.discrepancy import BACKTEST_CHAINS, BACKTEST_CUTS
+
+    numpyro.set_host_device_count(max(4, BACKTEST_CHAINS * len(BACKTEST_CUTS)))  # as the CLI
+    import jax
+
+    jax.local_device_count()  # fix the devices now: a later import may set them again
     import warnings
 
     import numpy as np

@@ -169,14 +169,16 @@ def test_a_chain_in_a_negligible_mode_restarts_and_a_real_second_mode_is_kept():
     assert float(tree["posterior"]["x"].max()) > 15.0 and float(tree["posterior"]["x"].min()) < 5.0
 
 
-def test_the_batched_sampler_restarts_per_data_set():
+@pytest.mark.parametrize("vectorize", [True, False], ids=["vmap", "one-chain-per-device"])
+def test_the_batched_sampler_restarts_per_data_set(vectorize):
+    # vectorize=False: 8 chains on conftest's 4 CPU devices, so two calls of one pmap program
     from bayesmoe.inference import run_nuts_batched
 
     log_w = jnp.asarray([-30.0, 0.0])
     log_loss = jnp.broadcast_to(Y["log_loss"], (2, 3))
     post, _, _, started, restarted = run_nuts_batched(
         two_modes, (log_w, log_loss), init_values={}, num_chains=4, num_warmup=300, num_samples=200, seed=4,
-        target_accept=0.8)
+        target_accept=0.8, vectorize=vectorize)
     assert started.all()
     assert restarted[0].any() and not restarted[1].any()
     assert np.abs(post["x"][0]).max() < 6.0 and post["x"][1].max() > 15.0
