@@ -397,9 +397,9 @@ def _start_jax(num_chains: int) -> None:
     the fit's chains, and the discrepancy backtests' chains (every cut's, sampled together)."""
     import numpyro
 
-    from bayesmoe.discrepancy import BACKTEST_CHAINS, BACKTEST_CUTS
+    from bayesmoe.discrepancy import BACKTEST_DEVICES
 
-    numpyro.set_host_device_count(max(num_chains, BACKTEST_CHAINS * len(BACKTEST_CUTS), 1))
+    numpyro.set_host_device_count(max(num_chains, BACKTEST_DEVICES, 1))
 
 
 def _report(args, argv) -> int:

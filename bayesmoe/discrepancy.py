@@ -45,13 +45,22 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "padded_batch", "tau_log_likelihood",
-           "learn", "default_prior", "BACKTEST_CUTS", "BACKTEST_CHAINS"]
+           "learn", "default_prior", "BACKTEST_CUTS", "BACKTEST_CHAINS", "BACKTEST_DEVICES", "SPARSITY_CUT_AXES",
+           "sparsity_cuts"]
 
 #: Compute quantiles of the table at which :func:`backtest` cuts (fit below, predict above).
 BACKTEST_CUTS = (0.5, 0.65, 0.8)
-#: Chains per backtest cut (each 300/300): the backtests sample len(BACKTEST_CUTS) ×
-#: BACKTEST_CHAINS chains, one per CPU device where there are that many (the CLI sets them up).
+#: Inputs along which :func:`backtest` also extrapolates on its own, where the table has at
+#: least 4 distinct values: fit the runs below the largest value, predict the runs at it.
+#: Compute-ordered cuts say little about extrapolating in the expert count alone, which is the
+#: question MoE users bring (an E* beyond the fitted experts).
+SPARSITY_CUT_AXES = ("experts", "granularity")
+#: Chains per backtest cut (each 300/300): the backtests sample BACKTEST_CHAINS chains per cut,
+#: all cuts together, one chain per CPU device where there are that many (the CLI sets up
+#: :data:`BACKTEST_DEVICES`).
 BACKTEST_CHAINS = 2
+#: CPU devices for every backtest chain at once (compute cuts and sparsity cuts).
+BACKTEST_DEVICES = BACKTEST_CHAINS * (len(BACKTEST_CUTS) + len(SPARSITY_CUT_AXES))
 #: τ grid (ln-loss per decade): 1e-4 to 3, log-spaced.
 TAU_GRID = np.geomspace(1e-4, 3.0, 481)
 #: The name of the scale-product axis.
@@ -125,7 +134,7 @@ def tau_log_likelihood(table: pd.DataFrame, axis_names: Sequence[str], tau=TAU_G
     total = np.zeros_like(tau)
     pcs = [c for c in table.columns if str(c).startswith("pc_")]
     # one block per cut (and per group: each group's parameter components are its own)
-    keys = ["cut", "group"] if "group" in table else ["cut"]
+    keys = [k for k in ("axis", "cut", "group") if k in table]
     for _, part in table.groupby(keys):
         r = part["residual"].to_numpy(float)
         if "noise_sd" in part and pcs:
@@ -247,7 +256,8 @@ class Discrepancy:
                "prior": dict(self.prior)}
         if self.backtest is not None:
             out["backtest_predictions"] = int(len(self.backtest))
-            out["backtest_cuts"] = int(self.backtest["cut"].nunique())
+            keys = [k for k in ("axis", "cut") if k in self.backtest]
+            out["backtest_cuts"] = int(self.backtest.groupby(keys).ngroups)
         return out
 
     # ------------------------------------------------------------------ storage
@@ -298,12 +308,30 @@ def order_key(law, table: pd.DataFrame) -> pd.Series:
     return table[law.inputs[0]].astype(float)
 
 
-def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping | None = None,
-             progress: bool = False) -> pd.DataFrame:
-    """Rolling-origin backtests: at each compute quantile in ``cuts`` fit the runs at or below it
-    (within each group when there are several) and predict every run above it.
+def sparsity_cuts(law, table: pd.DataFrame) -> list[tuple[str, float]]:
+    """The sparsity cuts of :func:`backtest`: ``(input, value)`` for each input of
+    :data:`SPARSITY_CUT_AXES` that ``law`` takes and ``table`` holds at least 4 distinct values of
+    (so that the fit below the cut still sees 3); the cut is the second-largest value."""
+    out = []
+    for a in SPARSITY_CUT_AXES:
+        if a in law.inputs and a in table:
+            values = np.unique(table[a].to_numpy(float))
+            if len(values) >= 4:
+                out.append((a, float(values[-2])))
+    return out
 
-    Returns one row per prediction: ``cut`` (the quantile), ``run`` (the table's index), ``group``,
+
+def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping | None = None,
+             progress: bool = False, sparsity: bool = True) -> pd.DataFrame:
+    """Rolling-origin backtests: at each compute quantile in ``cuts`` fit the runs at or below it
+    (within each group when there are several) and predict every run above it. With
+    ``sparsity`` (the default), also along the expert count (and granularity) alone where the
+    table has at least 4 distinct values (:func:`sparsity_cuts`): fit the runs below the largest
+    value, predict the runs at it.
+
+    Returns one row per prediction: ``axis`` (``"compute"``, or the sparsity input cut along),
+    ``cut`` (the compute quantile, or the largest fitted value of that input), ``run`` (the
+    table's index), ``group``,
     ``residual`` (observed − posterior mean of the predicted ln loss), ``sd`` (robust sd of the
     law's new-run ln loss: (q84 − q16)/2, parameter uncertainty and noise), ``distance``
     (Euclidean, decades) and ``e_<axis>`` (signed decades beyond that cut's fitted runs).
@@ -327,18 +355,22 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
     key = order_key(law, table)
     groups = table["group"].astype(str)
     multi = groups.nunique() > 1
-    splits = []
+    candidates = []
     for q in cuts:
         if multi:
             cut = key.groupby(groups).transform(lambda v: np.quantile(v, q))
         else:
             cut = pd.Series(float(np.quantile(key, q)), index=table.index)
-        below = (key <= cut).to_numpy()
+        candidates.append(("compute", q, (key <= cut).to_numpy()))
+    if sparsity:
+        candidates += [(a, v, (table[a].astype(float) <= v).to_numpy()) for a, v in sparsity_cuts(law, table)]
+    splits = []
+    for axis_, q, below in candidates:
         n_fit, n_held = int(below.sum()), int((~below).sum())
         if n_held == 0 or n_fit < len(law.params) + 3 or (multi and groups[below].nunique() < groups.nunique()):
             continue
-        splits.append((q, below))
-    cols = ["cut", "run", "group", "observed", "predicted", "residual", "sd", "noise_sd", "distance",
+        splits.append((axis_, q, below))
+    cols = ["axis", "cut", "run", "group", "observed", "predicted", "residual", "sd", "noise_sd", "distance",
             *[f"e_{a}" for a in axes(law)], *[f"pc_{j}" for j in range(N_PC)]]
     if not splits:
         return pd.DataFrame([], columns=cols)
@@ -347,7 +379,7 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(splits), desc=f"discrepancy backtests ({len(splits)} cuts, one program)", leave=False)
-    posteriors, groups_fitted = _fit_subsets(table, law, [below for _, below in splits], kwargs)
+    posteriors, groups_fitted = _fit_subsets(table, law, [below for _, _, below in splits], kwargs)
     if bar is not None:
         bar.update(len(splits))
         bar.close()
@@ -356,13 +388,14 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
 
     log_loss_fn = jax.jit(law.log_loss)
     rows = []
-    for (q, below), post in zip(splits, posteriors):
+    for (axis_, q, below), post in zip(splits, posteriors):
         if post is None:
             import logging
 
+            where = f"compute quantile {q}" if axis_ == "compute" else f"{axis_} <= {q:g}"
             logging.getLogger("bayesmoe").warning(
-                "discrepancy backtest at compute quantile %s skipped: a chain found no finite starting "
-                "point on the %d runs below the cut", q, int(below.sum()))
+                "discrepancy backtest at %s skipped: a chain found no finite starting "
+                "point on the %d runs below the cut", where, int(below.sum()))
             continue
         held = table.loc[~below]
         for g in pd.unique(groups[~below]):
@@ -389,7 +422,7 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
             e = beyond(law, fitted_ranges(law, table.loc[below]), x, g if multi else None)
             obs = np.log(x["loss"].to_numpy(float))
             for i, idx in enumerate(x.index):
-                row = {"cut": q, "run": idx, "group": g, "observed": obs[i], "predicted": pred[i],
+                row = {"axis": axis_, "cut": q, "run": idx, "group": g, "observed": obs[i], "predicted": pred[i],
                        "residual": obs[i] - pred[i], "sd": (q84[i] - q16[i]) / 2,
                        "noise_sd": (nq84[i] - nq16[i]) / 2, "distance": float(np.linalg.norm(e[i]))}
                 row.update({f"pc_{j}": float(pc[i, j]) if j < k else 0.0 for j in range(N_PC)})

@@ -645,12 +645,15 @@ def plot_backtest(result, *, ci_prob: float = 0.9, ax: Axes | None = None) -> Ax
         ax.set_axis_off()
         return ax
     z = stats.norm.ppf(0.5 + ci_prob / 2)
-    cuts = sorted(bt["cut"].unique())
-    for i, cut in enumerate(cuts):
-        part = bt[bt["cut"] == cut]
+    bt = bt.assign(axis=bt["axis"] if "axis" in bt else "compute")  # files saved before sparsity cuts
+    cuts = sorted(bt.groupby(["axis", "cut"]).groups, key=lambda k: (k[0] != "compute", k[0], k[1]))
+    for i, (axis_, cut) in enumerate(cuts):
+        part = bt[(bt["axis"] == axis_) & (bt["cut"] == cut)]
+        label = (f"fit below the {cut:.0%} compute quantile" if axis_ == "compute"
+                 else f"fit {axis_} ≤ {cut:g}, predict above")
         ax.scatter(part["distance"], part["residual"], s=14, alpha=0.75,
                    color=matplotlib.colormaps["viridis"](i / max(1, len(cuts) - 1)),
-                   label=f"fit below the {cut:.0%} compute quantile")
+                   marker="o" if axis_ == "compute" else "^", label=label)
     d = np.linspace(0, max(float(bt["distance"].max()) * 1.1, 0.1), 100)
     s0 = float(bt["sd"].median())
     lo, med, hi = disc.tau_quantiles((0.05, 0.5, 0.95))

@@ -268,7 +268,7 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
         line = ("This fit carries no extrapolation-error term (discrepancy='none'): its intervals cover "
                 "parameter uncertainty and run noise only, which is honest inside the fitted runs, not beyond them.")
     else:
-        backed = (f"{info['backtest_predictions']} backtest predictions at {info['backtest_cuts']} compute cuts "
+        backed = (f"{info['backtest_predictions']} backtest predictions at {info['backtest_cuts']} cuts "
                   "inside this table and " if "backtest_predictions" in info else "")
         line = (f"Beyond the fitted runs every prediction carries the law's own error, which grows "
                 f"{info['tau_median']:.3g} ln-loss per decade of distance (90 %: {info['tau_lo90']:.3g} to "
@@ -278,7 +278,8 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
     fig, ax = _subplots(figsize=(7.0, 4.0))
     plots.plot_backtest(result, ci_prob=ci_prob, ax=ax)
     figure = {"id": "fig-backtest", "title": "The table's own backtests", **_png(fig),
-              "caption": "Fit on the runs below a compute cut, predict every run above it: each point is one "
+              "caption": "Fit on the runs below a compute cut (circles), or below the largest expert count "
+                         "(triangles, where the table has at least 4), predict every run above it: each point is one "
                          "prediction's error against its distance beyond that fit's runs; the lines are the "
                          "band the fitted growth rate gives, the shading its uncertainty."}
     table = None

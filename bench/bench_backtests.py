@@ -55,9 +55,9 @@ def one(table: str, way: str) -> dict:
     """Run in a child process: the backtest fits of ``table`` one ``way``; a JSON line."""
     import numpyro
 
-    from bayesmoe.discrepancy import BACKTEST_CHAINS, BACKTEST_CUTS
+    from bayesmoe.discrepancy import BACKTEST_DEVICES
 
-    numpyro.set_host_device_count(max(4, BACKTEST_CHAINS * len(BACKTEST_CUTS)))  # as the CLI
+    numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))  # as the CLI
     import jax
 
     jax.local_device_count()  # fix the devices now: a later import may set them again

@@ -12,7 +12,7 @@ from scipy import stats
 
 import bayesmoe
 from bayesmoe.discrepancy import (TAU_GRID, Discrepancy, axes, backtest, beyond, default_prior,
-                                  fitted_ranges, posterior, tau_log_likelihood)
+                                  fitted_ranges, posterior, tau_log_likelihood, sparsity_cuts)
 from bayesmoe.laws import get_law
 from bayesmoe.testing import TRUTH, design_grid, fake_result, synthetic_runs
 from bayesmoe.validation import extrapolation_holdout
@@ -340,3 +340,36 @@ def test_backtests_of_a_hierarchical_fit_with_shared_parameters_predict_each_gro
     assert np.all(np.isfinite(table[["predicted", "sd", "noise_sd"]].to_numpy()))
     # the law is right and each group's e is its own: residuals are noise-sized, not 0.1-0.2 nats
     assert table["residual"].abs().median() < 0.03, table.groupby("group")["residual"].describe()
+
+
+def test_sparsity_cuts_need_four_expert_counts_and_a_law_that_takes_them():
+    joint, chinchilla = get_law("joint"), get_law("chinchilla")
+    runs = pd.DataFrame({"n_active": 1e8, "tokens": 2e9, "experts": [1, 4, 16, 64, 64], "loss": 3.0})
+    assert sparsity_cuts(joint, runs) == [("experts", 16.0)]
+    assert sparsity_cuts(joint, runs.iloc[1:]) == []  # three counts: the fit below would see two
+    assert sparsity_cuts(chinchilla, runs) == []
+
+
+@pytest.mark.parametrize("jump", [0.0, 0.1], ids=["law-true", "break-at-the-largest-E"])
+def test_a_sparsity_backtest_fits_below_the_largest_expert_count_and_sees_a_break_there(jump):
+    # E ∈ {1, ..., 32}: the cut fits E ≤ 16 and predicts the 22 runs at E = 32, 0.30 decades
+    # beyond. With the law true the residuals are noise and parameter error (predictive sd
+    # ~0.009 here) and τ stays below the prior's median (0.027); with every E = 32 run 0.1 nats
+    # worse than the law (an MoE gain that stops; the compute cuts, which fit some E = 32 runs,
+    # would partly absorb it) the residuals show the jump and τ moves to about 0.1 / 0.3 per
+    # decade. Tolerances: 0.03 is ~3 predictive sds.
+    law = get_law("joint")
+    runs = synthetic_runs(law, n_runs=120, noise_sd=0.01, seed=0)
+    top = runs["experts"] == runs["experts"].max()
+    runs.loc[top, "loss"] *= np.exp(jump)
+    table = backtest(runs, law, cuts=(), fit_kwargs={"num_warmup": 300, "num_samples": 200, "seed": 0})
+    assert table[["axis", "cut"]].drop_duplicates().values.tolist() == [["experts", 16.0]]
+    assert sorted(table["run"]) == sorted(runs.index[top])  # the hold-out is the largest E only
+    np.testing.assert_allclose(table["e_experts"], np.log10(32 / 16), rtol=1e-6)
+    assert abs(table["residual"].mean() - jump) < 0.03
+    lo, med, _ = posterior(law, runs, backtest_table=table).tau_quantiles((0.05, 0.5, 0.95))
+    prior_median = float(np.exp(default_prior()["mu"]))
+    if jump:
+        assert lo > prior_median
+    else:
+        assert med < prior_median
