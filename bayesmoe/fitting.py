@@ -19,7 +19,7 @@ from bayesmoe.errors import InputError
 from bayesmoe.data import validate_runs
 from bayesmoe.discrepancy import learn as learn_discrepancy
 from bayesmoe.errors import ConvergenceError, ConvergenceWarning
-from bayesmoe.inference import diagnose, progress_default, run_nuts, trace_model
+from bayesmoe.inference import diagnose, progress_default, run_nuts, site_shapes
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import Design, build_model, describe_site, make_design
 from bayesmoe.priors import resolve_priors
@@ -91,14 +91,14 @@ def _note(table: pd.DataFrame, note: str) -> None:
 
 def _site_layout(model, design: Design) -> tuple[list[str], list[str]]:
     """Latent sample sites, and the sites that carry a group dimension, from one traced run."""
-    trace = trace_model(model, (), {"log_loss": None}, model.init_values)
+    kinds, shapes, _ = site_shapes(model, (), {"log_loss": None}, model.init_values)
     sampled, grouped = [], []
-    for name, site in trace.items():
-        if site["type"] not in ("sample", "deterministic") or site.get("is_observed") or name == "log_loss":
+    for name, (kind, observed) in kinds.items():
+        if kind not in ("sample", "deterministic") or observed or name == "log_loss":
             continue
-        if site["type"] == "sample":
+        if kind == "sample":
             sampled.append(name)
-        if design.n_groups > 1 and jnp.shape(site["value"]) == (design.n_groups,):
+        if design.n_groups > 1 and tuple(shapes[name].shape) == (design.n_groups,):
             grouped.append(name)
     return sampled, grouped
 

@@ -92,9 +92,36 @@ def _latent_transforms(model, args: Sequence, kwargs: Mapping, values: Mapping) 
             if site["type"] == "sample" and not site["is_observed"]}
 
 
+def site_shapes(model, args: Sequence, kwargs: Mapping, values: Mapping) -> tuple[dict, dict, dict]:
+    """The sites of one forward run of ``model``, without running it op by op.
+
+    Returns ``{name: (type, is_observed)}`` for every site, ``{name: jax.ShapeDtypeStruct}`` of
+    the value of every sample and deterministic site, and the same of every latent site's
+    unconstrained value. Traced abstractly (``jax.eval_shape``): run eagerly, each of the model's
+    operations is its own small compiled program, about 130 of them and 2-3 s on a warm
+    compile cache (``JAX_LOG_COMPILES=1`` on a Chinchilla fit).
+    """
+    from numpyro.distributions.transforms import biject_to
+
+    kinds: dict = {}
+
+    def run():
+        values_out, latent_out = {}, {}
+        for name, site in trace_model(model, args, kwargs, values).items():
+            kinds[name] = (site["type"], bool(site.get("is_observed", False)))
+            if site["type"] in ("sample", "deterministic"):
+                values_out[name] = site["value"]
+            if site["type"] == "sample" and not site["is_observed"]:
+                latent_out[name] = biject_to(site["fn"].support).inv(site["value"])
+        return values_out, latent_out
+
+    shapes, latent = jax.eval_shape(run)
+    return kinds, shapes, latent
+
+
 def _prototype(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
-    """Unconstrained value of every latent site from one forward run (shapes for the starts)."""
-    return {n: t.inv(v) for n, (t, v) in _latent_transforms(model, args, kwargs, values).items()}
+    """Zeros shaped as every latent site's unconstrained value (the starts need only shapes)."""
+    return {n: np.zeros(v.shape, v.dtype) for n, v in site_shapes(model, args, kwargs, values)[2].items()}
 
 
 def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototype: Mapping,
