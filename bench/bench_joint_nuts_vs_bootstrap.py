@@ -103,9 +103,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads; see th
 
 import numpyro  # noqa: E402
 
-# One CPU device per chain, so the four chains run in parallel. This must happen before
-# anything initialises JAX.
-numpyro.set_host_device_count(4)
+from bayesmoe.discrepancy import BACKTEST_DEVICES  # noqa: E402
+
+# One CPU device per chain, so the four chains run in parallel, and as many as the CLI sets up
+# for the discrepancy term's backtests (every cut's chains at once). Before anything
+# initialises JAX.
+numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
