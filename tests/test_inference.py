@@ -182,3 +182,32 @@ def test_the_batched_sampler_restarts_per_data_set(vectorize):
     assert started.all()
     assert restarted[0].any() and not restarted[1].any()
     assert np.abs(post["x"][0]).max() < 6.0 and post["x"][1].max() > 15.0
+
+
+@pytest.mark.parametrize("groups", [None, {"a": {"e": 1.6}, "b": {"e": 1.8}, "c": {"e": 1.7}}], ids=["one", "three-groups"])
+def test_site_shapes_read_abstractly_match_a_run_of_the_model(groups):
+    # fit reads the sites with jax.eval_shape (no op-by-op run); every kind, observed flag and
+    # shape, constrained and unconstrained, must be what running the model gives
+    from numpyro.distributions.transforms import biject_to
+
+    from bayesmoe.data import validate_runs
+    from bayesmoe.inference import site_shapes, trace_model
+    from bayesmoe.models import build_model, make_design
+    from bayesmoe.priors import resolve_priors
+    from bayesmoe.testing import synthetic_runs
+
+    law = get_law("chinchilla")
+    runs = validate_runs(synthetic_runs(law, n_runs=30, seed=0, groups=groups), required=law.inputs + ("loss",))
+    model = build_model(law, resolve_priors(law, "literature"), make_design(runs, law))
+    kinds, shapes, latent = site_shapes(model, (), {"log_loss": None}, model.init_values)
+    trace = trace_model(model, (), {"log_loss": None}, model.init_values)
+    assert list(kinds) == list(trace)
+    for name, site in trace.items():
+        assert kinds[name] == (site["type"], bool(site.get("is_observed", False)))
+        if site["type"] in ("sample", "deterministic"):
+            assert shapes[name].shape == jnp.shape(site["value"]), name
+        if site["type"] == "sample" and not site["is_observed"]:
+            assert latent[name].shape == jnp.shape(biject_to(site["fn"].support).inv(site["value"])), name
+    assert set(latent) == {n for n, s in trace.items() if s["type"] == "sample" and not s["is_observed"]}
+    if groups:  # the hierarchical sites carry the group axis
+        assert any(s.shape == (3,) for s in shapes.values())
