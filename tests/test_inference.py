@@ -211,3 +211,26 @@ def test_site_shapes_read_abstractly_match_a_run_of_the_model(groups):
     assert set(latent) == {n for n, s in trace.items() if s["type"] == "sample" and not s["is_observed"]}
     if groups:  # the hierarchical sites carry the group axis
         assert any(s.shape == (3,) for s in shapes.values())
+
+
+@pytest.mark.parametrize("n", [8, 6, 5], ids=["two-calls-of-4", "pmap-of-3-twice", "one-device-at-a-time"])
+def test_chains_one_per_device_come_back_in_order(n):
+    # conftest gives 4 CPU devices: 8 chains are two pmap calls of 4, 6 two of 3, and 5 (no
+    # divisor but 1 up to 4) run one at a time through jit; every way returns what vmap returns,
+    # chain by chain, for a function with a while loop and a pytree in and out
+    import jax
+
+    from bayesmoe.inference import _over_devices
+
+    def fn(x, tree):
+        def body(c):
+            return c[0] + 1, c[1] * 1.5
+        steps, y = jax.lax.while_loop(lambda c: c[1] < tree["limit"], body, (0, x))
+        return {"steps": steps, "y": y, "sum": x + tree["shift"]}
+
+    x = np.arange(1, n + 1, dtype=np.float32)
+    tree = {"limit": np.linspace(10, 100, n).astype(np.float32), "shift": np.arange(n, dtype=np.float32)}
+    got = _over_devices(fn, n, vectorize=False)(x, tree)
+    want = jax.vmap(fn)(x, tree)
+    for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))
