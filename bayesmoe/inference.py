@@ -395,26 +395,33 @@ def run_nuts_batched(
     enable_compile_cache()
     first = jax.tree.map(lambda v: v[0], tuple(batch_args))
     first_init = {k: v[0] for k, v in init_values.items()}
-    # The potential and the map back to the support, built as initialize_model builds them but
-    # without its search for a finite start (which raises when one data set has none; here each
-    # chain searches its own and reports failure instead).
-    transforms = _latent_transforms(model, first, {}, first_init)
-    # replay_model: the draws come back with the model's deterministic sites (paper-form
-    # parameters), as initialize_model does for models that have any
-    potential_fn_gen, postprocess_fn_gen = get_potential_fn(
-        model, {n: t for n, (t, _) in transforms.items()}, replay_model=True, dynamic_args=True,
-        model_args=first)
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
-    prototype = {n: t.inv(v) for n, (t, v) in transforms.items()}
+    prototype = _prototype(model, first, {}, first_init)  # shapes only, read abstractly
+
+    def kernels(args, values):
+        """The potential and the map back to the support, built as initialize_model builds them
+        but without its search for a finite start (which raises when one data set has none; here
+        each chain searches its own and reports failure instead). Built inside each compiled
+        program from its own traced arguments: built outside, reading the supports ran the model
+        op by op (~45 small programs, ~1 s of a warm fit's backtests)."""
+        transforms = _latent_transforms(model, args, {}, values)
+        # replay_model: the draws come back with the model's deterministic sites (paper-form
+        # parameters), as initialize_model does for models that have any
+        potential_fn_gen, postprocess_fn_gen = get_potential_fn(
+            model, {n: t for n, (t, _) in transforms.items()}, replay_model=True, dynamic_args=True,
+            model_args=args)
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+        return init_kernel, sample_kernel, postprocess_fn_gen
+
+    settings = dict(target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth)
     k = len(jax.tree.leaves(batch_args)[0])
     rep = jax.tree.map(lambda v: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0), tuple(batch_args))
     rep_init = {n: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0) for n, v in init_values.items()}
     init_keys, run_keys = jax.random.split(jax.random.PRNGKey(seed), 2 * k * num_chains).reshape(2, k * num_chains, -1)
 
     def warm(init_key, run_key, args, start):
+        init_kernel, sample_kernel, _ = kernels(args, start)
         z, valid = _start(init_key, model, args, {}, start, prototype, init_jitter)
-        state = init_kernel(z, num_warmup, target_accept_prob=target_accept, dense_mass=True,
-                            max_tree_depth=max_tree_depth, model_args=args, rng_key=run_key)
+        state = init_kernel(z, num_warmup, **settings, model_args=args, rng_key=run_key)
 
         def step(state, _):
             state = sample_kernel(state, model_args=args)
@@ -423,7 +430,12 @@ def run_nuts_batched(
         state, energy = jax.lax.scan(step, state, None, length=num_warmup)
         return state, energy[-late:], valid
 
-    def draw(state, args):
+    def draw(state, args, start):
+        init_kernel, sample_kernel, postprocess_fn_gen = kernels(args, start)
+        # sets the kernel's settings (adaptation schedule, tree depth) as in warm; its state is
+        # not used: sampling continues from warmup's
+        init_kernel(state.z, num_warmup, **settings, model_args=args, rng_key=state.rng_key)
+
         def step(state, _):
             state = sample_kernel(state, model_args=args)
             return state, (state.z, state.diverging, state.num_steps)
@@ -439,7 +451,7 @@ def run_nuts_batched(
     source, gap = restart_sources(np.asarray(energy).reshape(k, num_chains, late),
                                   _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1).reshape(k, num_chains))
     state = _continue_from(state, (source + num_chains * np.arange(k)[:, None]).reshape(-1))
-    values, diverging, steps = _over_devices(draw, k * num_chains, vectorize)(state, rep)
+    values, diverging, steps = _over_devices(draw, k * num_chains, vectorize)(state, rep, rep_init)
     restarted = source != np.arange(num_chains)
 
     def split(v):
