@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpyro
 
-numpyro.set_host_device_count(6)  # one CPU device per chain (4 per fit, 6 for the backtests), before JAX starts
+numpyro.set_host_device_count(10)  # one CPU device per chain (4 per fit, up to 10 for the backtests, as the CLI), before JAX starts
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
