@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpyro
 
-numpyro.set_host_device_count(4)
+from bayesmoe.discrepancy import BACKTEST_DEVICES  # noqa: E402  (no JAX start: numpy and pandas)
+
+numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))  # a CPU device per chain (the backtests': all at once), before JAX starts
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -83,7 +83,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads; see th
 
 import numpyro  # noqa: E402
 
-numpyro.set_host_device_count(4)  # one CPU device per chain, before JAX starts
+from bayesmoe.discrepancy import BACKTEST_DEVICES  # noqa: E402  (no JAX start: numpy and pandas)
+
+numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))  # a CPU device per chain (the backtests': all at once), before JAX starts
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402

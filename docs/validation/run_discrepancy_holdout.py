@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpyro
 
-numpyro.set_host_device_count(4)  # one CPU device per chain, before JAX starts
+from bayesmoe.discrepancy import BACKTEST_DEVICES  # noqa: E402  (no JAX start: numpy and pandas)
+
+numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))  # a CPU device per chain (the backtests': all at once), before JAX starts
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
