@@ -325,15 +325,8 @@ def _over_devices(fn: Callable, n: int, vectorize: bool = True) -> Callable:
     """
     cpu = jax.default_backend() == "cpu"
     if not vectorize and cpu:
+        # on one device (per = 1) this runs each chain alone, the same program in turn
         per = max(d for d in range(1, min(jax.local_device_count(), n) + 1) if n % d == 0)
-        if per == 1:  # one device: each chain alone, the same program (no vmap to trace)
-            one = jax.jit(fn)
-
-            def call(*args):
-                parts = [one(*jax.tree.map(lambda v: np.asarray(v)[i], args)) for i in range(n)]
-                return jax.tree.map(lambda *v: np.stack([np.asarray(x) for x in v]), *parts)
-
-            return call
         mapped = jax.pmap(fn)
 
         def call(*args):
