@@ -737,8 +737,9 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
             warnings.simplefilter("ignore")
             return fit(table, law=law, seed=seed * 1000 + s, unit_checks=False, **fit_kwargs)
 
+    max_draws = suggest_kwargs.get("max_draws", DEFAULT_MAX_DRAWS)
     result = do_fit(runs, 0)
-    draws = _draws(result, max_draws=suggest_kwargs.get("max_draws", DEFAULT_MAX_DRAWS))
+    draws = _draws(result, max_draws=max_draws)
     n_fitted = len(runs)
     ess_floor = 0.25 * draws.size if min_ess is None else float(min_ess)
     plan = None if isinstance(arm, str) else _check_candidates(result, arm)
@@ -772,7 +773,7 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
         runs = pd.concat([runs, trained], ignore_index=True)
         spent, step = float(_flops(trained).sum()), len(trained)
         result = do_fit(runs, step)
-        draws = _draws(result, max_draws=suggest_kwargs.get("max_draws", DEFAULT_MAX_DRAWS))
+        draws = _draws(result, max_draws=max_draws)
         n_fitted = len(runs)
         record(True)
         max_steps = 0
@@ -803,7 +804,7 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
         refit = bool(_ess(draws.logw) < ess_floor)
         if refit:
             result = do_fit(runs, step)
-            draws = _draws(result, max_draws=suggest_kwargs.get("max_draws", DEFAULT_MAX_DRAWS))
+            draws = _draws(result, max_draws=max_draws)
             n_fitted = len(runs)
         record(refit, trained.iloc[0][list(law.inputs)].to_dict(), value)
     hist = pd.DataFrame(history)

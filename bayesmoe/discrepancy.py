@@ -37,6 +37,7 @@ construction. It widens predictions only where they leave the data.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,6 +48,8 @@ import pandas as pd
 __all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "padded_batch", "tau_log_likelihood",
            "learn", "default_prior", "BACKTEST_CUTS", "BACKTEST_CHAINS", "BACKTEST_DEVICES", "SPARSITY_CUT_AXES",
            "sparsity_cuts"]
+
+log = logging.getLogger("bayesmoe")
 
 #: Compute quantiles of the table at which :func:`backtest` cuts (fit below, predict above).
 BACKTEST_CUTS = (0.5, 0.65, 0.8)
@@ -390,10 +393,8 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
     rows = []
     for (axis_, q, below), post in zip(splits, posteriors):
         if post is None:
-            import logging
-
             where = f"compute quantile {q}" if axis_ == "compute" else f"{axis_} <= {q:g}"
-            logging.getLogger("bayesmoe").warning(
+            log.warning(
                 "discrepancy backtest at %s skipped: a chain found no finite starting "
                 "point on the %d runs below the cut", where, int(below.sum()))
             continue
