@@ -45,7 +45,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-__all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "padded_batch", "tau_log_likelihood",
+__all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "tau_log_likelihood",
            "learn", "default_prior", "BACKTEST_CUTS", "BACKTEST_CHAINS", "BACKTEST_DEVICES", "SPARSITY_CUT_AXES",
            "sparsity_cuts"]
 
@@ -432,69 +432,34 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
     return pd.DataFrame(rows, columns=cols)
 
 
-def padded_batch(law, model, designs: Sequence) -> tuple[tuple, dict]:
-    """``model``'s batched arguments ``(log_loss, frontier, data)`` and improper sites' starting
-    values for several designs (subsets of one table), each padded to ``model``'s run count by
-    repeating its first run, with ``data["mask"]`` False on the padding: the masked runs add
-    nothing to the log density, so each data set's posterior is its own subset's."""
-    n = max(d.n_runs for d in designs)
-
-    def pad(v):  # repeat the first run: masked out, but finite for the gradients
-        v = np.asarray(v)
-        return np.concatenate([v, np.repeat(v[:1], n - len(v))])
-
-    f32 = np.float32
-    data = {
-        "x": {k: np.stack([pad(d.x[k]) for d in designs]).astype(f32) for k in law.inputs},
-        "mask": np.stack([np.arange(n) < d.n_runs for d in designs]),
-        "group_idx": np.stack([pad(d.group_idx) for d in designs]).astype(np.int32),
-        "anchor": {k: np.array([d.anchor[k] for d in designs], f32) for k in law.inputs},
-        "log_loss_ref": np.array([d.log_loss_ref for d in designs], f32),
-        "log_loss_min": np.array([d.log_loss_min for d in designs], f32),
-    }
-    log_loss = np.stack([pad(d.log_loss) for d in designs]).astype(f32)
-    init, frontier = {}, None
-    for name, v in model.init_values.items():
-        if name == "log_loss_centre":
-            init[name] = data["log_loss_ref"]
-        elif name == "log_loss_best":
-            if np.ndim(v) == 0:  # one frontier run: the lowest-loss run of the subset
-                best = [int(np.argmin(d.log_loss_frontier)) for d in designs]
-                frontier = {k: np.array([d.frontier[k][b] for d, b in zip(designs, best)], f32) for k in law.inputs}
-                init[name] = np.array([d.log_loss_frontier[b] for d, b in zip(designs, best)], f32)
-            else:  # each group's lowest-loss run
-                frontier = {k: np.stack([d.frontier[k] for d in designs]).astype(f32) for k in law.inputs}
-                init[name] = np.stack([d.log_loss_frontier for d in designs]).astype(f32)
-        else:
-            init[name] = np.broadcast_to(np.asarray(v, f32), (len(designs), *np.shape(v)))
-    return (log_loss, frontier, data), init
-
-
 def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: Mapping):
     """NUTS on each subset ``table[mask]`` with :func:`bayesmoe.fit`'s model: all subsets in one
-    compiled program, padded to the longest. Returns one posterior per subset (site -> array
-    ``(chain, draw, ...)``; ``None`` where a chain found no finite start) and the groups' order."""
+    compiled program, padded to :func:`bayesmoe.models.padded_length` of the longest. Returns one
+    posterior per subset (site -> array ``(chain, draw, ...)``; ``None`` where a chain found no
+    finite start) and the groups' order."""
     from bayesmoe.fitting import _default_pooled, default_target_accept  # fitting imports this module
     from bayesmoe.inference import run_nuts_batched
-    from bayesmoe.models import build_model, make_design
+    from bayesmoe.models import build_model, make_design, padded_args, padded_length
     from bayesmoe.priors import resolve_priors
 
     spec = resolve_priors(law, kwargs.get("priors", "literature"))
     designs = [make_design(table.loc[m], law) for m in masks]
-    base = max(designs, key=lambda d: d.n_runs)  # the model's shapes: the longest subset
+    base = max(designs, key=lambda d: d.n_runs)  # the longest subset: pooled sites and target_accept
     pooled, _ = _default_pooled(law, spec, base, kwargs.get("pooled"))
-    model = build_model(law, spec, base, pooled=tuple(pooled) if pooled is not None else None)
+    length = padded_length(base.n_runs)
+    model = build_model(law, spec, base, pooled=tuple(pooled) if pooled is not None else None, n_runs=length)
     target_accept = kwargs.get("target_accept")
     if target_accept is None:
         target_accept = default_target_accept(law, base)
 
-    (log_loss, frontier, data), init = padded_batch(law, model, designs)
-    post, _, _, started, _ = run_nuts_batched(
-        model, (log_loss, frontier, data), init_values=init, init_jitter=model.init_jitter,
+    args, init = padded_args(law, model, designs, length)
+    draws = run_nuts_batched(
+        model, args, init_values=init, init_jitter=model.init_jitter,
         num_chains=int(kwargs["num_chains"]), num_warmup=int(kwargs["num_warmup"]),
         num_samples=int(kwargs["num_samples"]), seed=int(kwargs.get("seed", 0)), target_accept=target_accept,
         vectorize=False)  # a handful of chains: one per CPU device traces far faster than vmap
-    out = [{s: v[i] for s, v in post.items()} if bool(np.all(started[i])) else None for i in range(len(designs))]
+    out = [{s: v[i] for s, v in draws.posterior.items()} if bool(np.all(draws.started[i])) else None
+           for i in range(len(designs))]
     return out, list(base.groups)
 
 

@@ -21,7 +21,7 @@ from bayesmoe.discrepancy import learn as learn_discrepancy
 from bayesmoe.errors import ConvergenceError, ConvergenceWarning
 from bayesmoe.inference import diagnose, progress_default, run_nuts, site_shapes
 from bayesmoe.laws import Law, get_law
-from bayesmoe.models import Design, build_model, describe_site, make_design
+from bayesmoe.models import Design, build_model, describe_site, make_design, padded_args, padded_length
 from bayesmoe.priors import resolve_priors
 from bayesmoe.results import FitResult, provenance_attrs
 
@@ -89,9 +89,9 @@ def _note(table: pd.DataFrame, note: str) -> None:
     logging.getLogger("bayesmoe").info("fit: %s", note)
 
 
-def _site_layout(model, design: Design) -> tuple[list[str], list[str]]:
+def _site_layout(model, design: Design, args, init) -> tuple[list[str], list[str]]:
     """Latent sample sites, and the sites that carry a group dimension, from one traced run."""
-    kinds, shapes, _ = site_shapes(model, (), {"log_loss": None}, model.init_values)
+    kinds, shapes, _ = site_shapes(model, args, {}, init)
     sampled, grouped = [], []
     for name, (kind, observed) in kinds.items():
         if kind not in ("sample", "deterministic") or observed or name == "log_loss":
@@ -218,16 +218,22 @@ def fit(
               "run has the same value of the input it multiplies, so no group's runs can tell "
               "their own value from their level; pass pooled=[...] (Python) to choose the "
               "pooled parameters yourself")
-    model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None)
+    # the data are the sampler's arguments, padded to a bucket length: tables of one length
+    # (a campaign's refits, a second table in the session) share one compiled program
+    length = padded_length(design.n_runs)
+    model = build_model(law, spec, design, pooled=tuple(pooled) if pooled is not None else None, n_runs=length)
     if target_accept is None:
         target_accept = default_target_accept(law, design)
     pooled_set = model.pooled_sites
 
-    sampled, group_sites = _site_layout(model, design)
+    args, init = padded_args(law, model, [design], length)
+    args, init = jax.tree.map(lambda v: v[0], args), {name: v[0] for name, v in init.items()}
+    sampled, group_sites = _site_layout(model, design, args, init)
     coords = {"group": list(design.groups), "run": _run_labels(table.index)}
     tree, timings = run_nuts(
         model,
-        model_kwargs={"log_loss": design.log_loss.astype("float32")},
+        model_args=args,
+        observed={"log_loss": design.log_loss.astype("float32")},
         num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,
@@ -236,7 +242,7 @@ def fit(
         progress=progress,
         coords=coords,
         group_dim_sites=group_sites,
-        init_values=model.init_values,
+        init_values=init,
         init_jitter=model.init_jitter,
     )
     if timings["restarts"]:

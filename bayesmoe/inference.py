@@ -8,12 +8,14 @@ vectorised on one device, which is also what a GPU uses.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
 from functools import partial
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import arviz_base
 import arviz_stats
@@ -21,7 +23,7 @@ import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro.infer import MCMC, NUTS, init_to_median, init_to_uniform
+from numpyro.infer import init_to_median, init_to_uniform
 
 from bayesmoe.compile_cache import enable_compile_cache
 from bayesmoe.errors import ConvergenceError
@@ -188,7 +190,8 @@ def restart_sources(energy: np.ndarray, log_det: np.ndarray) -> tuple[np.ndarray
     free = mean - 0.5 * np.asarray(log_det, dtype=np.float64)
     finite = np.isfinite(free)
     best = np.argmin(np.where(finite, free, np.inf), axis=-1)[..., None]
-    gap = free - np.take_along_axis(free, best, axis=-1)
+    with np.errstate(invalid="ignore"):  # inf - inf where no chain is finite: handled below
+        gap = free - np.take_along_axis(free, best, axis=-1)
     var = np.nan_to_num(se, nan=0.0) ** 2
     se_gap = np.sqrt(var + np.take_along_axis(var, best, axis=-1))
     stuck = ~finite | (gap > RESTART_NATS + RESTART_Z * se_gap)
@@ -212,10 +215,15 @@ def _restart_note(source: np.ndarray, gap: np.ndarray) -> list[dict]:
 
 
 def chain_method(num_chains: int) -> str:
-    """``"parallel"`` where each chain gets a device, else ``"vectorized"``."""
-    if num_chains > 1 and jax.default_backend() == "cpu" and jax.local_device_count() >= num_chains:
-        return "parallel"
-    return "vectorized" if num_chains > 1 else "sequential"
+    """How :func:`run_nuts` runs ``num_chains`` chains: ``"parallel"`` (one per CPU device, all at
+    once), ``"parallel groups"`` (one per device, fewer devices than chains), ``"sequential"``
+    (one device, one chain after another) or ``"vectorized"`` (an accelerator)."""
+    if jax.default_backend() != "cpu":
+        return "vectorized"
+    devices = jax.local_device_count()
+    if devices == 1 or num_chains == 1:
+        return "sequential"
+    return "parallel" if devices >= num_chains else "parallel groups"
 
 
 def progress_default(progress: bool | None) -> bool:
@@ -225,7 +233,8 @@ def progress_default(progress: bool | None) -> bool:
 def run_nuts(
     model,
     *,
-    model_kwargs: Mapping,
+    model_args: Sequence,
+    observed: Mapping[str, np.ndarray],
     num_chains: int,
     num_warmup: int,
     num_samples: int,
@@ -238,71 +247,51 @@ def run_nuts(
     init_values: Mapping[str, np.ndarray] | None = None,
     init_jitter: Mapping[str, float] | None = None,
 ) -> tuple[xr.DataTree, dict[str, float]]:
-    """Sample ``model`` with NUTS and return an ArviZ DataTree plus timings in seconds.
+    """Sample ``model(*model_args)`` with NUTS and return an ArviZ DataTree plus timings.
 
-    The DataTree holds ``posterior``, ``sample_stats``, ``log_likelihood`` and
-    ``observed_data``. Timings separate the first call (trace + compile + warmup) from sampling.
-    ``init_values`` start the improper-prior sites, each chain within ``init_jitter[site]`` of
-    its value. After warmup, a chain that settled in a mode holding a negligible share of the
-    mass restarts from the best chain's state (:func:`restart_sources`); ``timings["restarts"]``
-    lists each such chain, the chain it continued from and its gap in nats.
+    One data set of :func:`run_nuts_batched`, one chain per CPU device where there are devices
+    (``numpyro.set_host_device_count``), else one chain after another. ``observed`` maps each
+    observed site to its data; a site with a ``run`` coordinate keeps that many entries of its
+    pointwise log-likelihood (the model's data may be padded past them). The DataTree holds
+    ``posterior`` (latent and deterministic sites), ``sample_stats`` (``diverging``, ``n_steps``,
+    ``tree_depth``, and ``lp``, the potential energy, as ArviZ's NumPyro converter names it),
+    ``log_likelihood`` and ``observed_data``. ``init_values`` start the improper-prior sites,
+    each chain within ``init_jitter[site]`` of its value. ``timings["restarts"]`` lists each
+    chain that restarted after warmup from the best chain (:func:`restart_sources`).
+
+    Raises :class:`ConvergenceError` when a chain finds no finite starting point: prior medians
+    and the uniform fallback of :func:`_init` all give the data zero density.
     """
-    compile_cache = enable_compile_cache()
-    method = chain_method(num_chains)
-    rng = jax.random.PRNGKey(seed)
-    t0 = time.perf_counter()
-    # Starting points computed here rather than by NumPyro: with chains in parallel NumPyro
-    # cannot raise on a start with infinite log density and the chain stays stuck there (seen in
-    # SBC: 250 divergences in one chain); prior medians fall back to uniform starts instead.
-    values = dict(init_values or {})
-    prototype = _prototype(model, (), model_kwargs, values)
-    # one compiled program: run op by op, the search compiled ~100 small programs (seconds);
-    # lax.map, not vmap: batching the search's while loop traces its body again and again
-    starts, ok = jax.jit(lambda keys: jax.lax.map(
-        lambda k: _start(k, model, (), model_kwargs, values, prototype, init_jitter), keys))(
-        jax.random.split(jax.random.fold_in(rng, 1), num_chains))
-    if not bool(np.all(ok)):
-        raise ConvergenceError(
-            f"no finite starting point for {int(np.sum(~np.asarray(ok)))} of {num_chains} chains "
-            "(prior medians and 100 uniform draws all give the data zero density): check the "
-            "table for runs that no law of this form can fit, or the priors"
-        )
-    if num_chains == 1:
-        starts = jax.tree.map(lambda v: v[0], starts)
-    # the starts are given to warmup; NumPyro's own search (which it runs anyway) gets the
-    # strategy least likely to fail, so its error never pre-empts ours
-    kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth,
-                  init_strategy=partial(_init, values=values, fallback=True))
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=method, progress_bar=progress_default(progress))
-    fields = ("num_steps", "potential_energy")  # the same in both phases: one compiled loop for both
-    mcmc.warmup(rng, **model_kwargs, collect_warmup=True, extra_fields=fields, init_params=starts)
-    jax.block_until_ready(mcmc.last_state)
-    restarts = []
-    if num_chains > 1:
-        energy = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["potential_energy"])
-        inverse_mass = jax.device_get(mcmc.post_warmup_state.adapt_state.inverse_mass_matrix)
-        source, gap = restart_sources(energy[:, -_late(num_warmup):], _log_det(inverse_mass, batch_ndim=1))
-        restarts = _restart_note(source, gap)
-        if restarts:  # on the host: pmap re-shards what it is given
-            mcmc.post_warmup_state = _continue_from(jax.device_get(mcmc.post_warmup_state), source)
-    t1 = time.perf_counter()
-    mcmc.run(mcmc.post_warmup_state.rng_key, **model_kwargs, extra_fields=fields)
-    jax.block_until_ready(mcmc.get_samples())
-    t2 = time.perf_counter()
-
+    batch = jax.tree.map(lambda v: np.asarray(v)[None], tuple(model_args))
+    init = {name: np.asarray(v)[None] for name, v in (init_values or {}).items()}
+    draws = run_nuts_batched(model, batch, init_values=init, init_jitter=init_jitter, num_chains=num_chains,
+                             num_warmup=num_warmup, num_samples=num_samples, seed=seed,
+                             target_accept=target_accept, max_tree_depth=max_tree_depth, vectorize=False,
+                             log_likelihood=True, progress=progress_default(progress), require_start=True)
     dims = {name: ["group"] for name in group_dim_sites}
-    dims["log_loss"] = ["run"]
-    tree = arviz_base.from_numpyro(mcmc, log_likelihood=True, coords=dict(coords), dims=dims)
-    steps = mcmc.get_extra_fields(group_by_chain=True)["num_steps"]
+    log_lik = {}
+    for name in observed:
+        value = draws.log_likelihood[name][0]
+        if "run" in coords:
+            dims[name] = ["run"]
+            value = value[..., :len(coords["run"])]
+        log_lik[name] = value
+    steps = draws.n_steps[0]
+    tree = arviz_base.from_dict(
+        {"posterior": {name: v[0] for name, v in draws.posterior.items()},
+         "sample_stats": {"diverging": draws.diverging[0], "n_steps": steps,
+                          "tree_depth": np.log2(steps).astype(int) + 1, "lp": draws.potential_energy[0]},
+         "log_likelihood": log_lik,
+         "observed_data": {name: np.asarray(v) for name, v in observed.items()}},
+        coords=dict(coords), dims=dims)
     timings = {
-        "restarts": restarts,
-        "warmup_s": t1 - t0,
-        "sampling_s": t2 - t1,
-        "mean_leapfrog_steps": float(np.mean(np.asarray(steps))),
-        "chain_method": method,
+        "restarts": _restart_note(draws.source[0], draws.gap[0]),
+        "warmup_s": draws.warmup_s,
+        "sampling_s": draws.sampling_s,
+        "mean_leapfrog_steps": float(np.mean(steps)),
+        "chain_method": chain_method(num_chains),
         "device": jax.default_backend(),
-        "compile_cache": str(compile_cache) if compile_cache else "off",
+        "compile_cache": str(enable_compile_cache() or "off"),
     }
     return tree, timings
 
@@ -348,6 +337,40 @@ def _over_devices(fn: Callable, n: int, vectorize: bool = True) -> Callable:
     return call
 
 
+class Draws(NamedTuple):
+    """What :func:`run_nuts_batched` returns; every array has leading axes ``(data set, chain)``."""
+
+    posterior: dict
+    """Every latent and deterministic site, constrained: ``(K, chain, draw, ...)``."""
+    diverging: np.ndarray
+    n_steps: np.ndarray
+    potential_energy: np.ndarray
+    started: np.ndarray
+    """Whether each chain found a finite starting point: inside a compiled program a failed start
+    cannot raise, so the caller must check."""
+    source: np.ndarray
+    """The chain each chain sampled on from after warmup (itself, unless it restarted)."""
+    gap: np.ndarray
+    """Each chain's mode gap in nats at the end of warmup (:func:`restart_sources`)."""
+    log_likelihood: dict
+    """Each observed site's pointwise log density ``(K, chain, draw, ...)`` when asked for."""
+    warmup_s: float
+    sampling_s: float
+
+    @property
+    def restarted(self) -> np.ndarray:
+        return self.source != np.arange(self.source.shape[-1])
+
+
+def _chunk_length(num_warmup: int, num_samples: int, most: int = 100) -> tuple[int, int]:
+    """Iterations per compiled call in warmup and in sampling: one length for both where they
+    share a divisor of at least 10 (at most ``most``), so one program serves both phases, else
+    each phase in one call."""
+    g = math.gcd(num_warmup, num_samples)
+    d = max(d for d in range(1, min(g, most) + 1) if g % d == 0)
+    return (d, d) if d >= 10 or d == g else (num_warmup, num_samples)
+
+
 def run_nuts_batched(
     model,
     batch_args: Sequence,
@@ -361,29 +384,39 @@ def run_nuts_batched(
     max_tree_depth: int = 10,
     init_jitter: Mapping[str, float] | None = None,
     vectorize: bool = True,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    log_likelihood: bool = False,
+    progress: bool = False,
+    label: str = "NUTS",
+    require_start: bool = False,
+) -> Draws:
     """NUTS on many data sets at once: one model, its data as batched arguments.
 
     ``batch_args`` are ``model``'s positional arguments with a leading data-set axis of length
     K; ``init_values`` maps improper-prior sites to per-data-set starting values (leading axis
-    K); ``init_jitter`` starts each chain within a radius of them, as :func:`run_nuts` does.
-    Every (data set, chain) pair gets its own initialisation, step-size and dense mass-matrix
-    adaptation and draws, exactly as :func:`run_nuts` gives one chain of one fit; the K·C chains
-    are ``jax.vmap``-ed into one compiled program per phase (NumPyro's functional ``hmc`` API), so the
-    per-step overhead of XLA's loops is paid once for all of them. Under ``vmap`` a NUTS
-    iteration lasts as long as its longest trajectory in the batch. ``vectorize=False`` runs one
-    chain per CPU device instead (:func:`_over_devices`): far less to trace, the better choice
-    for a handful of chains.
+    K); ``init_jitter`` starts each chain within a radius of them (:func:`_init`). Every (data
+    set, chain) pair gets its own initialisation, step-size and dense mass-matrix adaptation and
+    draws (NumPyro's functional ``hmc`` API, as ``MCMC`` runs one chain). After warmup, a chain
+    that settled in a mode holding a negligible share of its data set's mass continues from that
+    data set's best chain (:func:`restart_sources`).
 
-    Returns the posterior of every site (constrained, deterministic sites included) as arrays
-    ``(K, chain, draw, ...)``, the divergences ``(K, chain, draw)``, the leapfrog steps
-    ``(K, chain, draw)``, whether each chain found a finite starting point ``(K, chain)``
-    (inside one compiled program a failed start cannot raise; the caller must check) and whether
-    each chain restarted after warmup from its data set's best chain ``(K, chain)``
-    (:func:`restart_sources`, as in :func:`run_nuts`).
+    The data are arguments of the compiled programs, never constants in them: data sets of one
+    shape (a table padded to :func:`bayesmoe.models.padded_length`) reuse one compiled sampler,
+    in the same process and, through the persistent compilation cache, in the next one.
+    The iterations run in chunks of up to 100 per call, one program for every chunk of both
+    phases, so that ``progress`` can show a bar between calls: a host callback inside the
+    program would keep JAX from caching it on disk.
+
+    ``vectorize=True``: the K·C chains are ``jax.vmap``-ed (:func:`_over_devices`), the choice
+    for SBC's hundreds of chains; under ``vmap`` an iteration lasts as long as its longest
+    trajectory in the batch. ``vectorize=False`` runs one chain per CPU device: far less to
+    trace, the better choice for a handful of chains. ``log_likelihood=True`` also returns each
+    observed site's pointwise log density at every draw. ``require_start=True`` raises
+    :class:`ConvergenceError` before warmup when a chain found no finite starting point.
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import get_potential_fn
+    from numpyro.infer.util import log_likelihood as pointwise
+    from tqdm.auto import tqdm
 
     enable_compile_cache()
     first = jax.tree.map(lambda v: v[0], tuple(batch_args))
@@ -407,51 +440,85 @@ def run_nuts_batched(
 
     settings = dict(target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth)
     k = len(jax.tree.leaves(batch_args)[0])
-    rep = jax.tree.map(lambda v: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0), tuple(batch_args))
-    rep_init = {n: jax.numpy.repeat(jax.numpy.asarray(v), num_chains, axis=0) for n, v in init_values.items()}
-    init_keys, run_keys = jax.random.split(jax.random.PRNGKey(seed), 2 * k * num_chains).reshape(2, k * num_chains, -1)
+    n = k * num_chains
+    rep = jax.tree.map(lambda v: np.repeat(np.asarray(v), num_chains, axis=0), tuple(batch_args))
+    rep_init = {name: np.repeat(np.asarray(v), num_chains, axis=0) for name, v in init_values.items()}
+    init_keys, run_keys = jax.random.split(jax.random.PRNGKey(seed), 2 * n).reshape(2, n, -1)
 
-    def warm(init_key, run_key, args, start):
-        init_kernel, sample_kernel, _ = kernels(args, start)
+    def begin(init_key, run_key, args, start):
+        init_kernel, _, _ = kernels(args, start)
         z, valid = _start(init_key, model, args, {}, start, prototype, init_jitter)
-        state = init_kernel(z, num_warmup, **settings, model_args=args, rng_key=run_key)
+        return init_kernel(z, num_warmup, **settings, model_args=args, rng_key=run_key), valid
 
-        def step(state, _):
-            state = sample_kernel(state, model_args=args)
-            return state, state.potential_energy
-
-        state, energy = jax.lax.scan(step, state, None, length=num_warmup)
-        return state, energy[-late:], valid
-
-    def draw(state, args, start):
-        init_kernel, sample_kernel, postprocess_fn_gen = kernels(args, start)
-        # sets the kernel's settings (adaptation schedule, tree depth) as in warm; its state is
-        # not used: sampling continues from warmup's
+    def advance(state, args, start, length):
+        init_kernel, sample_kernel, _ = kernels(args, start)
+        # sets the kernel's settings (adaptation schedule, tree depth) as in begin; its state is
+        # not used: the chain continues from ``state``, whose iteration count places it in the
+        # schedule
         init_kernel(state.z, num_warmup, **settings, model_args=args, rng_key=state.rng_key)
 
         def step(state, _):
             state = sample_kernel(state, model_args=args)
-            return state, (state.z, state.diverging, state.num_steps)
+            return state, (state.z, state.diverging, state.num_steps, state.potential_energy)
 
-        _, (zs, diverging, steps) = jax.lax.scan(step, state, None, length=num_samples)
-        return jax.vmap(postprocess_fn_gen(*args))(zs), diverging, steps
+        return jax.lax.scan(step, state, None, length=length)
+
+    def finish(zs, args, start):
+        _, _, postprocess_fn_gen = kernels(args, start)
+        values = jax.vmap(postprocess_fn_gen(*args))(zs)
+        return values, (pointwise(model, values, *args) if log_likelihood else {})
+
+    programs = {}
+
+    def run_chunk(state, length):
+        if length not in programs:
+            programs[length] = _over_devices(partial(advance, length=length), n, vectorize)
+        return programs[length](state, rep, rep_init)
 
     late = _late(num_warmup)
-    state, energy, valid = _over_devices(warm, k * num_chains, vectorize)(init_keys, run_keys, rep, rep_init)
-    # chains stuck in a negligible mode restart from their data set's best chain (run_nuts does
-    # the same); on the host: a few small arrays, between the two compiled programs
-    state = jax.device_get(state)
-    source, gap = restart_sources(np.asarray(energy).reshape(k, num_chains, late),
-                                  _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1).reshape(k, num_chains))
-    state = _continue_from(state, (source + num_chains * np.arange(k)[:, None]).reshape(-1))
-    values, diverging, steps = _over_devices(draw, k * num_chains, vectorize)(state, rep, rep_init)
-    restarted = source != np.arange(num_chains)
+    chunk_w, chunk_s = _chunk_length(num_warmup, num_samples)
+    bar = tqdm(total=num_warmup + num_samples, desc=f"{label}: compiling", unit="it", disable=not progress,
+               leave=False)
+    with bar:
+        t0 = time.perf_counter()
+        state, valid = _over_devices(begin, n, vectorize)(init_keys, run_keys, rep, rep_init)
+        valid = np.asarray(valid)
+        if require_start and not valid.all():
+            raise ConvergenceError(
+                f"no finite starting point for {int(np.sum(~valid))} of {n} chains "
+                "(prior medians and 100 uniform draws all give the data zero density): check the "
+                "table for runs that no law of this form can fit, or the priors")
+        energy = []
+        for _ in range(num_warmup // chunk_w):
+            state, (_, _, _, pe) = run_chunk(state, chunk_w)
+            energy.append(np.asarray(pe))
+            bar.set_description(f"{label}: warmup", refresh=False)
+            bar.update(chunk_w)
+        energy = np.concatenate(energy, axis=1)[:, -late:]
+        # chains stuck in a negligible mode restart from their data set's best chain; on the
+        # host: a few small arrays, between two compiled calls
+        state = jax.device_get(state)
+        source, gap = restart_sources(energy.reshape(k, num_chains, late),
+                                      _log_det(state.adapt_state.inverse_mass_matrix, batch_ndim=1).reshape(k, num_chains))
+        state = _continue_from(state, (source + num_chains * np.arange(k)[:, None]).reshape(-1))
+        t1 = time.perf_counter()
+        bar.set_description(f"{label}: sampling", refresh=False)
+        parts = []
+        for _ in range(num_samples // chunk_s):
+            state, out = run_chunk(state, chunk_s)
+            parts.append(out)
+            bar.update(chunk_s)
+        zs, diverging, steps, pe = jax.tree.map(lambda *v: np.concatenate(v, axis=1), *parts)
+        values, ll = _over_devices(finish, n, vectorize)(zs, rep, rep_init)
+        t2 = time.perf_counter()
 
     def split(v):
         v = np.asarray(v)
         return v.reshape(k, num_chains, *v.shape[1:])
 
-    return {n: split(v) for n, v in values.items()}, split(diverging), split(steps), split(valid), restarted
+    return Draws(posterior={name: split(v) for name, v in values.items()}, diverging=split(diverging),
+                 n_steps=split(steps), potential_energy=split(pe), started=split(valid), source=source, gap=gap,
+                 log_likelihood={name: split(v) for name, v in ll.items()}, warmup_s=t1 - t0, sampling_s=t2 - t1)
 
 
 def diagnose_arrays(posterior: Mapping[str, np.ndarray], diverging: np.ndarray,

@@ -78,7 +78,8 @@ from bayesmoe.errors import PriorError
 from bayesmoe.laws import Law
 from bayesmoe.priors import LEVEL_TAU, Prior, site_of, tau_site
 
-__all__ = ["Design", "make_design", "latent_sites", "params_from_latents", "build_model"]
+__all__ = ["Design", "make_design", "latent_sites", "params_from_latents", "build_model", "padded_args",
+           "padded_length"]
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,15 @@ def _prior_dist(law: Law, site: str, prior: Prior, shape: Mapping, design: Desig
     return dist.TransformedDistribution(base, dist.transforms.AffineTransform(shift, 1.0))
 
 
-def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: tuple[str, ...] | None = None):
-    """A NumPyro model function ``model(log_loss=None)`` for ``law`` on ``design``."""
+def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: tuple[str, ...] | None = None,
+                n_runs: int | None = None):
+    """A NumPyro model function ``model(log_loss=None, frontier=None, data=None)`` for ``law``
+    on ``design``.
+
+    ``n_runs``: the run count of the ``data`` argument (:func:`padded_args`), when it is not the
+    design's own: a model built for a padded length serves every table up to that length, with
+    the data as arguments, so tables of one length share one compiled program.
+    """
     hierarchical = design.n_groups > 1
     pooled_set = pooled_sites(law, spec, pooled) if hierarchical else ()
     irr_site = f"{law.irreducible}_rel"
@@ -247,7 +255,8 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
     order = [s for s in latent_sites(law) if s not in law.centred] + list(law.centred)
     x = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in design.x.items()}
     group_idx = jnp.asarray(design.group_idx)
-    n_groups, n_runs = design.n_groups, design.n_runs
+    n_groups = design.n_groups
+    n_runs = design.n_runs if n_runs is None else int(n_runs)
 
     # The plain model (one group, every scale and the irreducible loss free) samples the expected
     # loss at the data's centre and how it splits into the irreducible loss and each term there
@@ -448,3 +457,55 @@ def _sample_or_fix(name: str, prior: Prior):
     if prior.is_fixed:
         return numpyro.deterministic(name, jnp.asarray(prior.args["value"], jnp.float32))
     return numpyro.sample(name, prior.to_numpyro())
+
+
+def padded_length(n_runs: int) -> int:
+    """The run count a table of ``n_runs`` runs is padded to: the next of 16, 24, 32, 48, 64, 96,
+    ... (powers of two and 1.5 times them). Tables of one padded length share the compiled
+    sampler (a campaign's refits, a user's second table); the padding costs at most a third of
+    the likelihood's work on masked runs."""
+    length = 16
+    while length < n_runs:
+        length = length * 3 // 2 if length & (length - 1) == 0 else length * 4 // 3
+    return length
+
+
+def padded_args(law: Law, model, designs, length: int | None = None) -> tuple[tuple, dict]:
+    """``model``'s batched arguments ``(log_loss, frontier, data)`` and its improper sites'
+    starting values for several designs (a table, or subsets of one), each padded to ``length``
+    runs (default: the longest design's) by repeating its first run, with ``data["mask"]`` False
+    on the padding: masked runs add nothing to the log density, so each data set's posterior is
+    its own runs'. ``model`` must be built for that length (:func:`build_model`'s ``n_runs``)."""
+    n = max(d.n_runs for d in designs) if length is None else int(length)
+    if n < max(d.n_runs for d in designs):
+        raise ValueError(f"cannot pad {max(d.n_runs for d in designs)} runs to {n}")
+
+    def pad(v):  # repeat the first run: masked out, but finite for the gradients
+        v = np.asarray(v)
+        return np.concatenate([v, np.repeat(v[:1], n - len(v))])
+
+    f32 = np.float32
+    data = {
+        "x": {k: np.stack([pad(d.x[k]) for d in designs]).astype(f32) for k in law.inputs},
+        "mask": np.stack([np.arange(n) < d.n_runs for d in designs]),
+        "group_idx": np.stack([pad(d.group_idx) for d in designs]).astype(np.int32),
+        "anchor": {k: np.array([d.anchor[k] for d in designs], f32) for k in law.inputs},
+        "log_loss_ref": np.array([d.log_loss_ref for d in designs], f32),
+        "log_loss_min": np.array([d.log_loss_min for d in designs], f32),
+    }
+    log_loss = np.stack([pad(d.log_loss) for d in designs]).astype(f32)
+    init, frontier = {}, None
+    for name, v in model.init_values.items():
+        if name == "log_loss_centre":
+            init[name] = data["log_loss_ref"]
+        elif name == "log_loss_best":
+            if np.ndim(v) == 0:  # one frontier run: the lowest-loss run of the subset
+                best = [int(np.argmin(d.log_loss_frontier)) for d in designs]
+                frontier = {k: np.array([d.frontier[k][b] for d, b in zip(designs, best)], f32) for k in law.inputs}
+                init[name] = np.array([d.log_loss_frontier[b] for d, b in zip(designs, best)], f32)
+            else:  # each group's lowest-loss run
+                frontier = {k: np.stack([d.frontier[k] for d in designs]).astype(f32) for k in law.inputs}
+                init[name] = np.stack([d.log_loss_frontier for d in designs]).astype(f32)
+        else:
+            init[name] = np.broadcast_to(np.asarray(v, f32), (len(designs), *np.shape(v)))
+    return (log_loss, frontier, data), init

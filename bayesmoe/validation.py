@@ -206,9 +206,11 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
             truths.append(truth)
             losses.append(np.log(table["loss"].to_numpy(dtype="float64")))
         t0 = time.perf_counter()
-        post, diverging, steps, started, restarted = fit_batch(
+        draws = fit_batch(
             law, model, design_df, np.stack(losses), num_chains=num_chains, num_warmup=num_warmup,
             num_samples=num_samples, seed=10_000 * seed + batch[0], target_accept=target_accept)
+        post, diverging, steps, started, restarted = (draws.posterior, draws.diverging, draws.n_steps,
+                                                      draws.started, draws.restarted)
         seconds = (time.perf_counter() - t0) / len(batch)
         for b, (i, truth) in enumerate(zip(batch, truths)):
             one = {n: v[b] for n, v in post.items()}

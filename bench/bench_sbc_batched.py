@@ -78,8 +78,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     model, _ = batch_model(law, spec, design_df, ref)
     log_loss = np.stack([np.log(t["loss"].to_numpy()) for _, t in draws])
-    post, diverging, _, _, _ = fit_batch(law, model, design_df, log_loss, num_chains=4, num_warmup=args.num_warmup,
-                                      num_samples=args.num_samples, seed=0, target_accept=target_accept)
+    fitted = fit_batch(law, model, design_df, log_loss, num_chains=4, num_warmup=args.num_warmup,
+                       num_samples=args.num_samples, seed=0, target_accept=target_accept)
+    post, diverging = fitted.posterior, fitted.diverging
     t_batch = time.perf_counter() - t0
 
     k = args.datasets

@@ -69,9 +69,11 @@ def main(argv=None) -> int:
             assert all(np.isclose(truth[n], row[f"truth_{n}"], rtol=1e-6) for n in truth
                        if f"truth_{n}" in row), f"data set {i} is not the table SBC drew"
             losses.append(np.log(table["loss"].to_numpy(dtype="float64")))
-        post, diverging, steps, started, restarted = fit_batch(
+        fitted = fit_batch(
             law, model, design_df, np.stack(losses), num_chains=4, num_warmup=a.num_warmup,
             num_samples=a.num_samples, seed=10_000 * int(seed) + batch[0], target_accept=float(target_accept))
+        post, diverging, steps, started, restarted = (fitted.posterior, fitted.diverging, fitted.n_steps,
+                                                      fitted.started, fitted.restarted)
         for b, i in enumerate(batch):
             d = diagnose_arrays({n: v[b] for n, v in post.items()}, diverging[b], sampled)
             old = recorded.loc[i]

@@ -283,17 +283,17 @@ def test_distilled_prior_is_the_population_predictive_and_does_not_collapse():
 
 @pytest.mark.parametrize("law, groups", [("joint", None), ("chinchilla", {"g1": {}, "g2": {"e": 1.9}})])
 def test_a_padded_masked_subset_has_the_subsets_own_log_density(law, groups):
-    # The backtests fit every cut in one program: each subset padded to the longest, the padding
-    # masked. Its log density (and gradient) must be that of the model built on the subset alone,
-    # at any parameter values; the one-group joint law and a two-group hierarchical fit (c derived
-    # per group from each group's lowest-loss run).
+    # fit and the backtests give the sampler its data as arguments, padded to a bucket length
+    # with the padding masked (the backtests: every cut in one program). The log density (and
+    # gradient) must be that of the model built on the subset alone, at any parameter values;
+    # the one-group joint law and a two-group hierarchical fit (c derived per group from each
+    # group's lowest-loss run).
     import jax
     from numpyro.infer.util import initialize_model
 
     from bayesmoe.data import validate_runs
-    from bayesmoe.discrepancy import padded_batch
     from bayesmoe.inference import _init
-    from bayesmoe.models import build_model, make_design
+    from bayesmoe.models import build_model, make_design, padded_args, padded_length
     from bayesmoe.priors import resolve_priors
 
     law = get_law(law)
@@ -302,8 +302,9 @@ def test_a_padded_masked_subset_has_the_subsets_own_log_density(law, groups):
     key = runs["n_active"] * runs["tokens"]
     subsets = [runs.loc[(key <= key.groupby(runs["group"]).transform("quantile", q)).to_numpy()] for q in (0.5, 0.8)]
     designs = [make_design(s, law) for s in subsets]
-    padded = build_model(law, spec, designs[1])  # the longest subset sets the shapes
-    args, init = padded_batch(law, padded, designs)
+    length = padded_length(designs[1].n_runs + 1)  # a bucket past the longest subset sets the shapes
+    padded = build_model(law, spec, designs[1], n_runs=length)
+    args, init = padded_args(law, padded, designs, length)
     rng = np.random.default_rng(0)
     for i, (sub, design) in enumerate(zip(subsets, designs)):
         own = build_model(law, spec, design)

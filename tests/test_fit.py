@@ -322,10 +322,9 @@ def test_the_readme_table_converges_at_the_joint_laws_defaults():
 
 def test_a_chain_stuck_in_a_negligible_mode_restarts_and_the_fit_converges():
     """Joint SBC data set 3 (prior draw 3 on the 120-run design grid, SBC's loss reference): at
-    fit's defaults with seed 3, one chain of four warms up in a second mode 126 nats worse, and
-    without the restart the fit fails (R-hat 1.53 on every exponent, bulk ESS 7: measured with
-    RESTART_NATS = inf). It restarts from the best chain, the fit passes its checks, and its
-    notes say so."""
+    fit's defaults with seed 3, two chains of four warm up in a second mode 125-126 nats worse,
+    and without the restart the fit fails (R-hat 1.73, bulk ESS 6: measured with RESTART_NATS =
+    inf). They restart from the best chain, the fit passes its checks, and its notes say so."""
     import inspect
 
     from bayesmoe.laws import get_law
@@ -342,8 +341,8 @@ def test_a_chain_stuck_in_a_negligible_mode_restarts_and_the_fit_converges():
     result = bayesmoe.fit(table, law=law, priors=spec, seed=3, progress=False, unit_checks=False, reference=ref,
                           discrepancy="none")
     restarts = json.loads(result.tree.attrs["timings"])["restarts"]
-    assert [r["chain"] for r in restarts] == [0] and restarts[0]["gap_nats"] > 100
+    assert [r["chain"] for r in restarts] == [1, 3] and all(r["gap_nats"] > 100 for r in restarts)
     assert result.diagnostics.ok, result.diagnostics.problems
     notes = json.loads(result.tree.attrs["table_notes"])
-    assert any(n.startswith("sampler: restarted after warmup chain 0 from chain 2's state") for n in notes)
+    assert any(n.startswith("sampler: restarted after warmup chain 1 from chain 0's state") for n in notes)
     assert "sampler: restarted after warmup" in result.model_card()

@@ -14,6 +14,7 @@ from bayesmoe.models import describe_site
 TINY = dict(num_chains=2, num_warmup=30, num_samples=30, seed=0, target_accept=0.8, progress=False,
             coords={"run": np.arange(3)})
 Y = {"log_loss": jnp.asarray([1.6, 1.5, 1.55])}
+OBS = {"observed": Y}
 
 
 def walled_model(log_loss=None):
@@ -40,13 +41,13 @@ def test_start_falls_back_to_uniform_draws_when_the_prior_median_has_zero_densit
     z, ok = _start(jax.random.PRNGKey(0), walled_model, (), Y, {}, proto)
     # the median start (x = 0) is infinite; the fallback's uniform draws in (-2, 2) found x > 1
     assert bool(ok) and float(z["x"]) > 1.0
-    tree, _ = run_nuts(walled_model, model_kwargs=Y, **TINY)
+    tree, _ = run_nuts(walled_model, model_args=(Y["log_loss"],), **OBS, **TINY)
     assert float(tree["posterior"]["x"].min()) > 1.0  # every chain started, and stayed, inside
 
 
 def test_no_finite_start_raises_convergence_error():
     with pytest.raises(bayesmoe.ConvergenceError, match="no finite starting point for 2 of 2 chains") as info:
-        run_nuts(nowhere_model, model_kwargs=Y, **TINY)
+        run_nuts(nowhere_model, model_args=(Y["log_loss"],), **OBS, **TINY)
     assert info.value.result is None  # no draws to keep
 
 
@@ -127,7 +128,7 @@ def two_modes(log_w, log_loss=None):
         numpyro.sample("log_loss", dist.Normal(0.0, 1.0), obs=log_loss)
 
 
-MODES = dict(num_chains=4, num_warmup=300, num_samples=200, seed=3, target_accept=0.8, progress=False,
+MODES = dict(num_chains=4, num_warmup=300, num_samples=200, seed=6, target_accept=0.8, progress=False,
              coords={"run": np.arange(3)})
 
 
@@ -155,7 +156,7 @@ def test_restart_sources_compares_the_probability_mass_of_each_chains_mode():
 
 def test_a_chain_in_a_negligible_mode_restarts_and_a_real_second_mode_is_kept():
     # e^-30 of the mass at x = 20: the chains that warmed up there continue from the best chain
-    tree, timings = run_nuts(two_modes, model_kwargs={"log_w": -30.0, **Y}, **MODES)
+    tree, timings = run_nuts(two_modes, model_args=(-30.0, Y["log_loss"]), **OBS, **MODES)
     assert timings["restarts"], "the seed puts no chain at x = 20; the test needs one"
     for r in timings["restarts"]:
         # Laplace is exact for two Gaussian modes of one width: the gap is the log mass ratio,
@@ -164,7 +165,7 @@ def test_a_chain_in_a_negligible_mode_restarts_and_a_real_second_mode_is_kept():
     assert float(np.abs(tree["posterior"]["x"]).max()) < 6.0
     # the same start with equal masses: the second mode is half the posterior, so nothing moves
     # and R-hat shows the split
-    tree, timings = run_nuts(two_modes, model_kwargs={"log_w": 0.0, **Y}, **MODES)
+    tree, timings = run_nuts(two_modes, model_args=(0.0, Y["log_loss"]), **OBS, **MODES)
     assert timings["restarts"] == []
     assert float(tree["posterior"]["x"].max()) > 15.0 and float(tree["posterior"]["x"].min()) < 5.0
 
@@ -176,12 +177,12 @@ def test_the_batched_sampler_restarts_per_data_set(vectorize):
 
     log_w = jnp.asarray([-30.0, 0.0])
     log_loss = jnp.broadcast_to(Y["log_loss"], (2, 3))
-    post, _, _, started, restarted = run_nuts_batched(
+    draws = run_nuts_batched(
         two_modes, (log_w, log_loss), init_values={}, num_chains=4, num_warmup=300, num_samples=200, seed=4,
         target_accept=0.8, vectorize=vectorize)
-    assert started.all()
-    assert restarted[0].any() and not restarted[1].any()
-    assert np.abs(post["x"][0]).max() < 6.0 and post["x"][1].max() > 15.0
+    assert draws.started.all()
+    assert draws.restarted[0].any() and not draws.restarted[1].any()
+    assert np.abs(draws.posterior["x"][0]).max() < 6.0 and draws.posterior["x"][1].max() > 15.0
 
 
 @pytest.mark.parametrize("groups", [None, {"a": {"e": 1.6}, "b": {"e": 1.8}, "c": {"e": 1.7}}], ids=["one", "three-groups"])
