@@ -439,7 +439,7 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     finite start) and the groups' order."""
     from bayesmoe.fitting import _default_pooled, default_target_accept  # fitting imports this module
     from bayesmoe.inference import run_nuts_batched
-    from bayesmoe.models import build_model, make_design, padded_args, padded_length
+    from bayesmoe.models import build_model, make_design, padded_args, padded_length, program_key
     from bayesmoe.priors import resolve_priors
 
     spec = resolve_priors(law, kwargs.get("priors", "literature"))
@@ -457,7 +457,8 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
         model, args, init_values=init, init_jitter=model.init_jitter,
         num_chains=int(kwargs["num_chains"]), num_warmup=int(kwargs["num_warmup"]),
         num_samples=int(kwargs["num_samples"]), seed=int(kwargs.get("seed", 0)), target_accept=target_accept,
-        vectorize=False)  # a handful of chains: one per CPU device traces far faster than vmap
+        vectorize=False,  # a handful of chains: one per CPU device traces far faster than vmap
+        program_key=("backtest", *program_key(law, spec, model, base.n_groups, length)))
     out = [{s: v[i] for s, v in draws.posterior.items()} if bool(np.all(draws.started[i])) else None
            for i in range(len(designs))]
     return out, list(base.groups)

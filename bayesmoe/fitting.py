@@ -21,7 +21,8 @@ from bayesmoe.discrepancy import learn as learn_discrepancy
 from bayesmoe.errors import ConvergenceError, ConvergenceWarning
 from bayesmoe.inference import diagnose, progress_default, run_nuts, site_shapes
 from bayesmoe.laws import Law, get_law
-from bayesmoe.models import Design, build_model, describe_site, make_design, padded_args, padded_length
+from bayesmoe.models import (Design, build_model, describe_site, make_design, padded_args, padded_length,
+                             program_key)
 from bayesmoe.priors import resolve_priors
 from bayesmoe.results import FitResult, provenance_attrs
 
@@ -244,6 +245,7 @@ def fit(
         group_dim_sites=group_sites,
         init_values=init,
         init_jitter=model.init_jitter,
+        program_key=("fit", *program_key(law, spec, model, design.n_groups, length)),
     )
     if timings["restarts"]:
         moved = "; ".join(f"chain {r['chain']} from chain {r['from_chain']}'s state ({r['gap_nats']:.0f} nats)"

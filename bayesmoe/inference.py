@@ -13,7 +13,7 @@ import os
 import time
 import warnings
 from functools import partial
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -246,6 +246,7 @@ def run_nuts(
     max_tree_depth: int = 10,
     init_values: Mapping[str, np.ndarray] | None = None,
     init_jitter: Mapping[str, float] | None = None,
+    program_key: Hashable | None = None,
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Sample ``model(*model_args)`` with NUTS and return an ArviZ DataTree plus timings.
 
@@ -258,6 +259,7 @@ def run_nuts(
     ``log_likelihood`` and ``observed_data``. ``init_values`` start the improper-prior sites,
     each chain within ``init_jitter[site]`` of its value. ``timings["restarts"]`` lists each
     chain that restarted after warmup from the best chain (:func:`restart_sources`).
+    ``program_key``: as in :func:`run_nuts_batched`.
 
     Raises :class:`ConvergenceError` when a chain finds no finite starting point: prior medians
     and the uniform fallback of :func:`_init` all give the data zero density.
@@ -267,7 +269,8 @@ def run_nuts(
     draws = run_nuts_batched(model, batch, init_values=init, init_jitter=init_jitter, num_chains=num_chains,
                              num_warmup=num_warmup, num_samples=num_samples, seed=seed,
                              target_accept=target_accept, max_tree_depth=max_tree_depth, vectorize=False,
-                             log_likelihood=True, progress=progress_default(progress), require_start=True)
+                             log_likelihood=True, progress=progress_default(progress), require_start=True,
+                             program_key=program_key)
     dims = {name: ["group"] for name in group_dim_sites}
     log_lik = {}
     for name in observed:
@@ -337,6 +340,12 @@ def _over_devices(fn: Callable, n: int, vectorize: bool = True) -> Callable:
     return call
 
 
+#: How many sets of compiled sampler programs :func:`run_nuts_batched` keeps per process (by
+#: ``program_key``); a set is a few MB of executables.
+PROGRAMS_KEPT = 8
+_PROGRAMS: dict = {}
+
+
 class Draws(NamedTuple):
     """What :func:`run_nuts_batched` returns; every array has leading axes ``(data set, chain)``."""
 
@@ -388,6 +397,7 @@ def run_nuts_batched(
     progress: bool = False,
     label: str = "NUTS",
     require_start: bool = False,
+    program_key: Hashable | None = None,
 ) -> Draws:
     """NUTS on many data sets at once: one model, its data as batched arguments.
 
@@ -412,6 +422,12 @@ def run_nuts_batched(
     trace, the better choice for a handful of chains. ``log_likelihood=True`` also returns each
     observed site's pointwise log density at every draw. ``require_start=True`` raises
     :class:`ConvergenceError` before warmup when a chain found no finite starting point.
+
+    ``program_key``: the caller vouches that every model it passes with this key is the same
+    function of its arguments (same law, priors, groups, padded length); the compiled programs
+    are then kept in this process (the last :data:`PROGRAMS_KEPT`) and reused without tracing
+    again, e.g. by a campaign's refits. Without it, each call traces its programs anew and only
+    the persistent cache saves the compilation.
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import get_potential_fn
@@ -468,7 +484,16 @@ def run_nuts_batched(
         values = jax.vmap(postprocess_fn_gen(*args))(zs)
         return values, (pointwise(model, values, *args) if log_likelihood else {})
 
-    programs = {}
+    key = None if program_key is None else (
+        program_key, n, vectorize, jax.local_device_count(), num_warmup, num_samples, float(target_accept),
+        max_tree_depth, tuple(sorted((init_jitter or {}).items())), log_likelihood)
+    programs = _PROGRAMS.pop(key, None) if key is not None else None
+    if programs is None:
+        programs = {"begin": _over_devices(begin, n, vectorize), "finish": _over_devices(finish, n, vectorize)}
+    if key is not None:  # most recently used last; the oldest goes
+        _PROGRAMS[key] = programs
+        while len(_PROGRAMS) > PROGRAMS_KEPT:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
 
     def run_chunk(state, length):
         if length not in programs:
@@ -481,7 +506,7 @@ def run_nuts_batched(
                leave=False)
     with bar:
         t0 = time.perf_counter()
-        state, valid = _over_devices(begin, n, vectorize)(init_keys, run_keys, rep, rep_init)
+        state, valid = programs["begin"](init_keys, run_keys, rep, rep_init)
         valid = np.asarray(valid)
         if require_start and not valid.all():
             raise ConvergenceError(
@@ -509,7 +534,7 @@ def run_nuts_batched(
             parts.append(out)
             bar.update(chunk_s)
         zs, diverging, steps, pe = jax.tree.map(lambda *v: np.concatenate(v, axis=1), *parts)
-        values, ll = _over_devices(finish, n, vectorize)(zs, rep, rep_init)
+        values, ll = programs["finish"](zs, rep, rep_init)
         t2 = time.perf_counter()
 
     def split(v):

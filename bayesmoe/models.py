@@ -79,7 +79,7 @@ from bayesmoe.laws import Law
 from bayesmoe.priors import LEVEL_TAU, Prior, site_of, tau_site
 
 __all__ = ["Design", "make_design", "latent_sites", "params_from_latents", "build_model", "padded_args",
-           "padded_length"]
+           "padded_length", "program_key"]
 
 
 @dataclass(frozen=True)
@@ -457,6 +457,16 @@ def _sample_or_fix(name: str, prior: Prior):
     if prior.is_fixed:
         return numpyro.deterministic(name, jnp.asarray(prior.args["value"], jnp.float32))
     return numpyro.sample(name, prior.to_numpyro())
+
+
+def program_key(law: Law, spec: Mapping[str, Prior], model, n_groups: int, n_runs: int) -> tuple:
+    """What makes two models from :func:`build_model`, given their data as arguments, the same
+    function: the law, the priors, the pooled sites, the group count and the padded run count
+    (the design's values enter only through the arguments). Keys the compiled samplers kept
+    in a process (:func:`bayesmoe.inference.run_nuts_batched`)."""
+    from bayesmoe.priors import spec_to_json
+
+    return law.name, id(law), spec_to_json(spec), tuple(model.pooled_sites), int(n_groups), int(n_runs)
 
 
 def padded_length(n_runs: int) -> int:

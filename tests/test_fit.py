@@ -346,3 +346,34 @@ def test_a_chain_stuck_in_a_negligible_mode_restarts_and_the_fit_converges():
     notes = json.loads(result.tree.attrs["table_notes"])
     assert any(n.startswith("sampler: restarted after warmup chain 1 from chain 0's state") for n in notes)
     assert "sampler: restarted after warmup" in result.model_card()
+
+
+@pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")  # 2 x 100 draws: a test of reuse
+def test_a_second_table_of_one_padded_length_reuses_the_sampler_and_gets_its_own_draws():
+    # fit gives the sampler its data as arguments, padded to models.padded_length (40 and 44
+    # runs: both 48), so the second fit runs the programs compiled for the first. Nothing of the
+    # first table may leak into them: the second fit's draws must be bit-identical to those of a
+    # fit that compiled its own programs.
+    from bayesmoe import inference
+    from bayesmoe.laws import get_law
+    from bayesmoe.models import padded_length
+
+    law = get_law("chinchilla")
+    first, second = synthetic_runs(law, n_runs=40, seed=1), synthetic_runs(law, n_runs=44, seed=2)
+    assert padded_length(len(first)) == padded_length(len(second))
+    kw = dict(law=law, num_chains=2, num_warmup=100, num_samples=100, progress=False, discrepancy="none", seed=3,
+              on_bad_fit="warn")
+    inference._PROGRAMS.clear()
+    bayesmoe.fit(first, **kw)
+    kept = dict(inference._PROGRAMS)
+    assert len(kept) == 1
+    reused = bayesmoe.fit(second, **kw)
+    assert inference._PROGRAMS.keys() == kept.keys()
+    assert all(inference._PROGRAMS[k] is kept[k] for k in kept)  # the same compiled programs
+    inference._PROGRAMS.clear()
+    own = bayesmoe.fit(second, **kw)
+    for name, value in own.tree["posterior"].data_vars.items():
+        np.testing.assert_array_equal(reused.tree["posterior"][name].values, value.values, err_msg=name)
+    np.testing.assert_array_equal(reused.tree["log_likelihood"]["log_loss"].values,
+                                  own.tree["log_likelihood"]["log_loss"].values)
+    assert reused.tree["log_likelihood"].sizes["run"] == 44
