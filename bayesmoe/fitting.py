@@ -90,9 +90,11 @@ def _note(table: pd.DataFrame, note: str) -> None:
     logging.getLogger("bayesmoe").info("fit: %s", note)
 
 
-def _site_layout(model, design: Design, args, init) -> tuple[list[str], list[str]]:
-    """Latent sample sites, and the sites that carry a group dimension, from one traced run."""
-    kinds, shapes, _ = site_shapes(model, args, {}, init)
+def _site_layout(model, design: Design, args: tuple = (), init: Mapping | None = None) -> tuple[list[str], list[str]]:
+    """Latent sample sites, and the sites that carry a group dimension, from one traced run of
+    ``model(*args)`` (default: on the design's own data) with ``init`` at the improper sites."""
+    kwargs = {} if args else {"log_loss": None}
+    kinds, shapes, _ = site_shapes(model, args, kwargs, model.init_values if init is None else init)
     sampled, grouped = [], []
     for name, (kind, observed) in kinds.items():
         if kind not in ("sample", "deterministic") or observed or name == "log_loss":

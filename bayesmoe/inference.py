@@ -1,8 +1,11 @@
-"""NUTS via NumPyro, and every ArviZ call bayesmoe makes (conversion, summaries, diagnostics).
+"""NUTS on NumPyro's functional API, and every ArviZ call bayesmoe makes (conversion, summaries,
+diagnostics).
 
-Chains run in parallel when JAX has one device per chain (on CPU: call
-``numpyro.set_host_device_count(n)`` before JAX starts, as the CLI does); otherwise they are
-vectorised on one device, which is also what a GPU uses.
+A fit's chains run one per CPU device, in parallel, when JAX has devices for them (on CPU: call
+``numpyro.set_host_device_count(n)`` before JAX starts, as the CLI does); otherwise one after
+another; on a GPU they are vectorised. The data are arguments of the compiled programs, padded to
+:func:`bayesmoe.models.padded_length`, so tables of one padded length share them
+(:func:`run_nuts_batched`).
 """
 
 from __future__ import annotations

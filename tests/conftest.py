@@ -1,8 +1,9 @@
 """Shared fixtures. JAX must see one CPU device per chain before anything imports it."""
 
+import atexit
 import os
-
-import tempfile  # noqa: E402
+import shutil
+import tempfile
 
 os.environ.setdefault("CI", "1")  # no progress bars in test logs
 # Fits in tests use the shipped discrepancy prior without backtests (three extra refits per fit
@@ -10,8 +11,11 @@ os.environ.setdefault("CI", "1")  # no progress bars in test logs
 # (tests/test_discrepancy.py). Subprocesses (the CLI tests) inherit it.
 os.environ.setdefault("BAYESMOE_DISCREPANCY", "prior")
 # JAX's compilation cache (on by default, bayesmoe.compile_cache) goes to a fresh folder, not the
-# user's cache directory; subprocesses inherit it
-os.environ.setdefault("BAYESMOE_CACHE_DIR", tempfile.mkdtemp(prefix="bayesmoe-test-cache-"))
+# user's cache directory; subprocesses (and xdist's workers) inherit it, and the process that made
+# it removes it at exit
+if "BAYESMOE_CACHE_DIR" not in os.environ:
+    os.environ["BAYESMOE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bayesmoe-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["BAYESMOE_CACHE_DIR"], ignore_errors=True)
 
 import numpyro  # noqa: E402
 

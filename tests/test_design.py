@@ -36,7 +36,9 @@ def chinchilla_split():
 @pytest.fixture(scope="module")
 def chinchilla_fits(chinchilla_split):
     old, new = chinchilla_split
-    kw = dict(law="chinchilla", num_chains=2, num_warmup=300, num_samples=500, seed=1, progress=False)
+    # 500 warmup iterations: with 300 the 40-run fit's two chains ended at R-hat 1.019 (α) on
+    # this seed, a warmup too short to settle, which the comparison below must not inherit
+    kw = dict(law="chinchilla", num_chains=2, num_warmup=500, num_samples=500, seed=1, progress=False)
     return bayesmoe.fit(old, **kw), bayesmoe.fit(pd.concat([old, new]), **kw)
 
 
