@@ -380,7 +380,7 @@ def _chunk_length(num_warmup: int, num_samples: int, most: int = 100) -> tuple[i
     each phase in one call."""
     g = math.gcd(num_warmup, num_samples)
     d = max(d for d in range(1, min(g, most) + 1) if g % d == 0)
-    return (d, d) if d >= 10 or d == g else (num_warmup, num_samples)
+    return (d, d) if d >= 10 else (num_warmup, num_samples)
 
 
 def run_nuts_batched(
@@ -505,8 +505,8 @@ def run_nuts_batched(
 
     late = _late(num_warmup)
     chunk_w, chunk_s = _chunk_length(num_warmup, num_samples)
-    bar = tqdm(total=num_warmup + num_samples, desc=f"{label}: compiling", unit="it", disable=not progress,
-               leave=False)
+    bar = tqdm(total=num_warmup + num_samples, desc=f"{label}: warmup (compiling)", unit="it",
+               disable=not progress, leave=False)
     with bar:
         t0 = time.perf_counter()
         state, valid = programs["begin"](init_keys, run_keys, rep, rep_init)

@@ -235,3 +235,22 @@ def test_chains_one_per_device_come_back_in_order(n):
     want = jax.vmap(fn)(x, tree)
     for k in want:
         np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))
+
+
+def test_draws_do_not_depend_on_how_the_iterations_are_chunked(monkeypatch):
+    # run_nuts_batched runs warmup and sampling in chunks (one compiled call per chunk, a progress
+    # bar between them); the chain is the same chain whatever the chunks: the adaptation schedule
+    # reads the state's iteration count, not the call. Against one call per phase.
+    from bayesmoe import inference
+
+    assert inference._chunk_length(60, 40) == (20, 20)
+    assert inference._chunk_length(1000, 1000) == (100, 100)
+    assert inference._chunk_length(97, 40) == (97, 40)  # no common divisor >= 10: one call per phase
+    kw = dict(init_values={}, num_chains=2, num_warmup=60, num_samples=40, seed=1, target_accept=0.8,
+              vectorize=False)
+    args = (jnp.asarray([0.0]), jnp.broadcast_to(Y["log_loss"], (1, 3)))
+    chunked = inference.run_nuts_batched(two_modes, args, **kw)
+    monkeypatch.setattr(inference, "_chunk_length", lambda w, s: (w, s))
+    whole = inference.run_nuts_batched(two_modes, args, **kw)
+    np.testing.assert_array_equal(chunked.posterior["x"], whole.posterior["x"])
+    np.testing.assert_array_equal(chunked.n_steps, whole.n_steps)
