@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -43,8 +44,13 @@ from bayesmoe.testing import synthetic_runs  # noqa: E402
 
 
 def run_arm(name: str, tables, law: str) -> tuple[list[float], list]:
+    from jax.experimental.compilation_cache import compilation_cache
+
     os.environ["BAYESMOE_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"bench-refits-{name.replace(' ', '-')}-")
     jax.config.update("jax_compilation_cache_dir", os.environ["BAYESMOE_CACHE_DIR"] + "/jax")
+    # JAX opens its persistent cache once per process: without a reset the second arm would
+    # keep reading and writing the first arm's folder
+    compilation_cache.reset_cache()
     jax.clear_caches()
     inference._PROGRAMS.clear()
     seconds, fits = [], []
@@ -58,6 +64,7 @@ def run_arm(name: str, tables, law: str) -> tuple[list[float], list]:
                                      progress=False, discrepancy="none", on_bad_fit="warn"))
         seconds.append(time.perf_counter() - t0)
         print(f"  {name:<9} refit {i}: {len(table)} runs, {seconds[-1]:.1f} s", flush=True)
+    shutil.rmtree(os.environ["BAYESMOE_CACHE_DIR"], ignore_errors=True)
     return seconds, fits
 
 
