@@ -437,17 +437,21 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     compiled program, padded to :func:`bayesmoe.models.padded_length` of the longest. Returns one
     posterior per subset (site -> array ``(chain, draw, ...)``; ``None`` where a chain found no
     finite start) and the groups' order."""
-    from bayesmoe.fitting import _default_pooled, default_target_accept  # fitting imports this module
+    from bayesmoe.fitting import _centred_spreads, _default_pooled, default_target_accept  # fitting imports this module
     from bayesmoe.inference import run_nuts_batched
-    from bayesmoe.models import build_model, make_design, padded_args, padded_length, program_key
+    from bayesmoe.models import build_model, make_design, padded_args, padded_length, pooled_sites, program_key
     from bayesmoe.priors import resolve_priors
 
     spec = resolve_priors(law, kwargs.get("priors", "literature"))
     designs = [make_design(table.loc[m], law) for m in masks]
     base = max(designs, key=lambda d: d.n_runs)  # the longest subset: pooled sites and target_accept
     pooled, _ = _default_pooled(law, spec, base, kwargs.get("pooled"))
+    pooled = tuple(pooled) if pooled is not None else None
     length = padded_length(base.n_runs)
-    model = build_model(law, spec, base, pooled=tuple(pooled) if pooled is not None else None, n_runs=length)
+    # centred offsets only where every subset's groups span the inputs (fitting._centred_spreads)
+    pooled_set = pooled_sites(law, spec, pooled) if base.n_groups > 1 else ()
+    centred = set.intersection(*(set(_centred_spreads(law, spec, d, pooled_set)) for d in designs))
+    model = build_model(law, spec, base, pooled=pooled, n_runs=length, centred_spreads=tuple(sorted(centred)))
     target_accept = kwargs.get("target_accept")
     if target_accept is None:
         target_accept = default_target_accept(law, base)

@@ -48,7 +48,9 @@ Parametrisation (chosen for NUTS)
     leapfrog steps and divergences on the joint law).
 * Several groups: every pooled site gets a population value ``<site>_pop``, a spread
   ``<site>_tau`` and standard-normal offsets ``<site>_z`` (non-centred), so that
-  ``<site>[g] = <site>_pop + <site>_tau · <site>_z[g]``. A pooled irreducible loss gets
+  ``<site>[g] = <site>_pop + <site>_tau · <site>_z[g]``; the spreads named in
+  ``centred_spreads`` get offsets ``<site>_offset[g] ~ N(0, <site>_tau)`` instead (centred in
+  the spread; ``fitting._centred_spreads`` says when, and why). A pooled irreducible loss gets
   non-centred group offsets too, around a population value derived as above from the table's
   lowest-loss run under the population parameters: deriving each group's c from its own
   frontier run made the hierarchy centred, and that funnelled (132-371 divergences on 5 groups ×
@@ -150,6 +152,8 @@ def describe_site(law: Law, site: str) -> str:
     def spell(param: str) -> str:
         return _SPELLING.get(param, param)
 
+    site = site.removesuffix("_decentered")  # LocScaleReparam's sampled coordinate of an offset
+
     scales = ", ".join(spell(s) for s in law.scales)
     irr = spell(law.irreducible)
     fixed = {
@@ -158,6 +162,7 @@ def describe_site(law: Law, site: str) -> str:
         "log_loss_best": f"{irr} (through the expected loss at the lowest-loss run)",
         LEVEL_TAU: f"{scales} (spread across groups)",
         "level_z": f"{scales} (groups' offsets)",
+        "level_offset": f"{scales} (groups' offsets)",
     }
     if site in fixed:
         return fixed[site]
@@ -166,7 +171,7 @@ def describe_site(law: Law, site: str) -> str:
             return f"{spell(term.scale)} vs {irr} (their split of the loss at the data's centre)"
     base, role = site, ""
     for suffix, words in (("_pop", "population value"), ("_tau", "spread across groups"),
-                          ("_z", "groups' offsets"), ("_slope", "through its term's slope at the data's centre")):
+                          ("_z", "groups' offsets"), ("_offset", "groups' offsets"), ("_slope", "through its term's slope at the data's centre")):
         if base.endswith(suffix):
             base, role = base[: -len(suffix)], words
             break
@@ -230,16 +235,23 @@ def _prior_dist(law: Law, site: str, prior: Prior, shape: Mapping, design: Desig
 
 
 def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: tuple[str, ...] | None = None,
-                n_runs: int | None = None):
+                n_runs: int | None = None, centred_spreads: tuple[str, ...] = ()):
     """A NumPyro model function ``model(log_loss=None, frontier=None, data=None)`` for ``law``
     on ``design``.
 
     ``n_runs``: the run count of the ``data`` argument (:func:`padded_args`), when it is not the
     design's own: a model built for a padded length serves every table up to that length, with
     the data as arguments, so tables of one length share one compiled program.
+    ``centred_spreads``: spreads (``level_tau``, ``<irreducible>_rel_tau``, ...) whose groups'
+    offsets are sampled as ``N(0, τ)`` rather than ``τ · N(0, 1)``: the same model in other
+    coordinates (tests/test_models.py), better where each group's runs pin its own value.
     """
     hierarchical = design.n_groups > 1
     pooled_set = pooled_sites(law, spec, pooled) if hierarchical else ()
+    centred = tuple(sorted(set(centred_spreads))) if hierarchical else ()
+    unknown = [t for t in centred if t not in {tau_site(s) for s in pooled_set}]
+    if unknown:
+        raise ValueError(f"centred spreads {unknown} belong to no pooled site of {sorted(pooled_set)}")
     irr_site = f"{law.irreducible}_rel"
     irr_prior = spec[irr_site]
     irr_free = not irr_prior.is_fixed
@@ -329,10 +341,13 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
                 tau_name = tau_site(site)
                 if tau_name not in offsets:
                     tau = numpyro.sample(tau_name, spec[tau_name].to_numpyro())
+                    base = "level" if tau_name == LEVEL_TAU else name
                     with numpyro.plate("group", n_groups):
-                        z = numpyro.sample("level_z" if tau_name == LEVEL_TAU else f"{name}_z",
-                                           dist.Normal(0.0, 1.0))
-                    offsets[tau_name] = tau * z
+                        if tau_name in centred:
+                            offsets[tau_name] = _partly_centred(f"{base}_offset", tau)
+                        else:
+                            z = numpyro.sample(f"{base}_z", dist.Normal(0.0, 1.0))
+                            offsets[tau_name] = tau * z
                 latents[site] = numpyro.deterministic(name, mu + offsets[tau_name])
                 population[site] = mu
             else:
@@ -396,8 +411,11 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
                 population[irr_site] = numpyro.deterministic(f"{irr_site}_pop", c_rel)
                 tau = numpyro.sample(f"{irr_site}_tau", spec[f"{irr_site}_tau"].to_numpyro())
                 with numpyro.plate("group", n_groups):
-                    z = numpyro.sample(f"{irr_site}_z", dist.Normal(0.0, 1.0))
-                c_rel = c_rel + tau * z
+                    if f"{irr_site}_tau" in centred:
+                        c_rel = c_rel + _partly_centred(f"{irr_site}_offset", tau)
+                    else:
+                        z = numpyro.sample(f"{irr_site}_z", dist.Normal(0.0, 1.0))
+                        c_rel = c_rel + tau * z
             latents[irr_site] = numpyro.deterministic(irr_site, c_rel)
         log_irr = latents[irr_site] + d.log_loss_min
 
@@ -429,6 +447,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             numpyro.sample("log_loss", noise if mask is None else noise.mask(mask), obs=log_loss)
 
     model.pooled_sites = pooled_set
+    model.centred_spreads = centred
     model.init_values = init_values  # improper sites cannot be drawn
     # each chain starts these within a radius of their value (ln loss: 5 %, 2 % at the lowest-loss
     # run, where c = L_best − terms must stay positive; log-ratios: half a unit), so the chains
@@ -453,6 +472,20 @@ def _slope_sites(law: Law, spec: Mapping[str, Prior]) -> dict[str, int]:
     return out
 
 
+#: How far :func:`build_model`'s ``centred_spreads`` are centred: NumPyro's ``LocScaleReparam``
+#: samples ``<name>_decentered ~ N(0, τ^c)`` and sets the offset to ``τ^(1-c)`` times it (c = 0:
+#: ``τ · z``, c = 1: ``N(0, τ)`` itself). Half-way, measured in fitting._centred_spreads.
+CENTREDNESS = 0.5
+
+
+def _partly_centred(name: str, tau):
+    """Group offsets ``~ N(0, τ)`` in :data:`CENTREDNESS`-centred coordinates."""
+    from numpyro.infer.reparam import LocScaleReparam
+
+    with numpyro.handlers.reparam(config={name: LocScaleReparam(centered=CENTREDNESS)}):
+        return numpyro.sample(name, dist.Normal(0.0, tau))
+
+
 def _sample_or_fix(name: str, prior: Prior):
     if prior.is_fixed:
         return numpyro.deterministic(name, jnp.asarray(prior.args["value"], jnp.float32))
@@ -466,7 +499,8 @@ def program_key(law: Law, spec: Mapping[str, Prior], model, n_groups: int, n_run
     in a process (:func:`bayesmoe.inference.run_nuts_batched`)."""
     from bayesmoe.priors import spec_to_json
 
-    return law.name, id(law), spec_to_json(spec), tuple(model.pooled_sites), int(n_groups), int(n_runs)
+    return (law.name, id(law), spec_to_json(spec), tuple(model.pooled_sites), tuple(model.centred_spreads), int(n_groups),
+            int(n_runs))
 
 
 def padded_length(n_runs: int) -> int:

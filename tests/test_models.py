@@ -10,7 +10,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 from bayesmoe.laws import get_law
-from bayesmoe.models import _slope_sites, build_model, make_design, share_sites
+from bayesmoe.models import CENTREDNESS, _slope_sites, build_model, make_design, share_sites
 from bayesmoe.priors import Prior, resolve_priors
 from bayesmoe.testing import synthetic_runs
 
@@ -103,3 +103,32 @@ def test_slope_coordinates_keep_the_exponents_prior(law_name):
         lp_ref, _ = log_density(reference, (), {"log_loss": log_loss}, _values(law, wide, design.log_loss_ref, u))
         jacobian = -sum(float(jnp.log(_shares(u)[i])) for i in slopes.values())
         assert abs(float(lp) - float(lp_ref) - jacobian) < 1e-3, (u, float(lp), float(lp_ref), jacobian)
+
+
+def test_centred_offsets_are_the_same_model_in_other_coordinates():
+    # fitting._centred_spreads samples the irreducible loss's and the levels' group offsets as
+    # w ~ N(0, τ^c), offset = τ^(1-c)·w, instead of τ·z with z ~ N(0, 1). Same model: at
+    # w = τ^c·z every group's parameters are equal, and the log densities differ by exactly the
+    # Jacobian |dw / dz| = τ^c per group and spread.
+    law = get_law("chinchilla")
+    spec = resolve_priors(law, "literature")
+    runs = synthetic_runs(law, n_runs=20, noise_sd=0.02, seed=0,
+                          groups={"a": {}, "b": {"e": 1.6}, "c": {"alpha": 0.4}})
+    design = make_design(runs, law)
+    spreads = ("e_rel_tau", "level_tau")
+    plain = build_model(law, spec, design)
+    centred = build_model(law, spec, design, centred_spreads=spreads)
+    assert centred.centred_spreads == spreads and plain.centred_spreads == ()
+    trace = handlers.trace(handlers.substitute(handlers.seed(plain, 3), data=plain.init_values)).get_trace()
+    values = {k: v["value"] for k, v in trace.items() if v["type"] == "sample" and not v["is_observed"]}
+    moved = dict(values)
+    c = CENTREDNESS
+    for base, tau in (("e_rel", "e_rel_tau"), ("level", "level_tau")):
+        moved[f"{base}_offset_decentered"] = values[tau] ** c * moved.pop(f"{base}_z")
+    log_loss = jnp.asarray(design.log_loss, jnp.float32)
+    lp_plain, t_plain = log_density(plain, (), {"log_loss": log_loss}, values)
+    lp_centred, t_centred = log_density(centred, (), {"log_loss": log_loss}, moved)
+    for site in ("e", "a", "b", "alpha", "beta"):
+        np.testing.assert_allclose(t_centred[site]["value"], t_plain[site]["value"], rtol=1e-5)
+    jacobian = c * design.n_groups * (np.log(values["e_rel_tau"]) + np.log(values["level_tau"]))
+    np.testing.assert_allclose(float(lp_centred), float(lp_plain) - jacobian, rtol=1e-5, atol=1e-3)
