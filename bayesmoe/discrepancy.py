@@ -437,7 +437,8 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     compiled program, padded to :func:`bayesmoe.models.padded_length` of the longest. Returns one
     posterior per subset (site -> array ``(chain, draw, ...)``; ``None`` where a chain found no
     finite start) and the groups' order."""
-    from bayesmoe.fitting import _centred_spreads, _default_pooled, default_target_accept  # fitting imports this module
+    # fitting imports this module
+    from bayesmoe.fitting import _centred_spreads, _default_pooled, default_target_accept
     from bayesmoe.inference import run_nuts_batched
     from bayesmoe.models import build_model, make_design, padded_args, padded_length, pooled_sites, program_key
     from bayesmoe.priors import resolve_priors
@@ -448,10 +449,10 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     pooled, _ = _default_pooled(law, spec, base, kwargs.get("pooled"))
     pooled = tuple(pooled) if pooled is not None else None
     length = padded_length(base.n_runs)
-    # centred offsets only where every subset's groups span the inputs (fitting._centred_spreads)
     pooled_set = pooled_sites(law, spec, pooled) if base.n_groups > 1 else ()
-    centred = set.intersection(*(set(_centred_spreads(law, spec, d, pooled_set)) for d in designs))
-    model = build_model(law, spec, base, pooled=pooled, n_runs=length, centred_spreads=tuple(sorted(centred)))
+    centre = kwargs.get("centre", ()) if base.n_groups > 1 else ()  # a cut may leave one group
+    centred = _centred_spreads(law, centre, pooled_set, base.n_groups)
+    model = build_model(law, spec, base, pooled=pooled, n_runs=length, centred_spreads=centred)
     target_accept = kwargs.get("target_accept")
     if target_accept is None:
         target_accept = default_target_accept(law, base)

@@ -23,7 +23,7 @@ from bayesmoe.inference import diagnose, progress_default, run_nuts, site_shapes
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, build_model, describe_site, make_design, padded_args, padded_length,
                              pooled_sites, program_key)
-from bayesmoe.priors import LEVEL_TAU, resolve_priors, tau_site
+from bayesmoe.priors import resolve_priors, tau_site
 from bayesmoe.results import FitResult, provenance_attrs
 
 __all__ = ["fit"]
@@ -64,7 +64,7 @@ def _uninformed_offsets(law: Law, spec, design: Design) -> list[str]:
 
 
 def _prior_shape(law: Law, spec) -> dict:
-    """The law's shape parameters at their priors' locations (what the checks below differentiate at)."""
+    """The law's shape parameters at their priors' locations (what the check below differentiates at)."""
     params = {}
     for q in law.shape_params:
         prior = spec[q]
@@ -77,49 +77,43 @@ def _inputs(design: Design) -> dict:
     return {k: jnp.asarray(v, jnp.float32) for k, v in design.x.items()}
 
 
-def _centred_spreads(law: Law, spec, design: Design, pooled_set: Sequence[str]) -> tuple[str, ...]:
-    """The spreads whose groups' offsets are sampled partly centred (``models.CENTREDNESS``; NumPyro's
-    ``LocScaleReparam``) instead of as ``τ · z[g]`` with ``z[g] ~ N(0, 1)``: the irreducible
-    loss's and the scale levels', where every group's runs vary every term of the law (each
-    group spans the inputs, so its own runs can tell its irreducible loss and its level apart
-    from its terms). Elsewhere, and for the exponents, the offsets stay non-centred.
+def _centred_spreads(law: Law, centre: Sequence[str], pooled_set: Sequence[str], n_groups: int) -> tuple[str, ...]:
+    """The spreads whose groups' offsets ``fit(..., centre=...)`` samples half-centred
+    (``models.CENTREDNESS``; NumPyro's ``LocScaleReparam``) instead of as ``τ · z[g]`` with
+    ``z[g] ~ N(0, 1)``: the irreducible loss's (``centre`` names it) and the scale levels' (any
+    scale names them: the levels share one offset per group).
 
-    Which coordinates sample a hierarchy well depends on how much each group's runs say about
-    its own value against the spread (Papaspiliopoulos, Roberts & Sköld 2007; Betancourt &
-    Girolami 2015). Non-centred offsets suit groups their data barely inform. Where the data pin
-    each group's value, ``z[g] = (value − pop) / τ`` moves inversely with τ: a curved ridge that
-    NUTS crosses only with its longest trajectories. Fully centred offsets are the cure there and
-    a funnel where the data are weak. Half-way holds up in both regimes. Measured (chinchilla
-    law, 4 × 1000/1000, term off, seed 0 unless said; docs/validation.md, "Convergence at the
-    defaults"), non-centred → fully centred → half-centred, for these two spreads:
-
-    - the Open-Athena IsoFLOP union (6 groups of 85-176 runs): 1000 → 139 → 546 leapfrog steps
-      per draw; min bulk ESS 430 → 694 → 718;
-    - Porian et al. (4 setups of 88-121 runs): 261 → 59 → 118 steps, no divergences either way;
-    - 4 simulated groups of 24 runs, 3 % noise (seeds 0, 1): 400 / 258 steps non-centred,
-      9 / 42 divergences fully centred, 188 / 132 steps and none half-centred; with 8 runs a
-      group: 135 steps, 18 divergences, 99 steps.
-
-    Centring the exponents' offsets as well gave Porian divergences (17 fully, 1 half-centred).
-    Where each group is one model size (ModuleFormer, one group per model: a·N^-α is a constant
-    inside a group, which its irreducible loss cannot be told from), centring the irreducible
-    loss gave 9-12 divergences fully and R-hat 1.016 half-centred, so no term constant inside a
-    group is the condition.
+    Which coordinates sample a hierarchy well depends on how much each group's own runs say about
+    its value against the spread across groups (Papaspiliopoulos, Roberts & Sköld 2007; Betancourt
+    & Girolami 2015). Non-centred offsets suit groups their data barely inform. Where the data pin
+    every group's value, ``z[g] = (value − pop) / τ`` moves inversely with τ: a curved ridge that
+    NUTS crosses only with its longest trajectories. Measured (docs/validation.md, "Convergence at
+    the defaults"): on the Open-Athena IsoFLOP union (6 groups of 85-176 runs) half-centring these
+    two spreads halved the leapfrog steps (1000 → 546) and raised the min bulk ESS 430 → 718; on
+    Porian's 4 setups 261 → 118 steps. But on five alike groups (τ near 0) it ended at R-hat
+    1.016 where the default gave 1.003, and neither a structural rule nor a least-squares estimate
+    of τ² / (τ² + s²) told the two kinds of table apart reliably before the fit, so the default
+    stays non-centred and this is the caller's choice.
     """
-    if design.n_groups == 1:
+    if not centre:
         return ()
-    params, x = _prior_shape(law, spec), _inputs(design)
-    for t in law.terms:
-        value = np.asarray(t.log_monomial(params, x))
-        if any(np.ptp(value[design.group_idx == g]) <= 1e-6 * (1.0 + np.abs(value).max())
-               for g in range(design.n_groups)):
-            return ()
-    out = []
-    if f"{law.irreducible}_rel" in pooled_set:
-        out.append(tau_site(f"{law.irreducible}_rel"))
-    if any(tau_site(s) == LEVEL_TAU for s in pooled_set):
-        out.append(LEVEL_TAU)
-    return tuple(out)
+    if n_groups == 1:
+        raise InputError(f"centre={list(centre)} applies to hierarchical fits (a group column with several "
+                         "values); this table has one group")
+    out = set()
+    for name in centre:
+        if name == law.irreducible:
+            site = f"{law.irreducible}_rel"
+        elif name in law.scales:
+            site = f"{name}_level"
+        else:
+            raise InputError(f"centre names {name!r}: it takes the law's irreducible loss {law.irreducible!r} "
+                             f"and its scales {list(law.scales)} (the levels share one offset per group)")
+        if site not in pooled_set:
+            raise InputError(f"centre names {name!r}, which has no group offsets in this fit (pooled: "
+                             f"{sorted(pooled_set)})")
+        out.add(tau_site(site))
+    return tuple(sorted(out))
 
 
 def _default_pooled(law: Law, spec, design: Design, pooled: Sequence[str] | None):
@@ -179,6 +173,7 @@ def fit(
     discrepancy_prior: Mapping[str, Any] | None = None,
     columns: Mapping[str, str] | None = None,
     loss_unit: str | None = None,
+    centre: Sequence[str] = (),
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
 
@@ -243,6 +238,15 @@ def fit(
     loss_unit : {"nats", "bits", "perplexity"}, optional
         Unit of the loss column (default nats); converted to nats and recorded in the result.
 
+    centre : sequence of str, optional
+        Hierarchical fits: sample these parameters' group offsets half-centred instead of
+        non-centred, e.g. ``("c", "a")`` for the joint law's irreducible loss and levels (any
+        scale names the levels, which share one offset per group). Worth a try where every group
+        has many runs spanning the inputs and the fit needs ~1000 leapfrog steps per draw (the
+        tree-depth limit): on the Open-Athena IsoFLOP union it halved them
+        (:func:`bayesmoe.fitting._centred_spreads`). Where groups are alike or thin, the default is
+        the better choice. The same model in other coordinates: the posterior is unchanged.
+
     Returns
     -------
     FitResult
@@ -279,7 +283,8 @@ def fit(
     # (a campaign's refits, a second table in the session) share one compiled program
     length = padded_length(design.n_runs)
     pooled = tuple(pooled) if pooled is not None else None
-    centred = _centred_spreads(law, spec, design, pooled_sites(law, spec, pooled) if design.n_groups > 1 else ())
+    centred = _centred_spreads(law, centre, pooled_sites(law, spec, pooled) if design.n_groups > 1 else (),
+                               design.n_groups)
     model = build_model(law, spec, design, pooled=pooled, n_runs=length, centred_spreads=centred)
     if target_accept is None:
         target_accept = default_target_accept(law, design)
@@ -342,7 +347,7 @@ def fit(
         table, law, mode="prior" if rejected and discrepancy in ("auto", "backtest") else discrepancy,
         prior=discrepancy_prior, progress=progress_default(progress),
         fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,
-                    "pooled": pooled},
+                    "pooled": pooled, "centre": tuple(centre)},
     )
     tree.attrs["discrepancy"] = disc.to_json()
     if message:

@@ -49,9 +49,10 @@ Parametrisation (chosen for NUTS)
 * Several groups: every pooled site gets a population value ``<site>_pop``, a spread
   ``<site>_tau`` and standard-normal offsets ``<site>_z`` (non-centred), so that
   ``<site>[g] = <site>_pop + <site>_tau · <site>_z[g]``; the spreads named in
-  ``centred_spreads`` get offsets ``<site>_offset[g] ~ N(0, <site>_tau)`` instead (centred in
-  the spread; ``fitting._centred_spreads`` says when, and why). A pooled irreducible loss gets
-  non-centred group offsets too, around a population value derived as above from the table's
+  ``centred_spreads`` (``fit(..., centre=...)``) get offsets ``<site>_offset[g] ~ N(0, τ)``
+  sampled half-centred as ``<site>_offset_decentered`` (:data:`CENTREDNESS`;
+  ``fitting._centred_spreads`` says when that helps, and why it is not the default). A pooled
+  irreducible loss gets group offsets too, around a population value derived as above from the table's
   lowest-loss run under the population parameters: deriving each group's c from its own
   frontier run made the hierarchy centred, and that funnelled (132-371 divergences on 5 groups ×
   60 runs).
@@ -243,8 +244,9 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
     design's own: a model built for a padded length serves every table up to that length, with
     the data as arguments, so tables of one length share one compiled program.
     ``centred_spreads``: spreads (``level_tau``, ``<irreducible>_rel_tau``, ...) whose groups'
-    offsets are sampled as ``N(0, τ)`` rather than ``τ · N(0, 1)``: the same model in other
-    coordinates (tests/test_models.py), better where each group's runs pin its own value.
+    offsets ``N(0, τ)`` are sampled :data:`CENTREDNESS`-centred rather than as ``τ · N(0, 1)``:
+    the same model in other coordinates (tests/test_models.py), better where each group's runs
+    pin its own value.
     """
     hierarchical = design.n_groups > 1
     pooled_set = pooled_sites(law, spec, pooled) if hierarchical else ()
@@ -474,7 +476,7 @@ def _slope_sites(law: Law, spec: Mapping[str, Prior]) -> dict[str, int]:
 
 #: How far :func:`build_model`'s ``centred_spreads`` are centred: NumPyro's ``LocScaleReparam``
 #: samples ``<name>_decentered ~ N(0, τ^c)`` and sets the offset to ``τ^(1-c)`` times it (c = 0:
-#: ``τ · z``, c = 1: ``N(0, τ)`` itself). Half-way, measured in fitting._centred_spreads.
+#: ``τ · z``, c = 1: ``N(0, τ)`` itself). Half-way: measured in fitting._centred_spreads.
 CENTREDNESS = 0.5
 
 
@@ -499,8 +501,8 @@ def program_key(law: Law, spec: Mapping[str, Prior], model, n_groups: int, n_run
     in a process (:func:`bayesmoe.inference.run_nuts_batched`)."""
     from bayesmoe.priors import spec_to_json
 
-    return (law.name, id(law), spec_to_json(spec), tuple(model.pooled_sites), tuple(model.centred_spreads), int(n_groups),
-            int(n_runs))
+    return (law.name, id(law), spec_to_json(spec), tuple(model.pooled_sites), tuple(model.centred_spreads),
+            int(n_groups), int(n_runs))
 
 
 def padded_length(n_runs: int) -> int:

@@ -308,34 +308,26 @@ def test_an_exponent_no_group_can_inform_gets_no_group_offsets():
     assert {"e_rel_z", "level_z"} <= set(result.tree["posterior"].data_vars)
 
 
-def test_groups_that_span_the_inputs_get_partly_centred_offsets_for_their_irreducible_loss_and_level():
-    # Every group's runs vary N and D: each group's own runs pin its c and its level, so their
-    # offsets are sampled partly centred; the exponents' stay non-centred. One group varying only
-    # D anywhere (a one-size group) turns it off for the whole fit.
-    from bayesmoe.data import validate_runs
-    from bayesmoe.fitting import _centred_spreads
-    from bayesmoe.laws import get_law
-    from bayesmoe.models import make_design, pooled_sites
-    from bayesmoe.priors import resolve_priors
-
-    law = get_law("chinchilla")
-    spec = resolve_priors(law, "literature")
+def test_centre_samples_the_named_offsets_half_centred_and_rejects_what_it_cannot_centre():
+    # fit(..., centre=...) is the caller's choice (the default stays non-centred: see
+    # fitting._centred_spreads): the irreducible loss and the levels (any scale names them) get
+    # half-centred offsets; the exponents keep theirs. Names it cannot centre are refused.
     runs = synthetic_runs("chinchilla", n_runs=20, seed=0, groups={"a": {}, "b": {"e": 1.6}})
-
-    def centred(table):
-        design = make_design(validate_runs(table, required=law.inputs + ("loss",)), law)
-        return _centred_spreads(law, spec, design, pooled_sites(law, spec, None))
-
-    assert centred(runs) == ("e_rel_tau", "level_tau")
-    one_size = runs.copy()
-    one_size.loc[one_size["group"] == "b", "n_active"] = 3e8
-    assert centred(one_size) == ()
+    kw = dict(law="chinchilla", num_chains=1, num_warmup=20, num_samples=20, seed=0, progress=False,
+              on_bad_fit="warn", discrepancy="none")
     with pytest.warns(bayesmoe.ConvergenceWarning):  # 20 draws: only the model's layout matters here
-        result = bayesmoe.fit(runs, law="chinchilla", num_chains=1, num_warmup=20, num_samples=20, seed=0,
-                              progress=False, on_bad_fit="warn", discrepancy="none")
-    assert json.loads(result.tree.attrs["centred_spreads"]) == ["e_rel_tau", "level_tau"]
-    assert {"e_rel_offset_decentered", "level_offset_decentered", "alpha_z"} <= set(result.tree["posterior"].data_vars)
-    assert result.describe_site("level_offset_decentered") == "a, b (groups' offsets)"
+        centred = bayesmoe.fit(runs, centre=("e", "b"), **kw)
+    assert json.loads(centred.tree.attrs["centred_spreads"]) == ["e_rel_tau", "level_tau"]
+    sampled = set(centred.tree["posterior"].data_vars)
+    assert {"e_rel_offset_decentered", "level_offset_decentered", "alpha_z"} <= sampled
+    assert centred.describe_site("level_offset_decentered") == "a, b (groups' offsets)"
+    assert centred.posterior["e"].dims == ("chain", "draw", "group")
+    with pytest.raises(bayesmoe.InputError, match="irreducible loss 'e' and its scales"):
+        bayesmoe.fit(runs, centre=("alpha",), **kw)
+    with pytest.raises(bayesmoe.InputError, match="no group offsets"):
+        bayesmoe.fit(runs, centre=("e",), pooled=["alpha", "beta"], **kw)
+    with pytest.raises(bayesmoe.InputError, match="one group"):
+        bayesmoe.fit(runs[runs["group"] == "a"].drop(columns="group"), centre=("e",), **kw)
 
 
 def test_the_readme_table_converges_at_the_joint_laws_defaults():
