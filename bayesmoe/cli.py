@@ -85,6 +85,10 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
                    help="NUTS target acceptance (default: the law's, 0.9 for chinchilla, 0.95 for "
                         "fine_grained and sparsity, 0.99 for joint, for one group; 0.99 for several)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--centre", nargs="+", default=None, metavar="PARAM",
+                   help="hierarchical fits: sample these parameters' group offsets half-centred, the "
+                        "irreducible loss and/or a scale (the levels), e.g. --centre c a for the joint "
+                        "law; worth a try where every group has many runs spanning N and D")
     p.add_argument("--discrepancy", choices=("auto", "backtest", "prior", "none"), default=None,
                    help="the law's extrapolation error in every prediction beyond the fitted runs: its "
                         "growth rate learned from backtests inside the table and the shipped prior "
@@ -359,7 +363,7 @@ def _fit_csv(args, argv):
                 # `report RUNS.csv` has no --on-bad-fit: it reports (and marks) whatever the fit gives
                 target_accept=args.target_accept, on_bad_fit=getattr(args, "on_bad_fit", "warn"),
                 progress=False if args.no_progress else None, columns=args.columns, loss_unit=args.loss_unit,
-                discrepancy=args.discrepancy,
+                discrepancy=args.discrepancy, centre=args.centre or (),
             )
         except bayesmoe.ConvergenceError as err:
             # kept to save and report, marked as failed; a rejected fit skips the backtests

@@ -77,7 +77,8 @@ def _inputs(design: Design) -> dict:
     return {k: jnp.asarray(v, jnp.float32) for k, v in design.x.items()}
 
 
-def _centred_spreads(law: Law, centre: Sequence[str], pooled_set: Sequence[str], n_groups: int) -> tuple[str, ...]:
+def _centred_spreads(law: Law, centre: str | Sequence[str], pooled_set: Sequence[str],
+                     n_groups: int) -> tuple[str, ...]:
     """The spreads whose groups' offsets ``fit(..., centre=...)`` samples half-centred
     (``models.CENTREDNESS``; NumPyro's ``LocScaleReparam``) instead of as ``τ · z[g]`` with
     ``z[g] ~ N(0, 1)``: the irreducible loss's (``centre`` names it) and the scale levels' (any
@@ -95,6 +96,7 @@ def _centred_spreads(law: Law, centre: Sequence[str], pooled_set: Sequence[str],
     of τ² / (τ² + s²) told the two kinds of table apart reliably before the fit, so the default
     stays non-centred and this is the caller's choice.
     """
+    centre = (centre,) if isinstance(centre, str) else tuple(centre)
     if not centre:
         return ()
     if n_groups == 1:
@@ -237,7 +239,6 @@ def fit(
         :func:`bayesmoe.data.validate_runs`.
     loss_unit : {"nats", "bits", "perplexity"}, optional
         Unit of the loss column (default nats); converted to nats and recorded in the result.
-
     centre : sequence of str, optional
         Hierarchical fits: sample these parameters' group offsets half-centred instead of
         non-centred, e.g. ``("c", "a")`` for the joint law's irreducible loss and levels (any
@@ -347,7 +348,7 @@ def fit(
         table, law, mode="prior" if rejected and discrepancy in ("auto", "backtest") else discrepancy,
         prior=discrepancy_prior, progress=progress_default(progress),
         fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,
-                    "pooled": pooled, "centre": tuple(centre)},
+                    "pooled": pooled, "centre": centre},
     )
     tree.attrs["discrepancy"] = disc.to_json()
     if message:

@@ -692,15 +692,19 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
 def _flag(name: str, value, style: str) -> str:
     """One setting as the caller writes it: ``num_warmup=2000`` or ``--num-warmup 2000``."""
     if style == "cli":
-        shown = f"'{json.dumps(value)}'" if isinstance(value, dict) else value
+        shown = (f"'{json.dumps(value)}'" if isinstance(value, dict) else
+                 " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value)
         return f"--{name.replace('_', '-')} {shown}"
     return f"{name}={value!r}"
 
 
 def convergence_message(diag: Diagnostics, law_name: str, *, settings: Mapping, n_groups: int,
-                        free_sites: Sequence[str] = (), style: str = "python") -> str:
+                        free_sites: Sequence[str] = (), style: str = "python",
+                        centre: Sequence[str] | None = None) -> str:
     """What failed and what to try next, each suggestion new to this fit.
 
+    ``centre``: for a hierarchical fit that did not already centre its offsets, the names to
+    suggest for ``fit(..., centre=...)`` (the law's irreducible loss and a scale).
     ``settings`` are the fit's ``num_warmup``, ``num_samples`` and ``target_accept``;
     ``free_sites`` the prior sites that were sampled (a fix is suggested only for one of them);
     ``style`` writes the suggestions as Python keywords (``"python"``) or CLI flags (``"cli"``).
@@ -722,6 +726,9 @@ def convergence_message(diag: Diagnostics, law_name: str, *, settings: Mapping, 
     if n_groups == 1:
         tips.append("if the table mixes setups (codebases, data sets, tokenizers), label each with a "
                     "'group' column for a hierarchical fit")
+    elif mixing and centre:
+        tips.append("if every group has many runs spanning its model sizes and token counts, half-centred "
+                    f"group offsets ({_flag('centre', tuple(centre), style)})")
     fixable = [s for s in ("e_max", "e_start") if s in free_sites]
     example = {"e_max": 290.4521} if "e_max" in fixable else None
     tips.append("tighten the priors of the parameters named above" + (

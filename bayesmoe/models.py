@@ -52,8 +52,8 @@ Parametrisation (chosen for NUTS)
   ``centred_spreads`` (``fit(..., centre=...)``) get offsets ``<site>_offset[g] ~ N(0, τ)``
   sampled half-centred as ``<site>_offset_decentered`` (:data:`CENTREDNESS`;
   ``fitting._centred_spreads`` says when that helps, and why it is not the default). A pooled
-  irreducible loss gets group offsets too, around a population value derived as above from the table's
-  lowest-loss run under the population parameters: deriving each group's c from its own
+  irreducible loss gets group offsets too, around a population value derived as above from the
+  table's lowest-loss run under the population parameters: deriving each group's c from its own
   frontier run made the hierarchy centred, and that funnelled (132-371 divergences on 5 groups ×
   60 runs).
 * The pooled scale levels share one offset per group, ``level_tau · level_z[g]``: a setup's
@@ -172,7 +172,8 @@ def describe_site(law: Law, site: str) -> str:
             return f"{spell(term.scale)} vs {irr} (their split of the loss at the data's centre)"
     base, role = site, ""
     for suffix, words in (("_pop", "population value"), ("_tau", "spread across groups"),
-                          ("_z", "groups' offsets"), ("_offset", "groups' offsets"), ("_slope", "through its term's slope at the data's centre")):
+                          ("_z", "groups' offsets"), ("_offset", "groups' offsets"),
+                          ("_slope", "through its term's slope at the data's centre")):
         if base.endswith(suffix):
             base, role = base[: -len(suffix)], words
             break

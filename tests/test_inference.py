@@ -116,6 +116,11 @@ def test_advice_is_in_the_callers_words_and_never_repeats_what_the_fit_did():
     assert "target_accept" not in done and "group' column" not in done and "e_max" not in done
     at95 = convergence_message(diag, "joint", settings={**settings, "target_accept": 0.95}, n_groups=1)
     assert "target_accept=0.99" in at95 and "target_accept=0.95" not in at95
+    # a hierarchical fit that mixed slowly and did not centre its offsets is told how, in its words
+    grouped = dict(settings=settings, n_groups=3, centre=("c", "a"))
+    assert "centre=('c', 'a')" in convergence_message(diag, "joint", **grouped)
+    assert "--centre c a" in convergence_message(diag, "joint", style="cli", **grouped)
+    assert "centre" not in convergence_message(diag, "joint", settings=settings, n_groups=3, centre=None)
 
 
 def two_modes(log_w, log_loss=None):
