@@ -206,8 +206,12 @@ class FitResult:
         settings = {"num_warmup": attrs.get("num_warmup", 1000), "num_samples": attrs.get("num_samples", d.num_draws),
                     "target_accept": attrs.get("target_accept", 0.8)}
         free = [s for s, p in self.priors.items() if not p.is_fixed]
-        already = json.loads(attrs.get("centred_spreads", "[]"))
-        centre = None if already else (self.law.irreducible, self.law.scales[0])
+        # offsets it could centre (those with group offsets), unless it already did
+        law, pooled = self.law, set(self.pooled)
+        centre = [law.irreducible] if f"{law.irreducible}_rel" in pooled else []
+        centre += [s for s in law.scales if f"{s}_level" in pooled][:1]
+        if json.loads(attrs.get("centred_spreads", "[]")) or not centre:
+            centre = None
         return convergence_message(d, self.law.name, settings=settings, n_groups=len(self.groups),
                                    free_sites=free, style=style, centre=centre)
 
