@@ -48,7 +48,7 @@ def shared_data() -> Path:
 # Session-scoped: tests/test_fit.py checks recovery, shrinkage and diagnostics on both fits, and
 # tests/test_results.py predicts, summarises and saves the 'differ' one (one fit, not two).
 # 500 warmup iterations then passed on one host and gave the 'differ' fit 2 divergent transitions on
-# another (Intel Xeon, 2026-12-03; R-hat 1.004, ESS 1361): fit's default warmup, 1000.
+# another (Intel Xeon, 2026-12-02; R-hat 1.004, ESS 1361): fit's default warmup, 1000.
 HIER_DRAWS = dict(num_chains=4, num_warmup=1000, num_samples=1000, seed=0, progress=False)
 HIER_ALPHAS = [0.30, 0.325, 0.35, 0.375, 0.40]
 HIER_TABLE_SEED = 2
