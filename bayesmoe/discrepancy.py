@@ -440,7 +440,7 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     # fitting imports this module
     from bayesmoe.fitting import _centred_spreads, _default_pooled, default_target_accept
     from bayesmoe.inference import run_nuts_batched
-    from bayesmoe.models import build_model, make_design, padded_args, padded_length, pooled_sites, program_key
+    from bayesmoe.models import build_model, make_design, padded_args, padded_length, program_key
     from bayesmoe.priors import resolve_priors
 
     spec = resolve_priors(law, kwargs.get("priors", "literature"))
@@ -449,9 +449,8 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     pooled, _ = _default_pooled(law, spec, base, kwargs.get("pooled"))
     pooled = tuple(pooled) if pooled is not None else None
     length = padded_length(base.n_runs)
-    pooled_set = pooled_sites(law, spec, pooled) if base.n_groups > 1 else ()
     centre = kwargs.get("centre", ()) if base.n_groups > 1 else ()  # a cut may leave one group
-    centred = _centred_spreads(law, centre, pooled_set, base.n_groups)
+    centred = _centred_spreads(law, spec, pooled, centre, base.n_groups)
     model = build_model(law, spec, base, pooled=pooled, n_runs=length, centred_spreads=centred)
     target_accept = kwargs.get("target_accept")
     if target_accept is None:

@@ -46,7 +46,12 @@ def _uninformed_offsets(law: Law, spec, design: Design) -> list[str]:
     prior alone, and it couples with the spread and the levels in a funnel (ModuleFormer, one
     group per model: 740 leapfrog steps, R-hat 1.013). Such exponents are shared by all groups.
     """
-    params, x = _prior_shape(law, spec), _inputs(design)
+    params = {}
+    for q in law.shape_params:
+        prior = spec[q]
+        loc = prior.args.get("value", prior.args.get("loc", 0.5))
+        params[q] = jnp.asarray(np.exp(loc) if prior.dist == "lognormal" else loc, jnp.float32)
+    x = {k: jnp.asarray(v, jnp.float32) for k, v in design.x.items()}
     out = []
     for q in law.pooled:
         if q not in law.shape_params:
@@ -63,21 +68,7 @@ def _uninformed_offsets(law: Law, spec, design: Design) -> list[str]:
     return out
 
 
-def _prior_shape(law: Law, spec) -> dict:
-    """The law's shape parameters at their priors' locations (what the check below differentiates at)."""
-    params = {}
-    for q in law.shape_params:
-        prior = spec[q]
-        loc = prior.args.get("value", prior.args.get("loc", 0.5))
-        params[q] = jnp.asarray(np.exp(loc) if prior.dist == "lognormal" else loc, jnp.float32)
-    return params
-
-
-def _inputs(design: Design) -> dict:
-    return {k: jnp.asarray(v, jnp.float32) for k, v in design.x.items()}
-
-
-def _centred_spreads(law: Law, centre: str | Sequence[str], pooled_set: Sequence[str],
+def _centred_spreads(law: Law, spec, pooled: Sequence[str] | None, centre: str | Sequence[str],
                      n_groups: int) -> tuple[str, ...]:
     """The spreads whose groups' offsets ``fit(..., centre=...)`` samples half-centred
     (``models.CENTREDNESS``; NumPyro's ``LocScaleReparam``) instead of as ``τ · z[g]`` with
@@ -102,6 +93,7 @@ def _centred_spreads(law: Law, centre: str | Sequence[str], pooled_set: Sequence
     if n_groups == 1:
         raise InputError(f"centre={list(centre)} applies to hierarchical fits (a group column with several "
                          "values); this table has one group")
+    pooled_set = pooled_sites(law, spec, pooled)
     out = set()
     for name in centre:
         if name == law.irreducible:
@@ -284,8 +276,7 @@ def fit(
     # (a campaign's refits, a second table in the session) share one compiled program
     length = padded_length(design.n_runs)
     pooled = tuple(pooled) if pooled is not None else None
-    centred = _centred_spreads(law, centre, pooled_sites(law, spec, pooled) if design.n_groups > 1 else (),
-                               design.n_groups)
+    centred = _centred_spreads(law, spec, pooled, centre, design.n_groups)
     model = build_model(law, spec, design, pooled=pooled, n_runs=length, centred_spreads=centred)
     if target_accept is None:
         target_accept = default_target_accept(law, design)

@@ -324,7 +324,7 @@ def test_centre_samples_the_named_offsets_half_centred_and_rejects_what_it_canno
     assert centred.posterior["e"].dims == ("chain", "draw", "group")
     from bayesmoe.fitting import _centred_spreads
 
-    assert _centred_spreads(centred.law, "e", centred.pooled, 2) == ("e_rel_tau",)  # one name as a string
+    assert _centred_spreads(centred.law, centred.priors, None, "e", 2) == ("e_rel_tau",)  # one name as a string
     with pytest.raises(bayesmoe.InputError, match="irreducible loss 'e' and its scales"):
         bayesmoe.fit(runs, centre=("alpha",), **kw)
     with pytest.raises(bayesmoe.InputError, match="no group offsets"):
