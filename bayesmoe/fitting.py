@@ -23,7 +23,7 @@ from bayesmoe.inference import diagnose, progress_default, run_nuts, site_shapes
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, build_model, describe_site, make_design, padded_args, padded_length,
                              pooled_sites, program_key)
-from bayesmoe.priors import resolve_priors, tau_site
+from bayesmoe.priors import resolve_priors, site_of, tau_site
 from bayesmoe.results import FitResult, provenance_attrs
 
 __all__ = ["fit"]
@@ -96,13 +96,10 @@ def _centred_spreads(law: Law, spec, pooled: Sequence[str] | None, centre: str |
     pooled_set = pooled_sites(law, spec, pooled)
     out = set()
     for name in centre:
-        if name == law.irreducible:
-            site = f"{law.irreducible}_rel"
-        elif name in law.scales:
-            site = f"{name}_level"
-        else:
+        if name not in (law.irreducible, *law.scales):
             raise InputError(f"centre names {name!r}: it takes the law's irreducible loss {law.irreducible!r} "
                              f"and its scales {list(law.scales)} (the levels share one offset per group)")
+        site = site_of(law, name)
         if site not in pooled_set:
             raise InputError(f"centre names {name!r}, which has no group offsets in this fit (pooled: "
                              f"{sorted(pooled_set)})")

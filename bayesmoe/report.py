@@ -324,6 +324,8 @@ def _provenance(result) -> list[tuple[str, str]]:
         rows.append(("time", f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
                              f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
                              f"{timings['chain_method']} on {timings['device']}"))
+    if result.hierarchical:
+        rows.append(("groups' offsets", result.group_offsets()))
     versions = json.loads(attrs.get("versions", "{}") or "{}")
     rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or "(not recorded)"))
     cmap = json.loads(attrs.get("column_map", "{}") or "{}")

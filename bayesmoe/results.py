@@ -36,7 +36,7 @@ from bayesmoe.intervals import DEFAULT_CI_PROB, level_label
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, coordinate, describe_site, latent_sites, make_design,
                              params_from_latents)
-from bayesmoe.priors import Prior, spec_from_json, spec_to_json, tau_site
+from bayesmoe.priors import Prior, site_of, spec_from_json, spec_to_json, tau_site
 from bayesmoe.verdict import saved_holdout, verdict
 
 __all__ = ["FitResult", "load", "SCHEMA_VERSION", "content_parts", "environment_versions"]
@@ -208,9 +208,9 @@ class FitResult:
         free = [s for s, p in self.priors.items() if not p.is_fixed]
         # offsets it could centre (those with group offsets), unless it already did
         law, pooled = self.law, set(self.pooled)
-        centre = [law.irreducible] if f"{law.irreducible}_rel" in pooled else []
-        centre += [s for s in law.scales if f"{s}_level" in pooled][:1]
-        if json.loads(attrs.get("centred_spreads", "[]")) or not centre:
+        centre = [p for p in (law.irreducible,) if site_of(law, p) in pooled]
+        centre += [s for s in law.scales if site_of(law, s) in pooled][:1]  # one offset for every level
+        if self.centred_spreads or not centre:
             centre = None
         return convergence_message(d, self.law.name, settings=settings, n_groups=len(self.groups),
                                    free_sites=free, style=style, centre=centre)
@@ -218,6 +218,21 @@ class FitResult:
     @property
     def hierarchical(self) -> bool:
         return len(self.groups) > 1
+
+    @property
+    def centred_spreads(self) -> tuple[str, ...]:
+        """The spreads whose groups' offsets were sampled half-centred (``fit(..., centre=...)``)."""
+        return tuple(json.loads(self.tree.attrs.get("centred_spreads", "[]") or "[]"))
+
+    def group_offsets(self) -> str | None:
+        """How the groups' offsets were sampled, in the law's words (``None`` for one group)."""
+        if not self.hierarchical:
+            return None
+        if not self.centred_spreads:
+            return "non-centred (τ · z), the default"
+        names = "; ".join(describe_site(self.law, s).removesuffix(" (spread across groups)")
+                          for s in self.centred_spreads)
+        return f"half-centred for {names} (centre=...); the others non-centred (τ · z)"
 
     @property
     def sampled_sites(self) -> list[str]:
@@ -442,6 +457,7 @@ class FitResult:
             f"| runs fitted | {self.tree['observed_data'].sizes['run']} |",
             f"| groups | {', '.join(self.groups)} |",
             f"| pooled sites | {', '.join(self.pooled) or '(one group: none)'} |",
+            *([f"| groups' offsets | {self.group_offsets()} |"] if self.hierarchical else []),
             f"| table SHA-256 ({', '.join(json.loads(attrs['table_columns']))}) | `{attrs['table_sha256']}` |",
             f"| NUTS | {d.num_chains} chains × {d.num_draws} draws, seed {attrs.get('seed')}, "
             f"target_accept {attrs.get('target_accept')} |",

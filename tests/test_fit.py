@@ -308,7 +308,7 @@ def test_an_exponent_no_group_can_inform_gets_no_group_offsets():
     assert {"e_rel_z", "level_z"} <= set(result.tree["posterior"].data_vars)
 
 
-def test_centre_samples_the_named_offsets_half_centred_and_rejects_what_it_cannot_centre():
+def test_centre_samples_the_named_offsets_half_centred_and_rejects_what_it_cannot_centre(tmp_path):
     # fit(..., centre=...) is the caller's choice (the default stays non-centred: see
     # fitting._centred_spreads): the irreducible loss and the levels (any scale names them) get
     # half-centred offsets; the exponents keep theirs. Names it cannot centre are refused.
@@ -322,6 +322,16 @@ def test_centre_samples_the_named_offsets_half_centred_and_rejects_what_it_canno
     assert {"e_rel_offset_decentered", "level_offset_decentered", "alpha_z"} <= sampled
     assert centred.describe_site("level_offset_decentered") == "a, b (groups' offsets)"
     assert centred.posterior["e"].dims == ("chain", "draw", "group")
+    # the choice is on the model card and the report, in the law's words, and survives saving
+    line = "half-centred for e; a, b (centre=...); the others non-centred (τ · z)"
+    assert centred.group_offsets() == line and f"| groups' offsets | {line} |" in centred.model_card()
+    from bayesmoe.report import _provenance
+
+    assert ("groups' offsets", line) in _provenance(centred)
+    path = tmp_path / "centred.nc"
+    centred.save(path)
+    with pytest.warns(bayesmoe.ConvergenceWarning):  # loading a failed fit says so
+        assert bayesmoe.load(path).centred_spreads == ("e_rel_tau", "level_tau")
     from bayesmoe.fitting import _centred_spreads
 
     assert _centred_spreads(centred.law, centred.priors, None, "e", 2) == ("e_rel_tau",)  # one name as a string
