@@ -438,31 +438,24 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     posterior per subset (site -> array ``(chain, draw, ...)``; ``None`` where a chain found no
     finite start) and the groups' order."""
     # fitting imports this module
-    from bayesmoe.fitting import _centred_spreads, _default_pooled, default_target_accept
+    from bayesmoe.fitting import _default_pooled, sampler
     from bayesmoe.inference import run_nuts_batched
-    from bayesmoe.models import build_model, make_design, padded_args, padded_length, program_key
+    from bayesmoe.models import make_design
     from bayesmoe.priors import resolve_priors
 
     spec = resolve_priors(law, kwargs.get("priors", "literature"))
     designs = [make_design(table.loc[m], law) for m in masks]
     base = max(designs, key=lambda d: d.n_runs)  # the longest subset: pooled sites and target_accept
     pooled, _ = _default_pooled(law, spec, base, kwargs.get("pooled"))
-    pooled = tuple(pooled) if pooled is not None else None
-    length = padded_length(base.n_runs)
     centre = kwargs.get("centre", ()) if base.n_groups > 1 else ()  # a cut may leave one group
-    centred = _centred_spreads(law, spec, pooled, centre, base.n_groups)
-    model = build_model(law, spec, base, pooled=pooled, n_runs=length, centred_spreads=centred)
-    target_accept = kwargs.get("target_accept")
-    if target_accept is None:
-        target_accept = default_target_accept(law, base)
-
-    args, init = padded_args(law, model, designs, length)
+    model, args, init, target_accept, _, key = sampler(law, spec, designs, pooled=pooled, centre=centre,
+                                                       target_accept=kwargs.get("target_accept"))
     draws = run_nuts_batched(
         model, args, init_values=init, init_jitter=model.init_jitter,
         num_chains=int(kwargs["num_chains"]), num_warmup=int(kwargs["num_warmup"]),
         num_samples=int(kwargs["num_samples"]), seed=int(kwargs.get("seed", 0)), target_accept=target_accept,
         vectorize=False,  # a handful of chains: one per CPU device traces far faster than vmap
-        program_key=("backtest", *program_key(law, spec, model, base.n_groups, length)))
+        program_key=("backtest", *key))
     out = [{s: v[i] for s, v in draws.posterior.items()} if bool(np.all(draws.started[i])) else None
            for i in range(len(designs))]
     return out, list(base.groups)

@@ -117,6 +117,27 @@ def _default_pooled(law: Law, spec, design: Design, pooled: Sequence[str] | None
     return ([q for q in law.pooled if q not in shared] if shared else None), shared
 
 
+def sampler(law: Law, spec, designs: Sequence[Design], *, pooled: Sequence[str] | None,
+            centre: str | Sequence[str], target_accept: float | None):
+    """What NUTS needs for ``fit``'s model on ``designs`` (``fit``: its table; the backtests: one
+    subset each): ``(model, args, init, target_accept, centred spreads, program key)``.
+
+    The data are the sampler's arguments, padded to the bucket length of the longest design
+    (:func:`bayesmoe.models.padded_length`, the padding masked out), so tables of one bucket (a
+    campaign's refits, a second table in the session, the backtests' subsets) share one compiled
+    program. The model, its pooled sites and the default ``target_accept`` follow the longest.
+    """
+    base = max(designs, key=lambda d: d.n_runs)
+    length = padded_length(base.n_runs)
+    pooled = tuple(pooled) if pooled is not None else None
+    centred = _centred_spreads(law, spec, pooled, centre, base.n_groups)
+    model = build_model(law, spec, base, pooled=pooled, n_runs=length, centred_spreads=centred)
+    if target_accept is None:
+        target_accept = default_target_accept(law, base)
+    args, init = padded_args(law, model, designs, length)
+    return model, args, init, target_accept, centred, program_key(law, spec, model, base.n_groups, length)
+
+
 def default_target_accept(law: Law, design: Design) -> float:
     """``fit``'s ``target_accept`` when none is given: 0.99 for a hierarchical fit, else the law's."""
     return 0.99 if design.n_groups > 1 else law.target_accept
@@ -269,17 +290,9 @@ def fit(
               "run has the same value of the input it multiplies, so no group's runs can tell "
               "their own value from their level; pass pooled=[...] (Python) to choose the "
               "pooled parameters yourself")
-    # the data are the sampler's arguments, padded to a bucket length: tables of one length
-    # (a campaign's refits, a second table in the session) share one compiled program
-    length = padded_length(design.n_runs)
-    pooled = tuple(pooled) if pooled is not None else None
-    centred = _centred_spreads(law, spec, pooled, centre, design.n_groups)
-    model = build_model(law, spec, design, pooled=pooled, n_runs=length, centred_spreads=centred)
-    if target_accept is None:
-        target_accept = default_target_accept(law, design)
+    model, args, init, target_accept, centred, key = sampler(law, spec, [design], pooled=pooled, centre=centre,
+                                                            target_accept=target_accept)
     pooled_set = model.pooled_sites
-
-    args, init = padded_args(law, model, [design], length)
     args, init = jax.tree.map(lambda v: v[0], args), {name: v[0] for name, v in init.items()}
     sampled, group_sites = _site_layout(model, design, args, init)
     coords = {"group": list(design.groups), "run": _run_labels(table.index)}
@@ -297,7 +310,7 @@ def fit(
         group_dim_sites=group_sites,
         init_values=init,
         init_jitter=model.init_jitter,
-        program_key=("fit", *program_key(law, spec, model, design.n_groups, length)),
+        program_key=("fit", *key),
     )
     if timings["restarts"]:
         moved = "; ".join(f"chain {r['chain']} from chain {r['from_chain']}'s state ({r['gap_nats']:.0f} nats)"
