@@ -208,7 +208,7 @@ class FitResult:
         free = [s for s, p in self.priors.items() if not p.is_fixed]
         # offsets it could centre (those with group offsets), unless it already did
         law, pooled = self.law, set(self.pooled)
-        centre = [p for p in (law.irreducible,) if site_of(law, p) in pooled]
+        centre = [law.irreducible] if site_of(law, law.irreducible) in pooled else []
         centre += [s for s in law.scales if site_of(law, s) in pooled][:1]  # one offset for every level
         if self.centred_spreads or not centre:
             centre = None
