@@ -95,11 +95,11 @@ def fit_population(curves: dict[str, np.ndarray]) -> dict:
     step = lt[1] - lt[0]
     mus = np.linspace(np.log(1e-3), np.log(1.0), 141)
     sigmas = np.linspace(0.02, 3.0, 150)
-    logpost = np.empty((len(mus), len(sigmas)))
-    for i, mu in enumerate(mus):
-        for j, sd in enumerate(sigmas):
-            logprior = -0.5 * ((lt - mu) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi)) + np.log(step)
-            logpost[i, j] = -0.5 * (sd / SIGMA_SCALE) ** 2 + sum(logsumexp(ll + logprior) for ll in curves.values())
+    # ln N(ln τ; μ, σ) d ln τ on the grid, shape (μ, σ, ln τ)
+    mu_, sd_ = mus[:, None, None], sigmas[None, :, None]
+    logprior = -0.5 * ((lt - mu_) / sd_) ** 2 - np.log(sd_ * np.sqrt(2 * np.pi)) + np.log(step)
+    logpost = -0.5 * (sigmas[None, :] / SIGMA_SCALE) ** 2 + sum(
+        logsumexp(ll + logprior, axis=-1) for ll in curves.values())
     w = np.exp(logpost - logsumexp(logpost))
     m, s = np.meshgrid(mus, sigmas, indexing="ij")
     mean = float(np.sum(w * m))
