@@ -21,6 +21,7 @@ def run_cli(*args, cwd=ROOT, discrepancy="prior"):
                                "BAYESMOE_DISCREPANCY": discrepancy})
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path):
     out = tmp_path / "reference.nc"
     # the README's main job, with fewer draws
@@ -332,6 +333,7 @@ def test_a_bug_is_not_reported_as_bad_input(monkeypatch, capsys):
     assert "flops must be finite and > 0" in capsys.readouterr().err
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_a_failed_fit_says_which_loss_unit_it_assumed():
     # the issue: a loss in bits ran to divergences with no unit hint
     proc = run_cli("fit", "data/reference_runs.csv", "--where", "granularity == 1", "--num-chains", "1",

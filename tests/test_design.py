@@ -63,6 +63,7 @@ def test_importance_reweighting_matches_a_refit(chinchilla_split, chinchilla_fit
     assert max(moved) > 0.05
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_a_duplicate_of_a_fitted_run_is_worth_about_nothing(shipped):
     """A replicate of a run the fit already has cannot change the decision at the target: its
     value is within 3 Monte-Carlo standard errors of 0 (a 0.3 % chance per candidate if it is 0),
@@ -175,6 +176,7 @@ def test_a_degenerate_batch_refits_with_believed_outcomes(chinchilla_fits):
         assert "refit=False" in stop.stopped
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_campaign_records_the_true_regret_after_each_run(chinchilla_split):
     """A one-run campaign on the Chinchilla truth: every step is scored against the truth's own
     optimum (regret >= 0), spending stays within the budget, the table grows by one run a step."""

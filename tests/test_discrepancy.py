@@ -351,7 +351,8 @@ def test_sparsity_cuts_need_four_expert_counts_and_a_law_that_takes_them():
     assert sparsity_cuts(chinchilla, runs) == []
 
 
-@pytest.mark.parametrize("jump", [0.0, 0.1], ids=["law-true", "break-at-the-largest-E"])
+@pytest.mark.parametrize("jump", [pytest.param(0.0, marks=pytest.mark.extended), 0.1],
+                         ids=["law-true", "break-at-the-largest-E"])
 def test_a_sparsity_backtest_fits_below_the_largest_expert_count_and_sees_a_break_there(jump):
     # E ∈ {1, ..., 32}: the cut fits E ≤ 16 and predicts the 22 runs at E = 32, 0.30 decades
     # beyond. With the law true the residuals are noise and parameter error (predictive sd

@@ -242,6 +242,7 @@ def test_chains_one_per_device_come_back_in_order(n):
         np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_draws_do_not_depend_on_how_the_iterations_are_chunked(monkeypatch):
     # run_nuts_batched runs warmup and sampling in chunks (one compiled call per chunk, a progress
     # bar between them); the chain is the same chain whatever the chunks: the adaptation schedule

@@ -44,7 +44,8 @@ def _shares(u):
     return jax.nn.softmax(jnp.concatenate([jnp.zeros(1), jnp.asarray(u, dtype=jnp.float32)]))[1:]
 
 
-@pytest.mark.parametrize("law_name", ["joint", "fine_grained", "chinchilla", "sparsity"])
+@pytest.mark.parametrize("law_name", ["joint", "chinchilla", *(pytest.param(n, marks=pytest.mark.extended)
+                                                                for n in ("fine_grained", "sparsity"))])
 def test_share_coordinates_have_unit_jacobian(law_name):
     # The priors on c_rel and the scale levels are applied as given, with no Jacobian term; that
     # is right only if (log_loss_centre, log-ratios) -> (c_rel, levels) has |det| = 1.

@@ -141,6 +141,7 @@ CLI_ENV = {"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
            "BAYESMOE_CACHE_DIR": os.environ["BAYESMOE_CACHE_DIR"], "BAYESMOE_DISCREPANCY": "prior"}
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_cli_report_straight_from_a_csv(tmp_path):
     env = CLI_ENV
     proc = subprocess.run([sys.executable, "-m", "bayesmoe.cli", "report", str(ROOT / "data" / "reference_runs.csv"),
@@ -153,6 +154,7 @@ def test_cli_report_straight_from_a_csv(tmp_path):
     assert 'id="verdict"' in html and 'id="recommendations"' in html
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_cli_report_and_bad_input(tmp_path):
     env = CLI_ENV
 

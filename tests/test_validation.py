@@ -107,6 +107,7 @@ def test_holdout_rejects_bad_input():
         extrapolation_holdout(runs, law="chinchilla", threshold=1e20, per_group=True)
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_compare_laws_prefers_the_true_law():
     # Simulated from Chinchilla with beta = 0.366; the rival fixes beta = 0.2, which bends the
     # data term the wrong way over the design's two decades of D. Its ELPD must be lower by more
@@ -160,6 +161,7 @@ def _two_setups(seed: int = 0) -> pd.DataFrame:
     return pd.concat([a, b], ignore_index=True)
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 @pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")
 def test_holdout_per_group_pooled_and_unseen_group_paths():
     # The code paths behind the Porian and IsoFLOP results: per-group quantiles (hierarchical),
