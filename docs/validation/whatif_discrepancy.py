@@ -1,0 +1,120 @@
+"""What-if for the extrapolation-error model: score alternative error models on the hold-out
+table of docs/validation.md without refitting anything.
+
+Each alternative adds one factor ``s`` to τ's model, learned from the same backtests (a 2-D grid
+posterior over (s, τ), each table's leave-one-table-out population prior on τ, a lognormal prior
+on s), and widens the hold-out fits' new-run draws with it:
+
+* ``noise``: s scales the fitted run noise (heteroscedastic noise: runs beyond the cut may be
+  more or less noisy than the fitted ones), r ~ N(0, s²·diag(noise²) + P Pᵀ + τ² E Eᵀ), and a
+  new run is law + s·(σ·t_ν) + δ;
+* ``params``: s scales the law's parameter spread (under misspecification the posterior is too
+  sure of θ; a learned, sandwich-like inflation), r ~ N(0, diag(noise²) + s² P Pᵀ + τ² E Eᵀ),
+  and a new run is mean + s·(law draw − mean) + σ·t_ν + δ;
+* ``none``: s = 1, the shipped model (reproduces the table's coverage and widths).
+
+Reads ``docs/validation/backtests/<table>.csv``, ``docs/validation/discrepancy_holdout_<table>.csv``
+and the hold-out fits in ``$BAYESMOE_HOLDOUT_FITS`` (default /tmp/bayesmoe_holdout_fits), which
+``run_discrepancy_holdout.py`` writes (about 8 minutes on 2 cores when they are absent).
+
+    PYTHONPATH=. .venv/bin/python docs/validation/whatif_discrepancy.py --model noise params
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bayesmoe  # noqa: E402
+from bayesmoe.discrepancy import TAU_GRID, tau_log_likelihood  # noqa: E402
+from distill_discrepancy import FAMILY, fit_population  # noqa: E402
+
+FITS = Path(os.environ.get("BAYESMOE_HOLDOUT_FITS", "/tmp/bayesmoe_holdout_fits"))
+TAU = np.geomspace(1e-4, 3.0, 61)
+FACTOR = {"none": np.array([1.0]), "noise": np.geomspace(0.4, 4.0, 21), "params": np.geomspace(0.5, 8.0, 25)}
+
+
+def tables() -> list[str]:
+    """The hold-out table's rows (discrepancy_holdout.csv), in its order."""
+    return list(pd.read_csv(HERE / "discrepancy_holdout.csv")["table"])
+
+
+def surface(model: str, bt: pd.DataFrame) -> np.ndarray:
+    """ln p(backtests | s, τ), shape (factor, τ)."""
+    axes = [c[2:] for c in bt.columns if c.startswith("e_")]
+    pcs = [c for c in bt.columns if c.startswith("pc_")]
+    out = []
+    for s in FACTOR[model]:
+        scaled = bt.assign(noise_sd=bt["noise_sd"] * s) if model == "noise" else bt.assign(**{c: bt[c] * s for c in pcs})
+        out.append(tau_log_likelihood(scaled, axes, tau=TAU))
+    return np.stack(out)
+
+
+def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, float]:
+    names = tables()
+    surf = {t: surface(model, pd.read_csv(HERE / "backtests" / f"{t}.csv")) for t in names}
+    grid = FACTOR[model]
+    log_prior_s = -0.5 * (np.log(grid) / factor_sd) ** 2
+    rng = np.random.default_rng(seed)
+    rows, covered = [], []
+    for t in names:
+        family = FAMILY.get(t, t)
+        # the other tables' τ curves, s integrated out under its prior: the leave-one-out population
+        curves = {k: np.interp(np.log(TAU_GRID), np.log(TAU), logsumexp(s + log_prior_s[:, None], axis=0))
+                  for k, s in surf.items() if k != t and FAMILY.get(k, k) != family}
+        prior = fit_population(curves)
+        logp = surf[t] + log_prior_s[:, None] - 0.5 * ((np.log(TAU) - prior["mu"]) / prior["sigma"]) ** 2
+        w = np.exp(logp - logp.max())
+        w /= w.sum()
+        ho = pd.read_csv(HERE / f"discrepancy_holdout_{t}.csv")
+        fit = bayesmoe.load(FITS / f"{t}.nc")
+        law = np.log(fit.predict(ho[list(fit.law.inputs)], kind="mean").values.reshape(-1, len(ho)))
+        post = fit.tree["posterior"]
+        sigma, nu = post["sigma"].values.ravel(), post["nu"].values.ravel()
+        si, ti = np.unravel_index(rng.choice(w.size, size=len(law), p=w.ravel()), w.shape)
+        s, tau = grid[si][:, None], TAU[ti][:, None]
+        noise = sigma[:, None] * rng.standard_t(np.broadcast_to(nu[:, None], law.shape))
+        if model == "noise":
+            noise = s * noise
+        if model == "params":
+            law = law.mean(axis=0) + s * (law - law.mean(axis=0))
+        draws = law + noise + tau * ho["distance"].to_numpy()[None, :] * rng.standard_normal(law.shape)
+        lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+        y = np.log(ho["loss"].to_numpy())
+        inside = (lo <= y) & (y <= hi)
+        covered += list(inside)
+        rmse = float(np.sqrt(np.mean((ho["loss"] - ho["predicted"]) ** 2)))
+        rows.append({"table": t, "held out": len(ho), "90 % covered": inside.mean(),
+                     "shipped": ho["in90"].mean(), "width / RMSE": np.median(np.exp(hi) - np.exp(lo)) / rmse,
+                     "shipped width / RMSE": np.median(ho["width90"]) / rmse,
+                     "s mean": float(np.sum(w.sum(axis=1) * grid)),
+                     "τ median": float(TAU[np.searchsorted(np.cumsum(w.sum(axis=0)), 0.5)])})
+    return pd.DataFrame(rows), float(np.mean(covered))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", nargs="+", choices=list(FACTOR), default=["none", "noise", "params"])
+    ap.add_argument("--factor-sd", type=float, default=0.5, help="sd of the lognormal prior on s (default 0.5)")
+    args = ap.parse_args(argv)
+    pd.set_option("display.width", 200)
+    for model in args.model:
+        df, pooled = score(model, args.factor_sd)
+        in_range = int(((df["90 % covered"] >= 0.8) & (df["90 % covered"] <= 0.97)).sum())
+        sharp = int((df["width / RMSE"] <= 4).sum())
+        print(f"== {model} (ln s ~ N(0, {args.factor_sd})): pooled 90 % covered {pooled:.1%}; "
+              f"tables within 80-97 %: {in_range} of {len(df)}; width <= 4 x RMSE: {sharp} of {len(df)}")
+        print(df.round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
