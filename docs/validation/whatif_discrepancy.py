@@ -11,6 +11,9 @@ on s), and widens the hold-out fits' new-run draws with it:
 * ``params``: s scales the law's parameter spread (under misspecification the posterior is too
   sure of θ; a learned, sandwich-like inflation), r ~ N(0, diag(noise²) + s² P Pᵀ + τ² E Eᵀ),
   and a new run is mean + s·(law draw − mean) + σ·t_ν + δ;
+* ``offset``: s is the sd of one shift shared by every run beyond the fitted range (a step at
+  its edge), r ~ N(0, diag(noise²) + P Pᵀ + s² 1 1ᵀ + τ² E Eᵀ) per cut, and a new run beyond the
+  range is law + noise + s·z₀ + δ (flat prior on ln s over the grid: ``--factor-sd`` is unused);
 * ``none``: s = 1, the shipped model (reproduces the table's coverage and widths).
 
 Reads ``docs/validation/backtests/<table>.csv``, ``docs/validation/discrepancy_holdout_<table>.csv``
@@ -39,7 +42,8 @@ from distill_discrepancy import FAMILY, fit_population  # noqa: E402
 
 FITS = Path(os.environ.get("BAYESMOE_HOLDOUT_FITS", "/tmp/bayesmoe_holdout_fits"))
 TAU = np.geomspace(1e-4, 3.0, 61)
-FACTOR = {"none": np.array([1.0]), "noise": np.geomspace(0.4, 4.0, 21), "params": np.geomspace(0.5, 8.0, 25)}
+FACTOR = {"none": np.array([1.0]), "noise": np.geomspace(0.4, 4.0, 21), "params": np.geomspace(0.5, 8.0, 25),
+          "offset": np.geomspace(1e-4, 0.3, 25)}
 
 
 def tables() -> list[str]:
@@ -53,7 +57,12 @@ def surface(model: str, bt: pd.DataFrame) -> np.ndarray:
     pcs = [c for c in bt.columns if c.startswith("pc_")]
     out = []
     for s in FACTOR[model]:
-        scaled = bt.assign(noise_sd=bt["noise_sd"] * s) if model == "noise" else bt.assign(**{c: bt[c] * s for c in pcs})
+        if model == "noise":
+            scaled = bt.assign(noise_sd=bt["noise_sd"] * s)
+        elif model == "offset":  # a constant column of P adds s² 1 1ᵀ to each cut's covariance
+            scaled = bt.assign(pc_offset=np.where(bt["distance"] > 0, s, 0.0))
+        else:
+            scaled = bt.assign(**{c: bt[c] * s for c in pcs})
         out.append(tau_log_likelihood(scaled, axes, tau=TAU))
     return np.stack(out)
 
@@ -62,7 +71,7 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
     names = tables()
     surf = {t: surface(model, pd.read_csv(HERE / "backtests" / f"{t}.csv")) for t in names}
     grid = FACTOR[model]
-    log_prior_s = -0.5 * (np.log(grid) / factor_sd) ** 2
+    log_prior_s = np.zeros(len(grid)) if model == "offset" else -0.5 * (np.log(grid) / factor_sd) ** 2
     rng = np.random.default_rng(seed)
     rows, covered = [], []
     for t in names:
@@ -86,6 +95,8 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
             noise = s * noise
         if model == "params":
             law = law.mean(axis=0) + s * (law - law.mean(axis=0))
+        if model == "offset":
+            noise = noise + s * (ho["distance"].to_numpy() > 0) * rng.standard_normal((len(law), 1))
         draws = law + noise + tau * ho["distance"].to_numpy()[None, :] * rng.standard_normal(law.shape)
         lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
         y = np.log(ho["loss"].to_numpy())
