@@ -81,6 +81,7 @@ def test_readme_commands_are_the_ci_commands():
     assert test_cmd in readme and test_cmd in ci
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_optimal_prints_the_decision_table_and_json():
     proc = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "1e19", "--experts", "1", "4", "16")
     assert proc.returncode == 0, proc.stderr
@@ -147,6 +148,7 @@ def test_validate_compare_two_saved_fits(tmp_path):
     assert proc.returncode == 2 and "at least two" in proc.stderr
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_failed_fit_is_saved_marked_failed_and_the_advice_is_in_flags(tmp_path):
     # 2 chains x 30 draws cannot reach bulk ESS 200: the convergence check fails every time
     import warnings

@@ -281,7 +281,8 @@ def test_distilled_prior_is_the_population_predictive_and_does_not_collapse():
     assert loose["sigma"] > 0.5
 
 
-@pytest.mark.parametrize("law, groups", [("joint", None), ("chinchilla", {"g1": {}, "g2": {"e": 1.9}})])
+@pytest.mark.parametrize("law, groups", [pytest.param("joint", None, marks=pytest.mark.extended),
+                                         ("chinchilla", {"g1": {}, "g2": {"e": 1.9}})])
 def test_a_padded_masked_subset_has_the_subsets_own_log_density(law, groups):
     # fit and the backtests give the sampler its data as arguments, padded to a bucket length
     # with the padding masked (the backtests: every cut in one program). The log density (and
@@ -327,6 +328,7 @@ def test_a_padded_masked_subset_has_the_subsets_own_log_density(law, groups):
             np.testing.assert_allclose(g_pad[n], g_own[n], rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_backtests_of_a_hierarchical_fit_with_shared_parameters_predict_each_group():
     # Only e has group values here; α, β, a, b are one value for all groups (shape (chain, draw),
     # not (chain, draw, group)). Every held-out run is predicted from its own group's parameters:

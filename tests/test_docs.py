@@ -9,7 +9,8 @@ A block's marker, an HTML comment on the line before it, says how it runs:
   (``BAYESMOE_DISCREPANCY=prior``: no backtest refits); with ``-m slow`` as written, the way a
   reader runs it;
 * ``<!-- doc-test: skip (reason) -->``: never (the README's own test command, which is this suite);
-* ``writes PATH`` (after ``;``): the block regenerates tracked files under PATH on purpose.
+* ``writes PATH`` (after ``;``): the block regenerates tracked files under PATH on purpose;
+* ``extended`` (after ``;``): in CI's extended pass (``pytest -m extended``), not the default suite.
 
 Unmarked blocks run in the default suite as written. The install prefix
 ``python3 -m venv .venv && .venv/bin/pip install -e ... &&`` is what the environment running these
@@ -46,6 +47,7 @@ class Block:
     reason: str = ""
     fast_flags: str = ""
     writes: tuple[str, ...] = ()
+    extended: bool = False  # in CI's extended pass, not the default suite
 
     @property
     def id(self) -> str:
@@ -78,6 +80,8 @@ def blocks() -> list[Block]:
                     block.fast_flags = rest
                 elif word == "writes":
                     block.writes += (rest.strip(),)
+                elif word == "extended":
+                    block.extended = True
                 else:
                     raise ValueError(f"{block.id}: unknown doc-test marker {part!r}")
             found.append(block)
@@ -107,7 +111,7 @@ ALL = blocks()
 
 
 def _param(block: Block):
-    marks = [pytest.mark.slow] if block.mode == "slow" else []
+    marks = [pytest.mark.slow] if block.mode == "slow" else [pytest.mark.extended] if block.extended else []
     return pytest.param(block, id=block.id, marks=marks)
 
 

@@ -3,8 +3,11 @@
 import json
 from collections import Counter
 
+import h5py
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 from scipy.stats import binom
 
 import bayesmoe
@@ -95,8 +98,8 @@ def test_recovery_misses_within_binomial_bound_over_seeds(law):
 
 
 # The two hierarchical fits (five setups whose N exponents differ, and five alike) are built in
-# tests/conftest.py, session-scoped, because tests/test_results.py predicts from the 'differ' one
-# too; why 60 runs per group, target_accept 0.99 and 1000 draws is said there.
+# tests/conftest.py, session-scoped; the end of this file predicts from, summarises and saves the
+# 'differ' one. Why 60 runs per group, target_accept 0.99 and 1000 draws is said there.
 _hier = pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")
 
 
@@ -161,6 +164,7 @@ def test_bad_fit_raises_naming_parameters_and_warn_keeps_it():
     assert not result.diagnostics.ok
 
 
+@pytest.mark.extended  # CI runs it after the default suite: pytest -m extended
 def test_failed_hierarchical_fit_speaks_of_the_laws_parameters_and_not_of_what_it_did():
     # grouped table at target_accept 0.99: the advice must not suggest a group column or a
     # target_accept the fit already used, and must not name internal sites (alpha_z, level_tau)
@@ -420,3 +424,67 @@ def test_a_second_table_of_one_padded_length_reuses_the_sampler_and_gets_its_own
     np.testing.assert_array_equal(reused.tree["log_likelihood"]["log_loss"].values,
                                   own.tree["log_likelihood"]["log_loss"].values)
     assert reused.tree["log_likelihood"].sizes["run"] == 44
+
+
+# FitResult on a real (hierarchical) fit: predictions per group, summary and storage. These live
+# here, not in tests/test_results.py, so that the session fixture hier_differ is fitted once per
+# test worker (--dist loadfile gives each file to one worker).
+
+
+@pytest.fixture(scope="module")
+def real_fit(hier_differ):
+    """A hierarchical Chinchilla fit: tests/conftest.py's five setups g0...g4 (N exponents
+    0.30...0.40, equal loss at the design's centre N0 = 1.2e9): the hierarchical tests' 'differ'."""
+    return hier_differ[1]
+
+
+@_hier
+def test_predict_known_group_and_new_setup(real_fit):
+    new = pd.DataFrame({"n_active": [1e10], "tokens": [2e10]})  # 8.4 N0: the slopes have parted
+    pa, pb = real_fit.predict(new, group="g0"), real_fit.predict(new, group="g4")
+    assert float(pb.median()) < float(pa.median())  # group g4 has the steeper N exponent (0.40 vs 0.30)
+    unseen = real_fit.predict(new, seed=1)
+    # an unseen setup is less certain than either known one
+    assert float(unseen.std()) > max(float(pa.std()), float(pb.std()))
+    with pytest.raises(ValueError, match="unknown group"):
+        real_fit.predict(new, group="zzz")
+
+
+@_hier
+def test_summary_has_medians_intervals_and_diagnostics(real_fit):
+    table = real_fit.summary(ci_prob=0.9)
+    for col in ("median", "eti90_lb", "eti90_ub", "r_hat", "ess_bulk", "ess_tail"):
+        assert col in table.columns, table.columns
+    assert any(i.startswith("alpha[") for i in table.index)
+    assert "alpha_tau" in table.index
+
+
+@_hier
+def test_save_load_round_trip_is_exact(real_fit, tmp_path):
+    path = real_fit.save(tmp_path / "fit.nc")
+    back = bayesmoe.load(path)
+    xr.testing.assert_identical(back.tree["posterior"].to_dataset(), real_fit.tree["posterior"].to_dataset())
+    xr.testing.assert_identical(back.tree["sample_stats"].to_dataset(), real_fit.tree["sample_stats"].to_dataset())
+    assert back.tree.attrs["priors"] == real_fit.tree.attrs["priors"]
+    assert back.priors == real_fit.priors
+    assert back.law is real_fit.law and back.groups == real_fit.groups
+    pd.testing.assert_frame_equal(back.runs, real_fit.runs)
+    new = pd.DataFrame({"n_active": [3e8], "tokens": [6e9]})
+    np.testing.assert_array_equal(back.predict(new, group="g0").values, real_fit.predict(new, group="g0").values)
+
+
+@_hier
+def test_load_refuses_tampered_table_and_foreign_files(real_fit, tmp_path):
+    path = real_fit.save(tmp_path / "fit.nc")
+    with h5py.File(path, "r+") as f:
+        f["constant_data/loss"][0] = f["constant_data/loss"][0] * 1.01
+    with pytest.raises(bayesmoe.LoadError, match=r"do not hash .*constant_data.*\(loss\)"):
+        bayesmoe.load(path)
+    other = tmp_path / "other.nc"
+    xr.Dataset({"x": ("i", [1.0])}).to_netcdf(other, engine="h5netcdf")
+    with pytest.raises(bayesmoe.LoadError, match="schema"):
+        bayesmoe.load(other)
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"not a netcdf file")
+    with pytest.raises(bayesmoe.LoadError, match="not a readable"):
+        bayesmoe.load(junk)

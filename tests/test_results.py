@@ -18,13 +18,6 @@ from bayesmoe.testing import TRUTH, fake_result, synthetic_runs
 pytestmark = pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")
 
 
-@pytest.fixture(scope="module")
-def real_fit(hier_differ):
-    """A hierarchical Chinchilla fit: tests/conftest.py's five setups g0...g4 (N exponents
-    0.30...0.40, equal loss at the design's centre N0 = 1.2e9), shared with tests/test_fit.py."""
-    return hier_differ[1]
-
-
 def test_predict_mean_matches_law_at_truth():
     result = fake_result("joint", rel_sd=1e-6)
     new = pd.DataFrame({"N": [1e9], "D": [2e10], "E": [8]})
@@ -45,54 +38,6 @@ def test_predict_new_run_adds_noise_of_fitted_size():
         result.predict(new, kind="median")
 
 
-def test_predict_known_group_and_new_setup(real_fit):
-    new = pd.DataFrame({"n_active": [1e10], "tokens": [2e10]})  # 8.4 N0: the slopes have parted
-    pa, pb = real_fit.predict(new, group="g0"), real_fit.predict(new, group="g4")
-    assert float(pb.median()) < float(pa.median())  # group g4 has the steeper N exponent (0.40 vs 0.30)
-    unseen = real_fit.predict(new, seed=1)
-    # an unseen setup is less certain than either known one
-    assert float(unseen.std()) > max(float(pa.std()), float(pb.std()))
-    with pytest.raises(ValueError, match="unknown group"):
-        real_fit.predict(new, group="zzz")
-
-
-def test_summary_has_medians_intervals_and_diagnostics(real_fit):
-    table = real_fit.summary(ci_prob=0.9)
-    for col in ("median", "eti90_lb", "eti90_ub", "r_hat", "ess_bulk", "ess_tail"):
-        assert col in table.columns, table.columns
-    assert any(i.startswith("alpha[") for i in table.index)
-    assert "alpha_tau" in table.index
-
-
-def test_save_load_round_trip_is_exact(real_fit, tmp_path):
-    path = real_fit.save(tmp_path / "fit.nc")
-    back = bayesmoe.load(path)
-    xr.testing.assert_identical(back.tree["posterior"].to_dataset(), real_fit.tree["posterior"].to_dataset())
-    xr.testing.assert_identical(back.tree["sample_stats"].to_dataset(), real_fit.tree["sample_stats"].to_dataset())
-    assert back.tree.attrs["priors"] == real_fit.tree.attrs["priors"]
-    assert back.priors == real_fit.priors
-    assert back.law is real_fit.law and back.groups == real_fit.groups
-    pd.testing.assert_frame_equal(back.runs, real_fit.runs)
-    new = pd.DataFrame({"n_active": [3e8], "tokens": [6e9]})
-    np.testing.assert_array_equal(back.predict(new, group="g0").values, real_fit.predict(new, group="g0").values)
-
-
-def test_load_refuses_tampered_table_and_foreign_files(real_fit, tmp_path):
-    path = real_fit.save(tmp_path / "fit.nc")
-    with h5py.File(path, "r+") as f:
-        f["constant_data/loss"][0] = f["constant_data/loss"][0] * 1.01
-    with pytest.raises(bayesmoe.LoadError, match=r"do not hash .*constant_data.*\(loss\)"):
-        bayesmoe.load(path)
-    other = tmp_path / "other.nc"
-    xr.Dataset({"x": ("i", [1.0])}).to_netcdf(other, engine="h5netcdf")
-    with pytest.raises(bayesmoe.LoadError, match="schema"):
-        bayesmoe.load(other)
-    junk = tmp_path / "junk.nc"
-    junk.write_bytes(b"not a netcdf file")
-    with pytest.raises(bayesmoe.LoadError, match="not a readable"):
-        bayesmoe.load(junk)
-
-
 def test_fake_result_round_trips(tmp_path):
     result = fake_result("joint")
     back = bayesmoe.load(result.save(tmp_path / "fake.nc"))
@@ -104,7 +49,7 @@ def test_import_does_not_pull_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.slow  # 1.5 min: a two-group joint fit; the chinchilla path is test_predict_known_group_and_new_setup
+@pytest.mark.slow  # 1.5 min: a two-group joint fit; the chinchilla path is tests/test_fit.py::test_predict_known_group_and_new_setup
 def test_new_setup_of_a_centred_law_uses_the_sampled_population_coordinate():
     """Joint law, two alike groups: a new setup's expected loss matches the known groups'.
 
