@@ -1,4 +1,5 @@
-"""FitResult: predictions, summaries, storage. Most use fake results (no NUTS)."""
+"""FitResult: predictions, summaries, storage. Most use fake results (no NUTS); those on a real
+hierarchical fit are in tests/test_fit.py, beside the fit they share."""
 
 import subprocess
 import sys
