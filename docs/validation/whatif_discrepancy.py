@@ -90,14 +90,15 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
         sigma, nu = post["sigma"].values.ravel(), post["nu"].values.ravel()
         si, ti = np.unravel_index(rng.choice(w.size, size=len(law), p=w.ravel()), w.shape)
         s, tau = grid[si][:, None], TAU[ti][:, None]
+        distance = ho["distance"].to_numpy()
         noise = sigma[:, None] * rng.standard_t(np.broadcast_to(nu[:, None], law.shape))
         if model == "noise":
             noise = s * noise
         if model == "params":
             law = law.mean(axis=0) + s * (law - law.mean(axis=0))
         if model == "offset":
-            noise = noise + s * (ho["distance"].to_numpy() > 0) * rng.standard_normal((len(law), 1))
-        draws = law + noise + tau * ho["distance"].to_numpy()[None, :] * rng.standard_normal(law.shape)
+            noise = noise + s * (distance > 0) * rng.standard_normal((len(law), 1))
+        draws = law + noise + tau * distance[None, :] * rng.standard_normal(law.shape)
         lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
         y = np.log(ho["loss"].to_numpy())
         inside = (lo <= y) & (y <= hi)
