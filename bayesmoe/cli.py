@@ -80,6 +80,9 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-chains", type=int, default=4, help="NUTS chains")
     p.add_argument("--num-warmup", type=int, default=1000, help="warmup iterations per chain")
     p.add_argument("--num-samples", type=int, default=1000, help="draws per chain")
+    p.add_argument("--max-extensions", type=int, default=2,
+                   help="when the draws fail R-hat or ESS alone (no divergences), sample --num-samples "
+                        "more per chain from where the chains stopped, at most this many times (0: never)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--target-accept", type=float, default=None,
                    help="NUTS target acceptance (default: the law's, 0.9 for chinchilla, 0.95 for "
@@ -363,7 +366,7 @@ def _fit_csv(args, argv):
                 # `report RUNS.csv` has no --on-bad-fit: it reports (and marks) whatever the fit gives
                 target_accept=args.target_accept, on_bad_fit=getattr(args, "on_bad_fit", "warn"),
                 progress=False if args.no_progress else None, columns=args.columns, loss_unit=args.loss_unit,
-                discrepancy=args.discrepancy, centre=args.centre or (),
+                discrepancy=args.discrepancy, centre=args.centre or (), max_extensions=args.max_extensions,
             )
         except bayesmoe.ConvergenceError as err:
             # kept to save and report, marked as failed; a rejected fit skips the backtests
@@ -417,7 +420,7 @@ def _report(args, argv) -> int:
         defaults = _parser().parse_args(["report", "x.csv"])
         table_only = [f"--{k.replace('_', '-')}" for k in ("where", "holdout", "columns", "loss_unit", "law", "priors",
                                                            "num_chains", "num_warmup", "num_samples", "seed",
-                                                           "target_accept")
+                                                           "target_accept", "max_extensions")
                       if getattr(args, k) != getattr(defaults, k)]
         if table_only:
             raise InputError(f"{', '.join(table_only)} apply when PATH is a CSV to fit; {args.path} is a saved fit "

@@ -63,9 +63,10 @@ __all__ = ["suggest_runs", "Suggestion", "run_values", "reweight", "candidate_gr
 DEFAULT_EXTEND = 4.0
 #: Median effective sample size (share of the draws) below which a batch refits.
 MIN_ESS_SHARE = 0.1
-#: Short refits (batch fallback and campaigns): 2 chains × 300/300, τ from its prior.
+#: Short refits (batch fallback and campaigns): 2 chains × 300/300, τ from its prior, never
+#: extended (a campaign's cost per refit stays fixed; 2 × 300 draws rarely reach fit's ESS bar).
 SHORT_FIT = {"num_chains": 2, "num_warmup": 300, "num_samples": 300, "discrepancy": "prior",
-             "on_bad_fit": "warn", "progress": False}
+             "on_bad_fit": "warn", "progress": False, "max_extensions": 0}
 #: Posterior draws the preposterior analysis uses by default (thinned evenly where a fit has more):
 #: a default fit's 4 × 1000. With 1000 of them, replicates of fitted runs, which can hardly
 #: change the decision, scored 0.0016-0.0019 nats (3-9 Monte-Carlo standard errors) on the

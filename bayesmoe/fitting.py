@@ -19,7 +19,7 @@ from bayesmoe.errors import InputError
 from bayesmoe.data import validate_runs
 from bayesmoe.discrepancy import learn as learn_discrepancy
 from bayesmoe.errors import ConvergenceError, ConvergenceWarning
-from bayesmoe.inference import diagnose, progress_default, run_nuts, site_shapes
+from bayesmoe.inference import diagnose, diagnose_arrays, progress_default, run_nuts, site_shapes
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, build_model, describe_site, make_design, padded_args, padded_length,
                              pooled_sites, program_key)
@@ -186,6 +186,7 @@ def fit(
     columns: Mapping[str, str] | None = None,
     loss_unit: str | None = None,
     centre: Sequence[str] = (),
+    max_extensions: int = 2,
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
 
@@ -257,6 +258,13 @@ def fit(
         tree-depth limit): on the Open-Athena IsoFLOP union it halved them
         (:func:`bayesmoe.fitting._centred_spreads`). Where groups are alike or thin, the default is
         the better choice. The same model in other coordinates: the posterior is unchanged.
+    max_extensions : int
+        When the draws fail R-hat or ESS alone (no divergence, no stuck parameter), every chain
+        samples ``num_samples`` more draws from where it stopped, with the step size and mass
+        matrix warmup adapted, and the checks run again on all draws: at most this many times
+        (default 2, so up to 3 × ``num_samples`` per chain; 0 turns it off). Chains that mix
+        slowly along a weakly identified direction (an irreducible loss with a long tail) need
+        length, not a new start. The model card says when it happened.
 
     Returns
     -------
@@ -267,7 +275,7 @@ def fit(
     if target_accept is not None and not 0 < target_accept < 1:
         raise InputError(f"target_accept must be in (0, 1), got {target_accept}")
     for name, value, low in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
-                             ("num_samples", num_samples, 4)):
+                             ("num_samples", num_samples, 4), ("max_extensions", max_extensions, 0)):
         if int(value) != value or value < low:
             raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     law = get_law(law)
@@ -311,6 +319,8 @@ def fit(
         init_values=init,
         init_jitter=model.init_jitter,
         program_key=("fit", *key),
+        extend=lambda posterior, diverging: diagnose_arrays(posterior, diverging, sampled).slow_mixing,
+        max_extensions=int(max_extensions),
     )
     if timings["restarts"]:
         moved = "; ".join(f"chain {r['chain']} from chain {r['from_chain']}'s state ({r['gap_nats']:.0f} nats)"
@@ -331,7 +341,8 @@ def fit(
         pooled=pooled_set, sampled=sampled, timings=timings,
         column_map=table.attrs.get("column_map", {}),
         extra={"seed": seed, "target_accept": target_accept, "num_chains": num_chains,
-               "num_warmup": num_warmup, "num_samples": num_samples, "loss_unit": table.attrs["loss_unit"],
+               "num_warmup": num_warmup, "num_samples": num_samples, "max_extensions": int(max_extensions),
+               "loss_unit": table.attrs["loss_unit"],
                "table_notes": json.dumps(table.attrs["notes"]), "centred_spreads": json.dumps(list(centred))},
     )
     diag = diagnose(tree, sampled, describe=lambda site: describe_site(law, site))

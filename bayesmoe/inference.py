@@ -250,6 +250,8 @@ def run_nuts(
     init_values: Mapping[str, np.ndarray] | None = None,
     init_jitter: Mapping[str, float] | None = None,
     program_key: Hashable | None = None,
+    extend: Callable[[dict, np.ndarray], bool] | None = None,
+    max_extensions: int = 0,
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Sample ``model(*model_args)`` with NUTS and return an ArviZ DataTree plus timings.
 
@@ -262,7 +264,10 @@ def run_nuts(
     ``log_likelihood`` and ``observed_data``. ``init_values`` start the improper-prior sites,
     each chain within ``init_jitter[site]`` of its value. ``timings["restarts"]`` lists each
     chain that restarted after warmup from the best chain (:func:`restart_sources`).
-    ``program_key``: as in :func:`run_nuts_batched`.
+    ``program_key``: as in :func:`run_nuts_batched`. ``extend(posterior, diverging)`` (plain
+    ``(chain, draw, ...)`` arrays of every draw so far) asks for ``num_samples`` more draws per
+    chain, at most ``max_extensions`` times (:func:`run_nuts_batched`); ``timings["extensions"]``
+    says how many were run.
 
     Raises :class:`ConvergenceError` when a chain finds no finite starting point: prior medians
     and the uniform fallback of :func:`_init` all give the data zero density.
@@ -273,7 +278,9 @@ def run_nuts(
                              num_warmup=num_warmup, num_samples=num_samples, seed=seed,
                              target_accept=target_accept, max_tree_depth=max_tree_depth, vectorize=False,
                              log_likelihood=True, progress=progress_default(progress), require_start=True,
-                             program_key=program_key)
+                             program_key=program_key, max_extensions=max_extensions,
+                             extend=None if extend is None else (lambda post, div: extend(
+                                 {name: v[0] for name, v in post.items()}, div[0])))
     dims = {name: ["group"] for name in group_dim_sites}
     log_lik = {}
     for name in observed:
@@ -294,6 +301,7 @@ def run_nuts(
         "restarts": _restart_note(draws.source[0], draws.gap[0]),
         "warmup_s": draws.warmup_s,
         "sampling_s": draws.sampling_s,
+        "extensions": draws.extensions,
         "mean_leapfrog_steps": float(np.mean(steps)),
         "chain_method": chain_method(num_chains),
         "device": jax.default_backend(),
@@ -368,6 +376,8 @@ class Draws(NamedTuple):
     """Each observed site's pointwise log density ``(K, chain, draw, ...)`` when asked for."""
     warmup_s: float
     sampling_s: float
+    extensions: int = 0
+    """How many times sampling went on for another ``num_samples`` draws per chain (``extend``)."""
 
     @property
     def restarted(self) -> np.ndarray:
@@ -401,6 +411,8 @@ def run_nuts_batched(
     label: str = "NUTS",
     require_start: bool = False,
     program_key: Hashable | None = None,
+    extend: Callable[[dict, np.ndarray], bool] | None = None,
+    max_extensions: int = 0,
 ) -> Draws:
     """NUTS on many data sets at once: one model, its data as batched arguments.
 
@@ -431,6 +443,12 @@ def run_nuts_batched(
     are then kept in this process (the last :data:`PROGRAMS_KEPT`) and reused without tracing
     again, e.g. by a campaign's refits. Without it, each call traces its programs anew and only
     the persistent cache saves the compilation.
+
+    ``extend(posterior, diverging)``, given every draw so far (leading axes data set, chain,
+    draw), says whether the chains should go on: then each samples ``num_samples`` more draws
+    from where it stopped, with the step size and mass matrix warmup adapted (the same Markov
+    chain, longer), at most ``max_extensions`` times. The same compiled programs serve every
+    extension.
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import get_potential_fn
@@ -503,6 +521,10 @@ def run_nuts_batched(
             programs[length] = _over_devices(partial(advance, length=length), n, vectorize)
         return programs[length](state, rep, rep_init)
 
+    def split(v):
+        v = np.asarray(v)
+        return v.reshape(k, num_chains, *v.shape[1:])
+
     late = _late(num_warmup)
     chunk_w, chunk_s = _chunk_length(num_warmup, num_samples)
     bar = tqdm(total=num_warmup + num_samples, desc=f"{label}: warmup (compiling)", unit="it",
@@ -531,22 +553,39 @@ def run_nuts_batched(
         state = _continue_from(state, (source + num_chains * np.arange(k)[:, None]).reshape(-1))
         t1 = time.perf_counter()
         bar.set_description(f"{label}: sampling", refresh=False)
-        parts = []
-        for _ in range(num_samples // chunk_s):
-            state, out = run_chunk(state, chunk_s)
-            parts.append(out)
-            bar.update(chunk_s)
-        zs, diverging, steps, pe = jax.tree.map(lambda *v: np.concatenate(v, axis=1), *parts)
-        values, ll = programs["finish"](zs, rep, rep_init)
+        blocks, extensions = [], 0
+        while True:
+            parts = []
+            for _ in range(num_samples // chunk_s):
+                state, out = run_chunk(state, chunk_s)
+                parts.append(out)
+                bar.update(chunk_s)
+            zs, diverging, steps, pe = jax.tree.map(lambda *v: np.concatenate(v, axis=1), *parts)
+            values, ll = programs["finish"](zs, rep, rep_init)
+            blocks.append(jax.tree.map(np.asarray, (values, ll, diverging, steps, pe)))
+            if extend is None or extensions >= max_extensions:
+                break
+            values, ll, diverging, steps, pe = _joined(blocks)
+            if not extend({name: split(v) for name, v in values.items()}, split(diverging)):
+                break
+            extensions += 1
+            bar.total += num_samples
+            bar.set_description(f"{label}: sampling, extended ×{extensions}", refresh=False)
+        values, ll, diverging, steps, pe = _joined(blocks)
         t2 = time.perf_counter()
-
-    def split(v):
-        v = np.asarray(v)
-        return v.reshape(k, num_chains, *v.shape[1:])
 
     return Draws(posterior={name: split(v) for name, v in values.items()}, diverging=split(diverging),
                  n_steps=split(steps), potential_energy=split(pe), started=split(valid), source=source, gap=gap,
-                 log_likelihood={name: split(v) for name, v in ll.items()}, warmup_s=t1 - t0, sampling_s=t2 - t1)
+                 log_likelihood={name: split(v) for name, v in ll.items()}, warmup_s=t1 - t0, sampling_s=t2 - t1,
+                 extensions=extensions)
+
+
+def _joined(blocks: list) -> tuple:
+    """Successive blocks of draws, each ``(values, log_lik, diverging, steps, energy)`` with a
+    leading chain axis, joined along the draw axis."""
+    if len(blocks) == 1:
+        return blocks[0]
+    return jax.tree.map(lambda *v: np.concatenate(v, axis=1), *blocks)
 
 
 def diagnose_arrays(posterior: Mapping[str, np.ndarray], diverging: np.ndarray,
@@ -572,6 +611,19 @@ def summary_table(tree: xr.DataTree, var_names: Sequence[str] | None = None, ci_
     return stats
 
 
+def timing_line(timings: Mapping) -> str:
+    """One line for the model card and the report: where a fit's time went, and how many times
+    its sampling was extended (:func:`run_nuts`)."""
+    line = (f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
+            f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
+            f"{timings['chain_method']} on {timings['device']}")
+    n = int(timings.get("extensions", 0))
+    if n:
+        line += (f"; sampling extended {n} time{'s' if n > 1 else ''} by the requested draws per chain, "
+                 "as R-hat or ESS fell short")
+    return line
+
+
 @dataclass
 class Diagnostics:
     """Convergence numbers of one fit and what is wrong with them, if anything."""
@@ -587,6 +639,14 @@ class Diagnostics:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def slow_mixing(self) -> bool:
+        """Failed on R-hat or ESS alone: no divergence, no site stuck. Longer chains are the
+        remedy for that, and for nothing else that fails here (a divergence marks a region the
+        sampler cannot enter at its step size; a stuck site never moves)."""
+        return (bool(self.problems) and self.divergences == 0 and self.min_ess_bulk > 0
+                and not np.isinf(self.max_rhat))
 
     def to_dict(self) -> dict:
         return {

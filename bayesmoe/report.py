@@ -29,6 +29,7 @@ from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
 from bayesmoe.units import flops_label
+from bayesmoe.inference import timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
 
 __all__ = ["render_report", "write_report", "verdict", "Verdict", "answer_card"]
@@ -321,9 +322,7 @@ def _provenance(result) -> list[tuple[str, str]]:
                               f"{', '.join(json.loads(attrs.get('table_columns', '[]')))}"),
     ]
     if timings:
-        rows.append(("time", f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
-                             f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
-                             f"{timings['chain_method']} on {timings['device']}"))
+        rows.append(("time", timing_line(timings)))
     if result.hierarchical:
         rows.append(("groups' offsets", result.group_offsets()))
     versions = json.loads(attrs.get("versions", "{}") or "{}")

@@ -31,7 +31,7 @@ from bayesmoe.data import table_hash, validate_runs
 from bayesmoe.discrepancy import Discrepancy
 from bayesmoe.discrepancy import none as no_discrepancy
 from bayesmoe.errors import ConvergenceWarning, LoadError
-from bayesmoe.inference import Diagnostics, convergence_message, diagnose, summary_table
+from bayesmoe.inference import Diagnostics, convergence_message, diagnose, summary_table, timing_line
 from bayesmoe.intervals import DEFAULT_CI_PROB, level_label
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, coordinate, describe_site, latent_sites, make_design,
@@ -203,7 +203,8 @@ class FitResult:
             return None
         attrs = self.tree.attrs
         d = self.diagnostics
-        settings = {"num_warmup": attrs.get("num_warmup", 1000), "num_samples": attrs.get("num_samples", d.num_draws),
+        # the draws it ended with: sampling may have been extended past num_samples
+        settings = {"num_warmup": attrs.get("num_warmup", 1000), "num_samples": d.num_draws,
                     "target_accept": attrs.get("target_accept", 0.8)}
         free = [s for s, p in self.priors.items() if not p.is_fixed]
         # offsets it could centre (those with group offsets), unless it already did
@@ -472,9 +473,7 @@ class FitResult:
             lines.append(f"| extrapolation error | grows {disc['tau_median']:.3g} ln-loss per decade beyond the "
                          f"fitted runs (90 %: {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{backed}) |")
         if timings:
-            lines.append(f"| time | warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
-                         f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps per iteration, "
-                         f"{timings['chain_method']} on {timings['device']} |")
+            lines.append(f"| time | {timing_line(timings)} |")
         notes = json.loads(attrs.get("table_notes", "[]") or "[]")
         if notes:
             lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]

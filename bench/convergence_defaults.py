@@ -3,14 +3,17 @@
     PYTHONPATH=. .venv/bin/python bench/convergence_defaults.py                 # every case
     PYTHONPATH=. .venv/bin/python bench/convergence_defaults.py reference epoch # some cases
     PYTHONPATH=. .venv/bin/python bench/convergence_defaults.py --summarise
+    PYTHONPATH=. .venv/bin/python bench/convergence_defaults.py moduleformer-pooled --seeds 0 1 2 3 4 5
 
 Each case is one ``bayesmoe.fit(runs, law=...)`` with nothing but the table, the law and a seed
 (4 chains × 1000 warmup / 1000 draws, the law's own ``target_accept``, the extrapolation-error
 term at its default ``"auto"``, whose backtest refits are inside the wall time). One row per case
 goes to ``docs/validation/convergence_defaults.csv`` (a rerun replaces the case's row): divergences,
 max R-hat, min bulk / tail ESS over the law's parameters (``FitResult.diagnostics``), mean leapfrog
-steps per draw, wall seconds, and whether it passes the issue's bar (0 divergences, R-hat ≤ 1.01,
-bulk and tail ESS ≥ 400).
+steps per draw, draws per chain (1000, or more where ``fit`` extended the sampling, its
+``max_extensions``), wall seconds, and whether it passes the issue's bar (0 divergences,
+R-hat ≤ 1.01, bulk and tail ESS ≥ 400). ``--seeds`` refits the cases at other seeds too, as rows
+``<case>@seed<k>``.
 
 Cases (the tables of issue 15; third-party ones read in place from ``../shared/data``, skipped
 with a message where that folder is absent):
@@ -116,10 +119,14 @@ CASES = {
 }
 
 
-def run_case(name: str) -> dict:
+def run_case(name: str, seed: int | None = None) -> dict:
+    """One fit at the defaults; ``seed`` (not for the grid cases, whose seed is their name's)
+    other than 0 is recorded as ``<case>@seed<k>``."""
     make, needs_shared = CASES[name]
     runs, law = make()
-    seed = int(name.removeprefix("grid-seed")) if name.startswith("grid-seed") else 0
+    grid_case = name.startswith("grid-seed")
+    seed = int(name.removeprefix("grid-seed")) if grid_case else (seed or 0)
+    label = name if grid_case or seed == 0 else f"{name}@seed{seed}"
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -127,11 +134,12 @@ def run_case(name: str) -> dict:
     wall = time.perf_counter() - t0
     d = r.diagnostics
     timings = json.loads(r.tree.attrs["timings"])
-    row = {"case": name, "law": law, "runs": len(runs), "groups": len(r.groups),
+    row = {"case": label, "law": law, "runs": len(runs), "groups": len(r.groups),
            "target_accept": float(r.tree.attrs.get("target_accept", np.nan)),
            "divergences": int(d.divergences), "max_rhat": float(d.max_rhat),
            "min_ess_bulk": float(d.min_ess_bulk), "min_ess_tail": float(d.min_ess_tail),
            "mean_leapfrog_steps": float(timings["mean_leapfrog_steps"]), "wall_s": wall,
+           "draws_per_chain": int(d.num_draws), "extensions": int(timings.get("extensions", 0)),
            "discrepancy": json.loads(r.tree.attrs["discrepancy"])["source"]}
     row["passes"] = bool(row["divergences"] == 0 and row["max_rhat"] <= 1.01
                          and min(row["min_ess_bulk"], row["min_ess_tail"]) >= 400)
@@ -141,14 +149,20 @@ def run_case(name: str) -> dict:
 def summarise() -> str:
     df = pd.read_csv(OUT)
     order = {name: i for i, name in enumerate(CASES)}  # the cases' own order, whichever ran last
-    df = df.sort_values("case", key=lambda c: c.map(order)).reset_index(drop=True)
+    df = df.sort_values("case", key=lambda c: c.map(lambda n: (order.get(n.split("@")[0], len(order)), n)))
+    df = df.reset_index(drop=True)
+    if "draws_per_chain" not in df:  # a CSV from before sampling could be extended
+        df["draws_per_chain"], df["extensions"] = 1000, 0
     lines = ["| case | law | runs | groups | target_accept | divergences | max R-hat | min bulk / tail ESS "
-             "| leapfrog steps | wall (s) | passes |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| leapfrog steps | draws per chain | wall (s) | passes |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
         lines.append(f"| {r.case} | {r.law} | {r.runs} | {r.groups} | {r.target_accept:g} | {r.divergences} | "
                      f"{r.max_rhat:.3f} | {r.min_ess_bulk:.0f} / {r.min_ess_tail:.0f} | "
-                     f"{r.mean_leapfrog_steps:.1f} | {r.wall_s:.0f} | {'yes' if r.passes else '**no**'} |")
-    lines.append(f"\n{int(df.passes.sum())} of {len(df)} cases pass.")
+                     f"{r.mean_leapfrog_steps:.1f} | {r.draws_per_chain:.0f} | {r.wall_s:.0f} | "
+                     f"{'yes' if r.passes else '**no**'} |")
+    main = ~df["case"].str.contains("@")
+    lines.append(f"\n{int(df.passes[main].sum())} of {int(main.sum())} cases pass at seed 0."
+                 + (f" Other seeds: {int(df.passes[~main].sum())} of {int((~main).sum())} pass." if (~main).any() else ""))
     return "\n".join(lines)
 
 
@@ -156,6 +170,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="*", default=list(CASES), help=f"of {list(CASES)}")
     ap.add_argument("--summarise", action="store_true", help="only print the table of the CSV")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="fit seeds for the cases other than grid-seed<k> (rows <case>@seed<k> beside seed 0's)")
     a = ap.parse_args(argv)
     if a.summarise:
         print(summarise())
@@ -163,18 +179,20 @@ def main(argv=None) -> int:
     unknown = [c for c in a.cases if c not in CASES]
     if unknown:
         ap.error(f"unknown cases {unknown}; choose from {list(CASES)}")
-    for name in a.cases:
+    jobs = [(name, seed) for name in a.cases
+            for seed in ([0] if name.startswith("grid-seed") else a.seeds)]
+    for name, seed in jobs:
         if CASES[name][1] and not SHARED.is_dir():
             print(f"{name}: skipped ({SHARED} is absent)")
             continue
-        row = run_case(name)
+        row = run_case(name, seed)
         old = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame()
         if not old.empty:
-            old = old[old["case"] != name]
+            old = old[old["case"] != row["case"]]
         pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(OUT, index=False)
-        print(f"{name}: {row['divergences']} divergences, R-hat {row['max_rhat']:.3f}, ESS "
+        print(f"{row['case']}: {row['divergences']} divergences, R-hat {row['max_rhat']:.3f}, ESS "
               f"{row['min_ess_bulk']:.0f}/{row['min_ess_tail']:.0f}, {row['mean_leapfrog_steps']:.1f} steps, "
-              f"{row['wall_s']:.0f} s -> {'ok' if row['passes'] else 'FAILS'}", flush=True)
+              f"{row['draws_per_chain']} draws per chain, {row['wall_s']:.0f} s -> {'ok' if row['passes'] else 'FAILS'}", flush=True)
         # each table compiles its own programs; after 15 cases in one process XLA's JIT could no
         # longer map code memory ("LLVM ERROR: Unable to allocate section memory", 2026-12-02)
         jax.clear_caches()

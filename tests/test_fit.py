@@ -152,12 +152,18 @@ def test_bad_fit_raises_naming_parameters_and_warn_keeps_it():
     with pytest.raises(bayesmoe.ConvergenceError) as info:
         bayesmoe.fit(runs, law="chinchilla", **tiny)
     msg = str(info.value)
-    # 2 chains x 20 draws cannot reach bulk ESS 200: the advice doubles what the fit did
-    assert "ESS" in msg and "α" in msg and "num_warmup=40" in msg and "num_samples=40" in msg
+    # 2 chains x 20 draws cannot reach bulk ESS 200, nor can the two extensions fit() then runs
+    # (20 more draws per chain each, the same chains): the advice doubles the 60 draws it ended with
+    assert "ESS" in msg and "α" in msg and "num_warmup=40" in msg and "num_samples=120" in msg
     assert "on_bad_fit='warn'" in msg and "--" not in msg  # Python keywords for a Python caller
     kept = info.value.result  # the failed fit is not lost
     assert kept is not None and kept.failed and kept.tree.attrs["convergence"] == "failed"
-    assert kept.warnings == [msg] and kept.posterior["alpha"].sizes["draw"] == 20
+    assert kept.warnings == [msg] and kept.posterior["alpha"].sizes["draw"] == 60
+    assert "sampling extended 2 times" in kept.model_card()
+    with pytest.raises(bayesmoe.ConvergenceError) as info:
+        bayesmoe.fit(runs, law="chinchilla", max_extensions=0, **tiny)
+    assert info.value.result.posterior["alpha"].sizes["draw"] == 20 and "num_samples=40" in str(info.value)
+    assert "extended" not in info.value.result.model_card()
     with pytest.warns(bayesmoe.ConvergenceWarning):
         result = bayesmoe.fit(runs, law="chinchilla", on_bad_fit="warn", **tiny)
     assert result.warnings and "ESS" in result.warnings[0]

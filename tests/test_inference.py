@@ -175,6 +175,49 @@ def test_a_chain_in_a_negligible_mode_restarts_and_a_real_second_mode_is_kept():
     assert float(tree["posterior"]["x"].max()) > 15.0 and float(tree["posterior"]["x"].min()) < 5.0
 
 
+def test_sampling_goes_on_with_the_same_chains_while_extend_asks_for_it():
+    # extend sees every draw so far and asks for num_samples more per chain, at most
+    # max_extensions times; the chains go on from where they stopped, so the first draws are
+    # those of a run that was not extended, bit for bit
+    from bayesmoe.inference import run_nuts_batched
+
+    args = (jnp.asarray([0.0]), jnp.broadcast_to(Y["log_loss"], (1, 3)))
+    kw = dict(init_values={}, num_chains=2, num_warmup=60, num_samples=40, seed=1, target_accept=0.8,
+              vectorize=False)
+    plain = run_nuts_batched(two_modes, args, **kw)
+    seen = []
+
+    def always(posterior, diverging):
+        seen.append((posterior["x"].shape, diverging.shape))
+        return True
+
+    longer = run_nuts_batched(two_modes, args, extend=always, max_extensions=2, **kw)
+    assert plain.extensions == 0 and longer.extensions == 2
+    assert seen == [((1, 2, 40), (1, 2, 40)), ((1, 2, 80), (1, 2, 80))]  # not asked after the last
+    assert longer.posterior["x"].shape == longer.n_steps.shape == longer.diverging.shape == (1, 2, 120)
+    assert longer.log_likelihood == {}
+    np.testing.assert_array_equal(longer.posterior["x"][..., :40], plain.posterior["x"])
+    np.testing.assert_array_equal(longer.n_steps[..., :40], plain.n_steps)
+    once = run_nuts_batched(two_modes, args, extend=lambda post, div: post["x"].shape[-1] < 80, max_extensions=5, **kw)
+    assert once.extensions == 1
+    np.testing.assert_array_equal(once.posterior["x"], longer.posterior["x"][..., :80])
+    # run_nuts: one data set, plain (chain, draw) arrays, the pointwise log-likelihood of every draw
+    tree, timings = run_nuts(two_modes, model_args=(0.0, Y["log_loss"]), **OBS, **{**TINY, "num_samples": 20},
+                             extend=lambda post, div: post["x"].shape == (2, 20), max_extensions=3)
+    assert timings["extensions"] == 1 and tree["posterior"].sizes["draw"] == 40
+    assert tree["log_likelihood"]["log_loss"].shape == (2, 40, 3)
+
+
+def test_only_a_fit_that_mixes_slowly_is_worth_extending():
+    good = dict(max_rhat=1.002, min_ess_bulk=900.0, min_ess_tail=800.0, divergences=0, num_draws=1000, num_chains=4)
+    assert not Diagnostics(**good).slow_mixing
+    assert Diagnostics(**{**good, "max_rhat": 1.03}, problems=["R-hat"]).slow_mixing
+    assert Diagnostics(**{**good, "min_ess_tail": 150.0}, problems=["tail ESS"]).slow_mixing
+    # a divergence marks a region the step size cannot enter; a stuck site never moves
+    assert not Diagnostics(**{**good, "min_ess_tail": 150.0, "divergences": 3}, problems=["ESS", "div"]).slow_mixing
+    assert not Diagnostics(**{**good, "max_rhat": float("inf"), "min_ess_bulk": 0.0}, problems=["stuck"]).slow_mixing
+
+
 @pytest.mark.parametrize("vectorize", [True, False], ids=["vmap", "one-chain-per-device"])
 def test_the_batched_sampler_restarts_per_data_set(vectorize):
     # vectorize=False: 8 chains on conftest's 4 CPU devices, so two calls of one pmap program
