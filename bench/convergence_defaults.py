@@ -151,8 +151,9 @@ def summarise() -> str:
     order = {name: i for i, name in enumerate(CASES)}  # the cases' own order, whichever ran last
     df = df.sort_values("case", key=lambda c: c.map(lambda n: (order.get(n.split("@")[0], len(order)), n)))
     df = df.reset_index(drop=True)
-    if "draws_per_chain" not in df:  # a CSV from before sampling could be extended
-        df["draws_per_chain"], df["extensions"] = 1000, 0
+    # rows from before fit could extend its sampling had the default 1000 draws per chain
+    for col, before in (("draws_per_chain", 1000), ("extensions", 0)):
+        df[col] = df[col].fillna(before) if col in df else before
     lines = ["| case | law | runs | groups | target_accept | divergences | max R-hat | min bulk / tail ESS "
              "| leapfrog steps | draws per chain | wall (s) | passes |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
