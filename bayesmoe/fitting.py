@@ -7,6 +7,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -166,6 +167,13 @@ def _site_layout(model, design: Design, args: tuple = (), init: Mapping | None =
     return sampled, grouped
 
 
+def _worth_extending(posterior: dict, diverging: np.ndarray, *, sampled: list[str], most: int) -> bool:
+    """Whether ``fit``'s chains should sample on: they fail R-hat or ESS alone, and at ``most``
+    draws per chain their ESS would reach the bar (:meth:`Diagnostics.worth_extending`)."""
+    d = diagnose_arrays(posterior, diverging, sampled)
+    return d.worth_extending(most / d.num_draws)
+
+
 def fit(
     runs: pd.DataFrame,
     *,
@@ -259,10 +267,12 @@ def fit(
         (:func:`bayesmoe.fitting._centred_spreads`). Where groups are alike or thin, the default is
         the better choice. The same model in other coordinates: the posterior is unchanged.
     max_extensions : int
-        When the draws fail R-hat or ESS alone (no divergence, no stuck parameter), every chain
-        samples ``num_samples`` more draws from where it stopped, with the step size and mass
-        matrix warmup adapted, and the checks run again on all draws: at most this many times
-        (default 2, so up to 3 × ``num_samples`` per chain; 0 turns it off). Chains that mix
+        When the draws fail R-hat or ESS alone (no divergence, no stuck parameter) and an ESS
+        growing in proportion to the draws would reach the bar at 1 + ``max_extensions`` times
+        ``num_samples``, every chain samples ``num_samples`` more draws from where it stopped,
+        with the step size and mass matrix warmup adapted, and the checks run again on all draws:
+        at most this many times (default 2, so up to 3 × ``num_samples`` per chain; 0 turns it
+        off). Chains that mix
         slowly along a weakly identified direction (an irreducible loss with a long tail) need
         length, not a new start. The model card says when it happened.
 
@@ -319,7 +329,7 @@ def fit(
         init_values=init,
         init_jitter=model.init_jitter,
         program_key=("fit", *key),
-        extend=lambda posterior, diverging: diagnose_arrays(posterior, diverging, sampled).slow_mixing,
+        extend=partial(_worth_extending, sampled=sampled, most=num_samples * (1 + int(max_extensions))),
         max_extensions=int(max_extensions),
     )
     if timings["restarts"]:

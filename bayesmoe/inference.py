@@ -648,6 +648,13 @@ class Diagnostics:
         return (bool(self.problems) and self.divergences == 0 and self.min_ess_bulk > 0
                 and not np.isinf(self.max_rhat))
 
+    def worth_extending(self, factor: float) -> bool:
+        """Slow mixing (:attr:`slow_mixing`) that ``factor`` times as many draws could mend: the
+        ESS, growing in proportion to the draws, would reach the bar. Far below it (a handful of
+        effective draws), the chains need a new start or other settings, not length."""
+        ess_min = ESS_PER_CHAIN_MIN * self.num_chains
+        return self.slow_mixing and min(self.min_ess_bulk, self.min_ess_tail) * factor >= ess_min
+
     def to_dict(self) -> dict:
         return {
             "max_rhat": self.max_rhat, "min_ess_bulk": self.min_ess_bulk,

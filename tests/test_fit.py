@@ -152,22 +152,43 @@ def test_bad_fit_raises_naming_parameters_and_warn_keeps_it():
     with pytest.raises(bayesmoe.ConvergenceError) as info:
         bayesmoe.fit(runs, law="chinchilla", **tiny)
     msg = str(info.value)
-    # 2 chains x 20 draws cannot reach bulk ESS 200, nor can the two extensions fit() then runs
-    # (20 more draws per chain each, the same chains): the advice doubles the 60 draws it ended with
-    assert "ESS" in msg and "α" in msg and "num_warmup=40" in msg and "num_samples=120" in msg
+    # 2 chains x 20 draws cannot reach bulk ESS 200 (nor could 60: fit does not extend them): the
+    # advice doubles what the fit did
+    assert "ESS" in msg and "α" in msg and "num_warmup=40" in msg and "num_samples=40" in msg
     assert "on_bad_fit='warn'" in msg and "--" not in msg  # Python keywords for a Python caller
     kept = info.value.result  # the failed fit is not lost
     assert kept is not None and kept.failed and kept.tree.attrs["convergence"] == "failed"
-    assert kept.warnings == [msg] and kept.posterior["alpha"].sizes["draw"] == 60
-    assert "sampling extended 2 times" in kept.model_card()
-    with pytest.raises(bayesmoe.ConvergenceError) as info:
-        bayesmoe.fit(runs, law="chinchilla", max_extensions=0, **tiny)
-    assert info.value.result.posterior["alpha"].sizes["draw"] == 20 and "num_samples=40" in str(info.value)
-    assert "extended" not in info.value.result.model_card()
+    assert kept.warnings == [msg] and kept.posterior["alpha"].sizes["draw"] == 20
+    assert "extended" not in kept.model_card()
     with pytest.warns(bayesmoe.ConvergenceWarning):
         result = bayesmoe.fit(runs, law="chinchilla", on_bad_fit="warn", **tiny)
     assert result.warnings and "ESS" in result.warnings[0]
     assert not result.diagnostics.ok
+
+
+def test_a_fit_asked_to_sample_on_keeps_every_draw_and_says_so(monkeypatch):
+    # fit's test of whether to extend (Diagnostics.worth_extending, tests/test_inference.py) is
+    # replaced by "always": two extensions of 20 draws per chain, the same chains; the card says
+    # so and the advice doubles the 60 draws the fit ended with
+    from bayesmoe import fitting
+
+    seen = []
+
+    def always(posterior, diverging, *, sampled, most):
+        seen.append((posterior["alpha"].shape, most, "alpha" in sampled))
+        return True
+
+    monkeypatch.setattr(fitting, "_worth_extending", always)
+    runs = synthetic_runs("chinchilla", n_runs=40, seed=4)
+    tiny = dict(num_chains=2, num_warmup=20, num_samples=20, seed=0, progress=False)
+    with pytest.raises(bayesmoe.ConvergenceError) as info:
+        bayesmoe.fit(runs, law="chinchilla", **tiny)
+    assert seen == [((2, 20), 60, True), ((2, 40), 60, True)]
+    kept = info.value.result
+    assert kept.posterior["alpha"].sizes["draw"] == 60 and kept.diagnostics.num_draws == 60
+    assert kept.tree["log_likelihood"]["log_loss"].sizes["draw"] == 60
+    assert "num_samples=120" in str(info.value) and "sampling extended 2 times" in kept.model_card()
+    assert json.loads(kept.tree.attrs["timings"])["extensions"] == 2
 
 
 @pytest.mark.extended  # CI runs it after the default suite: pytest -m extended

@@ -216,6 +216,12 @@ def test_only_a_fit_that_mixes_slowly_is_worth_extending():
     # a divergence marks a region the step size cannot enter; a stuck site never moves
     assert not Diagnostics(**{**good, "min_ess_tail": 150.0, "divergences": 3}, problems=["ESS", "div"]).slow_mixing
     assert not Diagnostics(**{**good, "max_rhat": float("inf"), "min_ess_bulk": 0.0}, problems=["stuck"]).slow_mixing
+    # worth it where ESS growing with the draws reaches the bar (4 chains: 400) at the longest
+    short = Diagnostics(**{**good, "min_ess_tail": 177.0}, problems=["tail ESS"])
+    assert short.worth_extending(3.0) and not short.worth_extending(2.0)
+    assert not Diagnostics(**{**good, "min_ess_bulk": 20.0}, problems=["bulk ESS"]).worth_extending(3.0)
+    assert Diagnostics(**{**good, "max_rhat": 1.02}, problems=["R-hat"]).worth_extending(1.5)
+    assert not Diagnostics(**good).worth_extending(3.0)
 
 
 @pytest.mark.parametrize("vectorize", [True, False], ids=["vmap", "one-chain-per-device"])
