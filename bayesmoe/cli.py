@@ -402,11 +402,9 @@ def _check_table(runs, law: str, columns=None, loss_unit=None) -> None:
 def _start_jax(num_chains: int) -> None:
     """One CPU device per chain, before JAX initialises (the library itself never does this):
     the fit's chains, and the discrepancy backtests' chains (every cut's, sampled together)."""
-    import numpyro
+    from bayesmoe.discrepancy import use_cpu_devices
 
-    from bayesmoe.discrepancy import BACKTEST_DEVICES
-
-    numpyro.set_host_device_count(max(num_chains, BACKTEST_DEVICES, 1))
+    use_cpu_devices(num_chains)
 
 
 def _report(args, argv) -> int:

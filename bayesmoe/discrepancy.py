@@ -64,6 +64,16 @@ SPARSITY_CUT_AXES = ("experts", "granularity")
 BACKTEST_CHAINS = 2
 #: CPU devices for every backtest chain at once (compute cuts and sparsity cuts).
 BACKTEST_DEVICES = BACKTEST_CHAINS * (len(BACKTEST_CUTS) + len(SPARSITY_CUT_AXES))
+
+
+def use_cpu_devices(num_chains: int = 4) -> None:
+    """One CPU device per chain, for a fit's chains and for every backtest chain at once
+    (:data:`BACKTEST_DEVICES`), as the CLI sets them up. Call it before JAX starts (the first
+    array or device query); the library never calls it itself, since how many devices a process
+    has is the program's choice."""
+    import numpyro
+
+    numpyro.set_host_device_count(max(int(num_chains), BACKTEST_DEVICES, 1))
 #: τ grid (ln-loss per decade): 1e-4 to 3, log-spaced.
 TAU_GRID = np.geomspace(1e-4, 3.0, 481)
 #: The name of the scale-product axis.

@@ -53,11 +53,9 @@ def load(table: str):
 
 def one(table: str, way: str) -> dict:
     """Run in a child process: the backtest fits of ``table`` one ``way``; a JSON line."""
-    import numpyro
+    from bayesmoe.discrepancy import use_cpu_devices
 
-    from bayesmoe.discrepancy import BACKTEST_DEVICES
-
-    numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))  # as the CLI
+    use_cpu_devices()  # as the CLI
     import jax
 
     jax.local_device_count()  # fix the devices now: a later import may set them again

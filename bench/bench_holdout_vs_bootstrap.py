@@ -81,11 +81,9 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads; see the docstring
 
-import numpyro  # noqa: E402
+from bayesmoe.discrepancy import use_cpu_devices  # noqa: E402  (no JAX start: numpy and pandas)
 
-from bayesmoe.discrepancy import BACKTEST_DEVICES  # noqa: E402  (no JAX start: numpy and pandas)
-
-numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))  # a CPU device per chain (the backtests': all at once), before JAX starts
+use_cpu_devices()  # a CPU device per chain (the backtests': all at once), before JAX starts
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402

@@ -101,14 +101,12 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads; see the docstring
 
-import numpyro  # noqa: E402
-
-from bayesmoe.discrepancy import BACKTEST_DEVICES  # noqa: E402
+from bayesmoe.discrepancy import use_cpu_devices  # noqa: E402
 
 # One CPU device per chain, so the four chains run in parallel, and as many as the CLI sets up
 # for the discrepancy term's backtests (every cut's chains at once). Before anything
 # initialises JAX.
-numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))
+use_cpu_devices()
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402

@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpyro
+from bayesmoe.discrepancy import use_cpu_devices  # (no JAX start: numpy and pandas)
 
-numpyro.set_host_device_count(10)  # one CPU device per chain (4 per fit, up to 10 for the backtests, as the CLI), before JAX starts
+use_cpu_devices()  # one CPU device per chain (4 per fit, every backtest chain at once, as the CLI), before JAX starts
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

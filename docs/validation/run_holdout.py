@@ -20,11 +20,9 @@ import time
 import warnings
 from pathlib import Path
 
-import numpyro
+from bayesmoe.discrepancy import use_cpu_devices  # noqa: E402  (no JAX start: numpy and pandas)
 
-from bayesmoe.discrepancy import BACKTEST_DEVICES  # noqa: E402  (no JAX start: numpy and pandas)
-
-numpyro.set_host_device_count(max(4, BACKTEST_DEVICES))  # a CPU device per chain (the backtests': all at once), before JAX starts
+use_cpu_devices()  # a CPU device per chain (the backtests': all at once), before JAX starts
 
 import pandas as pd  # noqa: E402
 
