@@ -61,7 +61,7 @@ def run_arm(name: str, tables, law: str) -> tuple[list[float], list]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fits.append(bayesmoe.fit(table, law=law, num_chains=2, num_warmup=300, num_samples=300, seed=i,
-                                     progress=False, discrepancy="none", on_bad_fit="warn"))
+                                     progress=False, discrepancy="none", on_bad_fit="warn", max_extensions=0))
         seconds.append(time.perf_counter() - t0)
         print(f"  {name:<9} refit {i}: {len(table)} runs, {seconds[-1]:.1f} s", flush=True)
     shutil.rmtree(os.environ["BAYESMOE_CACHE_DIR"], ignore_errors=True)

@@ -70,7 +70,8 @@ def main(argv=None):
         for i, (_, table) in enumerate(draws):
             r = bayesmoe.fit(table, law=law, priors=spec, num_warmup=args.num_warmup, num_samples=args.num_samples,
                              seed=i, progress=False, on_bad_fit="warn", unit_checks=False, reference=ref,
-                             target_accept=target_accept, discrepancy="none")
+                             target_accept=target_accept, discrepancy="none",
+                             max_extensions=0)  # as many draws as the batched sampler's
             single_div.append(int(r.diagnostics.divergences))
             single.append({n: r.posterior[n].values.ravel() for n in names if n in r.posterior})
     t_single = time.perf_counter() - t0
