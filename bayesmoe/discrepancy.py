@@ -74,6 +74,8 @@ def use_cpu_devices(num_chains: int = 4) -> None:
     import numpyro
 
     numpyro.set_host_device_count(max(int(num_chains), BACKTEST_DEVICES, 1))
+
+
 #: τ grid (ln-loss per decade): 1e-4 to 3, log-spaced.
 TAU_GRID = np.geomspace(1e-4, 3.0, 481)
 #: The name of the scale-product axis.

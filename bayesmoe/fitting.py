@@ -272,9 +272,8 @@ def fit(
         ``num_samples``, every chain samples ``num_samples`` more draws from where it stopped,
         with the step size and mass matrix warmup adapted, and the checks run again on all draws:
         at most this many times (default 2, so up to 3 × ``num_samples`` per chain; 0 turns it
-        off). Chains that mix
-        slowly along a weakly identified direction (an irreducible loss with a long tail) need
-        length, not a new start. The model card says when it happened.
+        off). Chains that mix slowly along a weakly identified direction (an irreducible loss
+        with a long tail) need length, not a new start. The model card says when it happened.
 
     Returns
     -------
