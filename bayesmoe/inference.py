@@ -563,15 +563,13 @@ def run_nuts_batched(
             zs, diverging, steps, pe = jax.tree.map(lambda *v: np.concatenate(v, axis=1), *parts)
             values, ll = programs["finish"](zs, rep, rep_init)
             blocks.append(jax.tree.map(np.asarray, (values, ll, diverging, steps, pe)))
-            if extend is None or extensions >= max_extensions:
-                break
             values, ll, diverging, steps, pe = _joined(blocks)
-            if not extend({name: split(v) for name, v in values.items()}, split(diverging)):
+            if (extend is None or extensions >= max_extensions
+                    or not extend({name: split(v) for name, v in values.items()}, split(diverging))):
                 break
             extensions += 1
             bar.total += num_samples
             bar.set_description(f"{label}: sampling, extended ×{extensions}", refresh=False)
-        values, ll, diverging, steps, pe = _joined(blocks)
         t2 = time.perf_counter()
 
     return Draws(posterior={name: split(v) for name, v in values.items()}, diverging=split(diverging),
