@@ -85,7 +85,7 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
                         "more per chain from where the chains stopped, at most this many times (0: never)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--target-accept", type=float, default=None,
-                   help="NUTS target acceptance (default: the law's, 0.9 for chinchilla, 0.95 for "
+                   help="NUTS target acceptance (default: the law's, 0.95 for chinchilla, "
                         "fine_grained and sparsity, 0.99 for joint, for one group; 0.99 for several)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--centre", nargs="+", default=None, metavar="PARAM",

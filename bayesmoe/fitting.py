@@ -219,7 +219,7 @@ def fit(
         (XLA compiles for the host's vector instructions; the saved file records the CPU).
     target_accept : float, optional
         NUTS target acceptance probability; raise it (0.9-0.99) against divergences. Default for
-        one group: the law's ``Law.target_accept`` (0.9 for ``chinchilla``, 0.95 for ``fine_grained``
+        one group: the law's ``Law.target_accept`` (0.95 for ``chinchilla`` and ``fine_grained``
         and ``sparsity``, 0.99 for ``joint``, measured in :mod:`bayesmoe.laws`); 0.99 for a
         hierarchical fit: with few groups the spreads' posterior
         spans setups from alike to distinct, and smaller steps were needed in its tails
