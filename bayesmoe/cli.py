@@ -34,7 +34,14 @@ from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
 from bayesmoe.units import LOSS_UNITS
 
 
-_HELP = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
+class _HELP(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows every default, once: not where the help already says it, nor "None"."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
 _LOSS_UNIT_HINT = ("bayesmoe: the loss column was read as nats per token; a loss in bits or a perplexity "
                    "misfits the law this way: if so, pass --loss-unit bits or --loss-unit perplexity")
 

@@ -286,6 +286,8 @@ def test_columns_and_loss_unit_flags_reach_the_validator(tmp_path):
 def test_help_shows_defaults_and_report_has_fits_section_flags():
     fit_help = " ".join(run_cli("fit", "--help").stdout.split())  # argparse wraps lines
     assert "(default: 1000)" in fit_help and "(default: 0.9)" in fit_help and "(default: joint)" in fit_help
+    # a default the help text already states is not repeated, and an unset one is not "None"
+    assert "(default: None)" not in fit_help and "only) (default:" not in fit_help
     report_help = " ".join(run_cli("report", "--help").stdout.split())
     for flag in ("--serve-tokens", "--memory-gb", "--holdout", "--experts", "--where", "--vocab", "--blocks"):
         assert flag in report_help and flag in fit_help, flag
