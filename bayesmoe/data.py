@@ -194,9 +194,11 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
     for col in dict.fromkeys(c for c in used if used.count(c) > 1):
         problems.append(f"columns: {col!r} is given for {[f for f, c in explicit.items() if c == col]}; "
                         "one column can mean one thing")
-    if problems:
-        return df, {}, problems, hints
-    mapping.update({col: field for field, col in explicit.items() if col != field})
+    # the entries that are sound still apply, so a bad one is reported alone, not echoed as the
+    # other columns missing
+    bad = {f for f, c in explicit.items()
+           if f not in FIELDS or c not in df.columns or (f in df.columns and f != c) or used.count(c) > 1}
+    mapping.update({col: field for field, col in explicit.items() if col != field and field not in bad})
 
     lookup = _alias_lookup()
     claims: dict[str, list[str]] = {}
@@ -384,7 +386,8 @@ def validate_runs(
                 unit = f" with loss_unit={said!r} (CLI: --loss-unit {said})" if said else ""
                 hints.setdefault("loss", []).append(
                     f"column {col!r} looks like a loss: columns={{'loss': {str(col)!r}}}{unit}")
-    problems += [_suggest(m, [c for c in df.columns if c not in FIELDS], hints.get(m, ())) for m in need]
+    problems += [_suggest(m, [c for c in df.columns if c not in FIELDS], hints.get(m, ()))
+                 for m in need if m not in (columns or {})]  # a field the user named: its problem is above
     for field in ("group", "n_total"):
         if field not in df.columns and field not in need:
             for h in hints.get(field, ()):
@@ -468,7 +471,8 @@ def validate_runs(
 
     key = [c for c in KEY_COLUMNS if c in out.columns]
     dup_mask = out.duplicated(key, keep=False)
-    if dup_mask.any() and duplicates == "error":
+    # without a required input no two runs can be told apart: its missing column is the problem
+    if dup_mask.any() and duplicates == "error" and not set(need) & set(KEY_COLUMNS):
         groups = out[dup_mask].groupby(key, dropna=False, sort=False).groups
         sets = [list(ix) for ix in groups.values()]
         listed = "; ".join(rows(s) for s in sets[:10])

@@ -84,6 +84,18 @@ def test_columns_say_what_is_what():
     assert "the table already has a column 'tokens'" in msg
 
 
+def test_a_bad_column_mapping_is_reported_alone():
+    # StepLaw's table as a user meets it: N, D, a training 'loss' and the 'smooth loss' to fit
+    df = good_table().rename(columns={"n_active": "N", "tokens": "D"}).assign(**{"smooth loss": 3.0})
+    msg = errors_of(df, columns={"n_active": "N", "tokens": "D", "loss": "smooth loss"})
+    assert "loss='smooth loss', but the table already has a column 'loss'" in msg
+    # the sound entries applied: no echo of N and D as missing, nor of the runs as duplicates
+    assert "(1 problem)" in msg and "missing column" not in msg and "duplicated" not in msg
+    msg = errors_of(df.drop(columns="smooth loss"), columns={"n_active": "Nx", "tokens": "D"})
+    assert "n_active='Nx' names no column of the table (did you mean 'N'?)" in msg
+    assert "(1 problem)" in msg and "missing column 'n_active'" not in msg
+
+
 def test_tokens_derived_from_a_flops_column(caplog):
     t = good_table()
     df = t.drop(columns="tokens").assign(C=6 * t["n_active"] * t["tokens"])
