@@ -484,9 +484,11 @@ def _print_result(result, ci_prob: float, notes: bool = True) -> None:
         print(f"table: {note}")  # fit logged these as it read the table
     timings = json.loads(attrs.get("timings", "{}"))
     if timings:
+        from bayesmoe.inference import timing_line  # loaded with the result already
+
+        # the model card's and report's line: it also says when sampling was extended
         print(f"NUTS: {result.diagnostics.num_chains} chains x {result.diagnostics.num_draws} draws, "
-              f"warmup {timings['warmup_s']:.1f} s, sampling {timings['sampling_s']:.1f} s, "
-              f"{timings['mean_leapfrog_steps']:.0f} leapfrog steps/iteration, {timings['chain_method']} on {timings['device']}")
+              f"{timing_line(timings)}")
     used = set(sites(result.law, hierarchical=result.hierarchical, pooled=tuple(result.pooled) or None))
     priors = pd.DataFrame([{"site": k, "distribution": p.dist,
                             "arguments": ", ".join(f"{a}={float(b):g}" for a, b in p.args.items())}

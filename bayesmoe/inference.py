@@ -617,7 +617,8 @@ def timing_line(timings: Mapping) -> str:
             f"{timings['chain_method']} on {timings['device']}")
     n = int(timings.get("extensions", 0))
     if n:
-        line += (f"; sampling extended {n} time{'s' if n > 1 else ''} by the requested draws per chain, "
+        times = {1: "once", 2: "twice"}.get(n, f"{n} times")
+        line += (f"; sampling extended {times} by the requested draws per chain, "
                  "as R-hat or ESS fell short")
     return line
 

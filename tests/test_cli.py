@@ -309,6 +309,12 @@ def test_summary_prints_the_reports_verdict_priors_and_one_level():
     assert "median and 90 % equal-tailed interval" in proc.stdout
     # the hold-out is re-scored from the stored runs at the level the fit recorded (90 %)
     assert "posterior median of the law and 90 % interval of a new run" in proc.stdout
+    # the model card's time line, which also says when sampling was extended
+    from bayesmoe.inference import timing_line
+
+    timings = json.loads(shipped.tree.attrs["timings"])
+    assert f"NUTS: 4 chains x 1000 draws, {timing_line(timings)}\n" in proc.stdout
+    assert "extended twice" in timing_line({**timings, "extensions": 2})
 
 
 def test_a_dense_law_prints_no_expert_rows(tmp_path):

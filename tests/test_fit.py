@@ -187,7 +187,7 @@ def test_a_fit_asked_to_sample_on_keeps_every_draw_and_says_so(monkeypatch):
     kept = info.value.result
     assert kept.posterior["alpha"].sizes["draw"] == 60 and kept.diagnostics.num_draws == 60
     assert kept.tree["log_likelihood"]["log_loss"].sizes["draw"] == 60
-    assert "num_samples=120" in str(info.value) and "sampling extended 2 times" in kept.model_card()
+    assert "num_samples=120" in str(info.value) and "sampling extended twice" in kept.model_card()
     assert json.loads(kept.tree.attrs["timings"])["extensions"] == 2
 
 
