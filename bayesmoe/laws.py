@@ -101,6 +101,10 @@ class Law:
     loss there, instead of the exponent (see :mod:`bayesmoe.models`). Leave empty for exponents
     that appear in several terms or that a centring reads. Experimental: no built-in law sets it
     (SBC showed under-coverage for the joint law; see the comment in ``JOINT``)."""
+    slope_power: float = 1.0
+    """κ of the slope coordinates: ``own_exponents`` are sampled as exponent × share^κ. 1 is the
+    term's slope; 0 the exponent itself; in between partly so, as partial centring is for a
+    hierarchy (the slope's scale shrinks with the share: a funnel at κ = 1). Experimental."""
 
     @property
     def scales(self) -> tuple[str, ...]:

@@ -287,7 +287,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
         init_values = {"log_loss_centre": np.float32(design.log_loss_ref)}
         init_values.update({n: np.float32(0.0) for n in share_names})
         # and each slope at its exponent's prior location times that even share
-        init_values.update({f"{site}_slope": np.float32(spec[site].args["loc"] / (len(law.terms) + 1))
+        init_values.update({f"{site}_slope": np.float32(spec[site].args["loc"] / (len(law.terms) + 1) ** law.slope_power)
                             for site in slope_sites})
     elif irr_pooled or not hierarchical:
         # c derived at the table's lowest-loss run (one group: scalars, so c gets no spurious
@@ -375,11 +375,12 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
             latents[irr_site] = numpyro.deterministic(irr_site, c_rel)
             for site, i in slope_sites.items():
                 slope = numpyro.sample(f"{site}_slope", improper)
-                value = slope * jnp.exp(-log_share[i + 1])
+                kappa = law.slope_power
+                value = slope * jnp.exp(-kappa * log_share[i + 1])
                 latents[site] = numpyro.deterministic(coordinate(law, site), value)
-                # the exponent's prior (in its centred coordinate) times |d exponent / d slope| = 1/share
+                # the exponent's prior (in its centred coordinate) times |d exponent / d slope| = share^-κ
                 numpyro.factor(f"{site}_prior", _prior_dist(law, site, spec[site], latents, d).log_prob(value)
-                               - log_share[i + 1])
+                               - kappa * log_share[i + 1])
         shape, log_scales, _ = params_from_latents(law, latents, d)
         if irr_free and not shares:
             # The irreducible loss is identified only through curvature: sampled directly it forms

@@ -35,7 +35,7 @@ def _values(law, spec, log_centre, u):
     share = _shares(u)
     for site, i in _slope_sites(law, spec).items():
         coord = f"{site}_centred" if site in law.centred else site
-        values[f"{site}_slope"] = values.pop(coord) * share[i]
+        values[f"{site}_slope"] = values.pop(coord) * share[i] ** law.slope_power
     return values
 
 
@@ -77,16 +77,17 @@ def test_plain_model_has_no_infeasible_region(law_name):
         assert np.isfinite(float(lp)), (u, lp)
 
 
-@pytest.mark.parametrize("law_name", ["joint", "chinchilla"])
-def test_slope_coordinates_keep_the_exponents_prior(law_name):
-    # An exponent sampled as its term's slope (exponent × share) must keep its prior exactly: the
-    # density in slope coordinates is the exponent's prior at slope / share times 1 / share. The
-    # same prior truncated far outside its mass (a bounded prior keeps the exponent coordinate)
-    # gives the reference density at the same point; the two differ by exactly -Σ ln share.
+@pytest.mark.parametrize("law_name,kappa", [("joint", 1.0), ("chinchilla", 1.0), ("joint", 0.5)])
+def test_slope_coordinates_keep_the_exponents_prior(law_name, kappa):
+    # An exponent sampled as its term's slope (exponent × share^κ) must keep its prior exactly:
+    # the density in slope coordinates is the exponent's prior at slope / share^κ times
+    # share^-κ. The same prior truncated far outside its mass (a bounded prior keeps the exponent
+    # coordinate) gives the reference density at the same point; the two differ by exactly
+    # -κ Σ ln share.
     # no built-in law uses slope coordinates (bayesmoe.laws): give them some
     slopes = {"joint": {"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
               "chinchilla": {"alpha": "a", "beta": "b"}}[law_name]
-    law = dataclasses.replace(get_law(law_name), own_exponents=slopes)
+    law = dataclasses.replace(get_law(law_name), own_exponents=slopes, slope_power=kappa)
     assert _slope_sites(get_law(law_name), resolve_priors(law, "literature")) == {}
     law, spec, design, model = _plain_model(law)
     slopes = _slope_sites(law, spec)
@@ -102,7 +103,7 @@ def test_slope_coordinates_keep_the_exponents_prior(law_name):
         u = rng.normal(0.0, 1.5, len(law.terms))
         lp, _ = log_density(model, (), {"log_loss": log_loss}, _values(law, spec, design.log_loss_ref, u))
         lp_ref, _ = log_density(reference, (), {"log_loss": log_loss}, _values(law, wide, design.log_loss_ref, u))
-        jacobian = -sum(float(jnp.log(_shares(u)[i])) for i in slopes.values())
+        jacobian = -kappa * sum(float(jnp.log(_shares(u)[i])) for i in slopes.values())
         assert abs(float(lp) - float(lp_ref) - jacobian) < 1e-3, (u, float(lp), float(lp_ref), jacobian)
 
 
