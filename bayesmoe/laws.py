@@ -194,7 +194,10 @@ JOINT = Law(
     # but SBC (200 tables from the prior, 4 x 500/250, docs/validation/sbc_joint_slopes.csv) showed
     # those posteriors under-cover: mean 90 % coverage 0.85 against 0.90 here, and 0.74 among the
     # 31 fits that passed R-hat <= 1.01 with 0 divergences (a funnel where a term's share is
-    # small: chains that agree and miss the truth). docs/validation.md has the numbers.
+    # small: chains that agree and miss the truth). Partly so (``slope_power`` κ = 0.5, session
+    # 19): 0 divergences on both tables at 0.95 with 2-3x fewer leapfrog steps, but SBC mean 90 %
+    # coverage 0.858 against 0.890 (ζ 0.825; sbc_joint_kappa05.csv), so not kept either.
+    # docs/validation.md has the numbers.
     target_accept=0.99,
     references=(
         "Ludziejewski et al. 2025, Joint MoE Scaling Laws, arXiv:2502.05172, Eq. 1 and 4, Table 3",
