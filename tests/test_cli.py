@@ -164,7 +164,9 @@ def test_failed_fit_is_saved_marked_failed_and_the_advice_is_in_flags(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "did not converge" in proc.stderr and "Traceback" not in proc.stderr
     assert "--num-warmup 60" in proc.stderr and "--num-samples 60" in proc.stderr
-    assert "--on-bad-fit warn" in proc.stderr and "--target-accept 0.95" in proc.stderr
+    # the next setting above the law's default (chinchilla's 0.95), never the one the fit used
+    assert "--on-bad-fit warn" in proc.stderr and "--target-accept 0.99" in proc.stderr
+    assert "--target-accept 0.95" not in proc.stderr and "used 0.95" in proc.stderr
     assert "num_warmup=" not in proc.stderr and "on_bad_fit=" not in proc.stderr
     assert "saved (marked as FAILED)" in proc.stdout
     with warnings.catch_warnings(record=True) as caught:
