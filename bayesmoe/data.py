@@ -180,6 +180,8 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
     mapping: dict[str, str] = {}
     explicit = dict(columns or {})
     present = [str(c) for c in df.columns]
+    bad: set[str] = set()  # entries with a problem; the sound ones still apply, so a bad one is
+    # reported alone, not echoed as the other columns missing
     for field, col in explicit.items():
         if field not in FIELDS:
             problems.append(f"columns: {field!r} is not a schema name; use one of {list(FIELDS)}")
@@ -190,14 +192,14 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
         elif field in df.columns and field != col:
             problems.append(f"columns: {field}={col!r}, but the table already has a column {field!r}; "
                             "rename or drop one of them")
+        else:
+            continue
+        bad.add(field)
     used = [c for c in explicit.values()]
     for col in dict.fromkeys(c for c in used if used.count(c) > 1):
-        problems.append(f"columns: {col!r} is given for {[f for f, c in explicit.items() if c == col]}; "
-                        "one column can mean one thing")
-    # the entries that are sound still apply, so a bad one is reported alone, not echoed as the
-    # other columns missing
-    bad = {f for f, c in explicit.items()
-           if f not in FIELDS or c not in df.columns or (f in df.columns and f != c) or used.count(c) > 1}
+        fields = [f for f, c in explicit.items() if c == col]
+        problems.append(f"columns: {col!r} is given for {fields}; one column can mean one thing")
+        bad.update(fields)
     mapping.update({col: field for field, col in explicit.items() if col != field and field not in bad})
 
     lookup = _alias_lookup()
