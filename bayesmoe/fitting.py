@@ -195,6 +195,7 @@ def fit(
     loss_unit: str | None = None,
     centre: Sequence[str] = (),
     max_extensions: int = 2,
+    start_candidates: int = 1,
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
 
@@ -274,6 +275,11 @@ def fit(
         at most this many times (default 2, so up to 3 × ``num_samples`` per chain; 0 turns it
         off). Chains that mix slowly along a weakly identified direction (an irreducible loss
         with a long tail) need length, not a new start. The model card says when it happened.
+    start_candidates : int
+        Experimental (default 1: off). Each chain starts where the lowest of this many short
+        descents of the posterior ended: its prior-median start and uniform draws, each moved
+        500 Adam steps (``bayesmoe.inference._best_start``). Guards against every chain warming
+        up in a far worse mode; docs/validation.md, "Shared local modes".
 
     Returns
     -------
@@ -284,7 +290,8 @@ def fit(
     if target_accept is not None and not 0 < target_accept < 1:
         raise InputError(f"target_accept must be in (0, 1), got {target_accept}")
     for name, value, low in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
-                             ("num_samples", num_samples, 4), ("max_extensions", max_extensions, 0)):
+                             ("num_samples", num_samples, 4), ("max_extensions", max_extensions, 0),
+                             ("start_candidates", start_candidates, 1)):
         if int(value) != value or value < low:
             raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     law = get_law(law)
@@ -330,6 +337,7 @@ def fit(
         program_key=("fit", *key),
         extend=partial(_worth_extending, sampled=sampled, most=num_samples * (1 + int(max_extensions))),
         max_extensions=int(max_extensions),
+        start_candidates=int(start_candidates),
     )
     if timings["restarts"]:
         moved = "; ".join(f"chain {r['chain']} from chain {r['from_chain']}'s state ({r['gap_nats']:.0f} nats)"
@@ -351,7 +359,7 @@ def fit(
         column_map=table.attrs.get("column_map", {}),
         extra={"seed": seed, "target_accept": target_accept, "num_chains": num_chains,
                "num_warmup": num_warmup, "num_samples": num_samples, "max_extensions": int(max_extensions),
-               "loss_unit": table.attrs["loss_unit"],
+               "start_candidates": int(start_candidates), "loss_unit": table.attrs["loss_unit"],
                "table_notes": json.dumps(table.attrs["notes"]), "centred_spreads": json.dumps(list(centred))},
     )
     diag = diagnose(tree, sampled, describe=lambda site: describe_site(law, site))
@@ -369,7 +377,7 @@ def fit(
         table, law, mode="prior" if rejected and discrepancy in ("auto", "backtest") else discrepancy,
         prior=discrepancy_prior, progress=progress_default(progress),
         fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,
-                    "pooled": pooled, "centre": centre},
+                    "pooled": pooled, "centre": centre, "start_candidates": start_candidates},
     )
     tree.attrs["discrepancy"] = disc.to_json()
     if message:

@@ -146,6 +146,59 @@ def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototy
     return z, ok_median | ok_uniform
 
 
+#: Adam's step in the unconstrained coordinates and its number of steps for each candidate start
+#: of :func:`_best_start` (``start_candidates``): enough to carry a uniform draw in (−2, 2) into
+#: the basin it belongs to, not to converge there.
+START_STEP_SIZE = 0.05
+START_STEPS = 500
+
+
+def _best_start(key, z_first, ok_first, potential_fn, model, args: Sequence, values: Mapping,
+                prototype: Mapping, jitter: Mapping[str, float] | None, candidates: int):
+    """A chain's start chosen among ``candidates`` basins: ``z_first`` (:func:`_start`'s) and
+    ``candidates − 1`` uniform draws of :func:`_init`'s fallback, each moved
+    :data:`START_STEPS` Adam steps down the potential (``numpyro.optim.Adam``); the one that ends
+    lowest, where it ended. Returns ``(z, ok)``. Traceable (vmap, jit).
+
+    Why: a posterior can hold a second mode tens of nats worse whose basin catches most starts
+    (a law whose terms swap roles, with an inflated noise σ). When every chain warms up in it, the
+    chains agree, R-hat passes and the restarts after warmup (:func:`restart_sources`) have no
+    better chain to copy. A few descents from spread-out starts find the better basin when any
+    of them falls in it. Each chain descends from its own candidates, so the chains still start
+    apart.
+    """
+    import numpyro.optim
+    from numpyro.infer.util import find_valid_initial_params
+
+    def draw(k):
+        (z, _, _), ok = find_valid_initial_params(
+            k, model, init_strategy=partial(_init, values=values, fallback=True, jitter=jitter),
+            model_args=tuple(args), model_kwargs={}, prototype_params=prototype)
+        return z, ok
+
+    drawn, ok = jax.vmap(draw)(jax.random.split(key, candidates - 1))
+    zs = jax.tree.map(lambda a, b: jax.numpy.concatenate([a[None], b]), z_first, drawn)
+    ok = jax.numpy.concatenate([jax.numpy.asarray(ok_first)[None], ok])
+    opt = numpyro.optim.Adam(START_STEP_SIZE)
+
+    def descend(z0):
+        def step(state, _):
+            _, state = opt.eval_and_update(lambda z: (potential_fn(z), None), state)
+            return state, None
+
+        state, _ = jax.lax.scan(step, opt.init(z0), None, length=START_STEPS)
+        z = opt.get_params(state)
+        return z, potential_fn(z)
+
+    ends, energy = jax.vmap(descend)(zs)
+    energy = jax.numpy.where(ok & jax.numpy.isfinite(energy), energy, jax.numpy.inf)
+    best = jax.numpy.argmin(energy)
+    found = jax.numpy.isfinite(energy[best])
+    # no descent ended finite: keep the first start as it was
+    z = jax.tree.map(lambda e, f: jax.numpy.where(found, e[best], f), ends, z_first)
+    return z, found | ok_first
+
+
 def _late(num_warmup: int) -> int:
     """How many of the last warmup iterations estimate each chain's mean potential energy: the
     last fifth (at least 50: NumPyro's terminal window), all of it when warmup is shorter."""
@@ -252,6 +305,7 @@ def run_nuts(
     program_key: Hashable | None = None,
     extend: Callable[[dict, np.ndarray], bool] | None = None,
     max_extensions: int = 0,
+    start_candidates: int = 1,
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Sample ``model(*model_args)`` with NUTS and return an ArviZ DataTree plus timings.
 
@@ -267,7 +321,7 @@ def run_nuts(
     ``program_key``: as in :func:`run_nuts_batched`. ``extend(posterior, diverging)`` (plain
     ``(chain, draw, ...)`` arrays of every draw so far) asks for ``num_samples`` more draws per
     chain, at most ``max_extensions`` times (:func:`run_nuts_batched`); ``timings["extensions"]``
-    says how many were run.
+    says how many were run. ``start_candidates``: as in :func:`run_nuts_batched`.
 
     Raises :class:`ConvergenceError` when a chain finds no finite starting point: prior medians
     and the uniform fallback of :func:`_init` all give the data zero density.
@@ -279,7 +333,7 @@ def run_nuts(
                              target_accept=target_accept, max_tree_depth=max_tree_depth, vectorize=False,
                              log_likelihood=True, progress=progress_default(progress), require_start=True,
                              program_key=program_key, max_extensions=max_extensions,
-                             extend=None if extend is None else (lambda post, div: extend(
+                             start_candidates=start_candidates, extend=None if extend is None else (lambda post, div: extend(
                                  {name: v[0] for name, v in post.items()}, div[0])))
     dims = {name: ["group"] for name in group_dim_sites}
     log_lik = {}
@@ -413,6 +467,7 @@ def run_nuts_batched(
     program_key: Hashable | None = None,
     extend: Callable[[dict, np.ndarray], bool] | None = None,
     max_extensions: int = 0,
+    start_candidates: int = 1,
 ) -> Draws:
     """NUTS on many data sets at once: one model, its data as batched arguments.
 
@@ -449,6 +504,9 @@ def run_nuts_batched(
     from where it stopped, with the step size and mass matrix warmup adapted (the same Markov
     chain, longer), at most ``max_extensions`` times. The same compiled programs serve every
     extension.
+
+    ``start_candidates`` > 1: each chain starts from the best of that many descents
+    (:func:`_best_start`) instead of its prior-median start; 1 (the default) keeps the latter.
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import get_potential_fn
@@ -473,7 +531,7 @@ def run_nuts_batched(
             model, {n: t for n, (t, _) in transforms.items()}, replay_model=True, dynamic_args=True,
             model_args=args)
         init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
-        return init_kernel, sample_kernel, postprocess_fn_gen
+        return init_kernel, sample_kernel, postprocess_fn_gen, potential_fn_gen
 
     settings = dict(target_accept_prob=target_accept, dense_mass=True, max_tree_depth=max_tree_depth)
     k = len(jax.tree.leaves(batch_args)[0])
@@ -483,12 +541,15 @@ def run_nuts_batched(
     init_keys, run_keys = jax.random.split(jax.random.PRNGKey(seed), 2 * n).reshape(2, n, -1)
 
     def begin(init_key, run_key, args, start):
-        init_kernel, _, _ = kernels(args, start)
+        init_kernel, _, _, potential_fn_gen = kernels(args, start)
         z, valid = _start(init_key, model, args, {}, start, prototype, init_jitter)
+        if start_candidates > 1:  # its own key: the default starts stay as they were
+            z, valid = _best_start(jax.random.fold_in(init_key, 1), z, valid, potential_fn_gen(*args), model,
+                                   args, start, prototype, init_jitter, start_candidates)
         return init_kernel(z, num_warmup, **settings, model_args=args, rng_key=run_key), valid
 
     def advance(state, args, start, length):
-        init_kernel, sample_kernel, _ = kernels(args, start)
+        init_kernel, sample_kernel, _, _ = kernels(args, start)
         # sets the kernel's settings (adaptation schedule, tree depth) as in begin; its state is
         # not used: the chain continues from ``state``, whose iteration count places it in the
         # schedule
@@ -501,13 +562,13 @@ def run_nuts_batched(
         return jax.lax.scan(step, state, None, length=length)
 
     def finish(zs, args, start):
-        _, _, postprocess_fn_gen = kernels(args, start)
+        _, _, postprocess_fn_gen, _ = kernels(args, start)
         values = jax.vmap(postprocess_fn_gen(*args))(zs)
         return values, (pointwise(model, values, *args) if log_likelihood else {})
 
     key = None if program_key is None else (
         program_key, n, vectorize, jax.local_device_count(), num_warmup, num_samples, float(target_accept),
-        max_tree_depth, tuple(sorted((init_jitter or {}).items())), log_likelihood)
+        max_tree_depth, tuple(sorted((init_jitter or {}).items())), log_likelihood, int(start_candidates))
     programs = _PROGRAMS.pop(key, None) if key is not None else None
     if programs is None:
         programs = {"begin": _over_devices(begin, n, vectorize), "finish": _over_devices(finish, n, vectorize)}

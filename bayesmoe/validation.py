@@ -144,7 +144,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
         loss_ref: float = 3.0, loss_min: float = 2.2, num_chains: int = 4, num_warmup: int = 500,
         num_samples: int = 250, thin: int = 10, seed: int = 0, batch_size: int = 10,
         target_accept: float | None = None, out: str | Path | None = None,
-        progress: bool | None = None) -> pd.DataFrame:
+        progress: bool | None = None, start_candidates: int = 1) -> pd.DataFrame:
     """Simulation-based calibration of ``law`` on its :func:`bayesmoe.testing.design_grid`.
 
     Every data set is fitted with the model, priors and NUTS settings of :func:`bayesmoe.fit`
@@ -157,14 +157,15 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     fit's diagnostics (divergences, max R-hat, min bulk ESS, mean leapfrog steps, ``started``:
     every chain found a finite starting point, ``restarted_chains``: how many chains restarted
     after warmup from the best one, as :func:`bayesmoe.fit` does) and its share of the batch's
-    wall time.
+    wall time. ``start_candidates``: as in :func:`bayesmoe.fit` (recorded in the rows when > 1).
     """
     from tqdm.auto import tqdm
 
     law = get_law(law)
     target_accept = law.target_accept if target_accept is None else target_accept
     for name, value in (("n_datasets", n_datasets), ("batch_size", batch_size), ("thin", thin),
-                        ("num_chains", num_chains), ("num_warmup", num_warmup), ("num_samples", num_samples)):
+                        ("num_chains", num_chains), ("num_warmup", num_warmup), ("num_samples", num_samples),
+                        ("start_candidates", start_candidates)):
         if int(value) != value or value < 1:
             raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     spec = resolve_priors(law, priors)
@@ -181,6 +182,8 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
                 "prior_sha256": hashlib.sha256(spec_to_json(spec).encode()).hexdigest()[:16],
                 "seed": seed, "target_accept": float(target_accept), "num_warmup": num_warmup,
                 "restart_nats": RESTART_NATS, "bayesmoe_version": __version__}
+    if start_candidates > 1:  # a column only where used, so files written before it still resume
+        settings["start_candidates"] = int(start_candidates)
     if out is not None and out.exists():
         old = pd.read_csv(out)
         clash = [f"{col} {sorted(set(old[col]))} (this run: {want})" if col in old
@@ -208,7 +211,8 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
         t0 = time.perf_counter()
         draws = fit_batch(
             law, model, design_df, np.stack(losses), num_chains=num_chains, num_warmup=num_warmup,
-            num_samples=num_samples, seed=10_000 * seed + batch[0], target_accept=target_accept)
+            num_samples=num_samples, seed=10_000 * seed + batch[0], target_accept=target_accept,
+            start_candidates=int(start_candidates))
         post, diverging, steps, started, restarted = (draws.posterior, draws.diverging, draws.n_steps,
                                                       draws.started, draws.restarted)
         seconds = (time.perf_counter() - t0) / len(batch)

@@ -20,6 +20,7 @@ import numpyro  # noqa: E402
 numpyro.set_host_device_count(4)
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -42,7 +43,13 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["1500:0.8"])
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--table", choices=("grid", "reference"), default="grid")
+    parser.add_argument("--slope-power", type=float, default=None)
+    parser.add_argument("--start-candidates", type=int, default=1)
     args = parser.parse_args()
+    law = bayesmoe.get_law("joint")
+    if args.slope_power is not None:
+        law = dataclasses.replace(law, own_exponents={"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
+                                  slope_power=args.slope_power)
     for setting in args.settings:
         warmup, target = setting.split(":")
         for seed in args.seeds:
@@ -50,10 +57,11 @@ def main() -> None:
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r = bayesmoe.fit(runs, law="joint", num_chains=NUM_CHAINS, num_warmup=int(warmup),
+                r = bayesmoe.fit(runs, law=law, num_chains=NUM_CHAINS, num_warmup=int(warmup),
                                  num_samples=args.num_samples, seed=seed, target_accept=float(target),
                                  progress=False, on_bad_fit="warn", discrepancy="none",
-                                 max_extensions=0)  # each setting judged on the same number of draws
+                                 max_extensions=0,  # each setting judged on the same number of draws
+                                 start_candidates=args.start_candidates)
             d = r.diagnostics
             steps = json.loads(r.tree.attrs["timings"])["mean_leapfrog_steps"]
             print(f"warmup {warmup} target {target} seed {seed}: bulk ESS {d.min_ess_bulk:.0f} tail ESS "

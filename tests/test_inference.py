@@ -175,6 +175,32 @@ def test_a_chain_in_a_negligible_mode_restarts_and_a_real_second_mode_is_kept():
     assert float(tree["posterior"]["x"].max()) > 15.0 and float(tree["posterior"]["x"].min()) < 5.0
 
 
+def two_basins(log_w, log_loss=None):
+    """Narrow modes at x = 0 and x = −2.5, hundreds of nats apart (no chain crosses): the one at 0
+    holds about e^(log_w + 3) of the other's mass, and its basin (x > −1.22 for log_w = −30) holds
+    every prior-median start, since the prior is N(0, 1)."""
+    x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+    narrow = dist.Normal(0.0, 0.05)
+    numpyro.factor("modes", jnp.logaddexp(log_w + narrow.log_prob(x), narrow.log_prob(x + 2.5)))
+    with numpyro.plate("run", 3):
+        numpyro.sample("log_loss", dist.Normal(0.0, 1.0), obs=log_loss)
+
+
+def test_a_start_chosen_among_descents_finds_the_basin_every_prior_median_start_misses():
+    # Every chain warms up in the mode at 0, which holds e^-27 of the mass: they agree, so R-hat
+    # passes and no restart has a better chain to copy. With 8 candidate starts per chain (its
+    # median start and 7 uniform draws in (-2, 2), about 20 % of them in the better basin), each
+    # chain misses that basin with probability 0.8^7 ≈ 0.2, and a chain that does is restarted.
+    kw = dict(model_args=(-30.0, Y["log_loss"]), **OBS, **{**MODES, "num_warmup": 150, "num_samples": 50})
+    plain, timings = run_nuts(two_basins, **kw)
+    assert float(np.abs(plain["posterior"]["x"]).max()) < 0.5 and timings["restarts"] == []
+    tree, _ = run_nuts(two_basins, start_candidates=8, **kw)
+    assert float(np.abs(tree["posterior"]["x"] + 2.5).max()) < 0.5
+    # one candidate is the prior-median start itself: the default's draws, bit for bit
+    again, _ = run_nuts(two_basins, start_candidates=1, **kw)
+    np.testing.assert_array_equal(again["posterior"]["x"], plain["posterior"]["x"])
+
+
 def test_sampling_goes_on_with_the_same_chains_while_extend_asks_for_it():
     # extend sees every draw so far and asks for num_samples more per chain, at most
     # max_extensions times; the chains go on from where they stopped, so the first draws are
