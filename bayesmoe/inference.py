@@ -333,7 +333,8 @@ def run_nuts(
                              target_accept=target_accept, max_tree_depth=max_tree_depth, vectorize=False,
                              log_likelihood=True, progress=progress_default(progress), require_start=True,
                              program_key=program_key, max_extensions=max_extensions,
-                             start_candidates=start_candidates, extend=None if extend is None else (lambda post, div: extend(
+                             start_candidates=start_candidates,
+                             extend=None if extend is None else (lambda post, div: extend(
                                  {name: v[0] for name, v in post.items()}, div[0])))
     dims = {name: ["group"] for name in group_dim_sites}
     log_lik = {}
