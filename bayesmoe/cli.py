@@ -90,10 +90,13 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-extensions", type=int, default=2,
                    help="when the draws fail R-hat or ESS alone (no divergences), sample --num-samples "
                         "more per chain from where the chains stopped, at most this many times (0: never)")
+    p.add_argument("--start-candidates", type=int, default=None,
+                   help="each chain starts from the lowest of this many short descents of the posterior "
+                        "(default: the law's, 8 for joint, 1 for the others and for several groups)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--target-accept", type=float, default=None,
-                   help="NUTS target acceptance (default: the law's, 0.95 for chinchilla, "
-                        "fine_grained and sparsity, 0.99 for joint, for one group; 0.99 for several)")
+                   help="NUTS target acceptance (default: the law's, 0.95 for every built-in law, "
+                        "for one group; 0.99 for several)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--centre", nargs="+", default=None, metavar="PARAM",
                    help="hierarchical fits: sample these parameters' group offsets half-centred, the "
@@ -374,6 +377,7 @@ def _fit_csv(args, argv):
                 target_accept=args.target_accept, on_bad_fit=getattr(args, "on_bad_fit", "warn"),
                 progress=False if args.no_progress else None, columns=args.columns, loss_unit=args.loss_unit,
                 discrepancy=args.discrepancy, centre=args.centre or (), max_extensions=args.max_extensions,
+                start_candidates=args.start_candidates,
             )
         except bayesmoe.ConvergenceError as err:
             # kept to save and report, marked as failed; a rejected fit skips the backtests
@@ -425,7 +429,7 @@ def _report(args, argv) -> int:
         defaults = _parser().parse_args(["report", "x.csv"])
         table_only = [f"--{k.replace('_', '-')}" for k in ("where", "holdout", "columns", "loss_unit", "law", "priors",
                                                            "num_chains", "num_warmup", "num_samples", "seed",
-                                                           "target_accept", "max_extensions")
+                                                           "target_accept", "max_extensions", "start_candidates")
                       if getattr(args, k) != getattr(defaults, k)]
         if table_only:
             raise InputError(f"{', '.join(table_only)} apply when PATH is a CSV to fit; {args.path} is a saved fit "

@@ -450,7 +450,7 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
     posterior per subset (site -> array ``(chain, draw, ...)``; ``None`` where a chain found no
     finite start) and the groups' order."""
     # fitting imports this module
-    from bayesmoe.fitting import _default_pooled, sampler
+    from bayesmoe.fitting import _default_pooled, default_start_candidates, sampler
     from bayesmoe.inference import run_nuts_batched
     from bayesmoe.models import make_design
     from bayesmoe.priors import resolve_priors
@@ -467,7 +467,8 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
         num_chains=int(kwargs["num_chains"]), num_warmup=int(kwargs["num_warmup"]),
         num_samples=int(kwargs["num_samples"]), seed=int(kwargs.get("seed", 0)), target_accept=target_accept,
         vectorize=False,  # a handful of chains: one per CPU device traces far faster than vmap
-        program_key=("backtest", *key), start_candidates=int(kwargs.get("start_candidates", 1)))
+        program_key=("backtest", *key),
+        start_candidates=kwargs.get("start_candidates") or default_start_candidates(law, base))
     out = [{s: v[i] for s, v in draws.posterior.items()} if bool(np.all(draws.started[i])) else None
            for i in range(len(designs))]
     return out, list(base.groups)

@@ -139,6 +139,12 @@ def sampler(law: Law, spec, designs: Sequence[Design], *, pooled: Sequence[str] 
     return model, args, init, target_accept, centred, program_key(law, spec, model, base.n_groups, length)
 
 
+def default_start_candidates(law: Law, design: Design) -> int:
+    """``fit``'s ``start_candidates`` when none is given: the law's for one group, else 1 (a
+    descent of a hierarchy's potential can run down a funnel's neck: not measured)."""
+    return 1 if design.n_groups > 1 else int(law.start_candidates)
+
+
 def default_target_accept(law: Law, design: Design) -> float:
     """``fit``'s ``target_accept`` when none is given: 0.99 for a hierarchical fit, else the law's."""
     return 0.99 if design.n_groups > 1 else law.target_accept
@@ -195,7 +201,7 @@ def fit(
     loss_unit: str | None = None,
     centre: Sequence[str] = (),
     max_extensions: int = 2,
-    start_candidates: int = 1,
+    start_candidates: int | None = None,
 ) -> FitResult:
     """Fit a scaling law to a table of training runs with NUTS.
 
@@ -220,8 +226,8 @@ def fit(
         (XLA compiles for the host's vector instructions; the saved file records the CPU).
     target_accept : float, optional
         NUTS target acceptance probability; raise it (0.9-0.99) against divergences. Default for
-        one group: the law's ``Law.target_accept`` (0.95 for ``chinchilla`` and ``fine_grained``
-        and ``sparsity``, 0.99 for ``joint``, measured in :mod:`bayesmoe.laws`); 0.99 for a
+        one group: the law's ``Law.target_accept`` (0.95 for every built-in law, measured in
+        :mod:`bayesmoe.laws`); 0.99 for a
         hierarchical fit: with few groups the spreads' posterior
         spans setups from alike to distinct, and smaller steps were needed in its tails
         (5 groups × 60 runs: 1-4 divergences at 0.8-0.95, none at 0.99, ~2x the leapfrog steps).
@@ -275,11 +281,12 @@ def fit(
         at most this many times (default 2, so up to 3 × ``num_samples`` per chain; 0 turns it
         off). Chains that mix slowly along a weakly identified direction (an irreducible loss
         with a long tail) need length, not a new start. The model card says when it happened.
-    start_candidates : int
-        Experimental (default 1: off). Each chain starts where the lowest of this many short
-        descents of the posterior ended: its prior-median start and uniform draws, each moved
-        500 Adam steps (``bayesmoe.inference._best_start``). Guards against every chain warming
-        up in a far worse mode; docs/validation.md, "Shared local modes".
+    start_candidates : int, optional
+        Each chain starts where the lowest of this many short descents of the posterior ended:
+        its prior-median start and uniform draws, each moved 500 Adam steps
+        (``bayesmoe.inference._best_start``). Guards against every chain warming up in a far
+        worse mode (docs/validation.md, "Shared local modes"). Default: the law's
+        ``Law.start_candidates`` for one group, 1 (the prior-median start alone) for several.
 
     Returns
     -------
@@ -291,7 +298,7 @@ def fit(
         raise InputError(f"target_accept must be in (0, 1), got {target_accept}")
     for name, value, low in (("num_chains", num_chains, 1), ("num_warmup", num_warmup, 1),
                              ("num_samples", num_samples, 4), ("max_extensions", max_extensions, 0),
-                             ("start_candidates", start_candidates, 1)):
+                             ("start_candidates", 1 if start_candidates is None else start_candidates, 1)):
         if int(value) != value or value < low:
             raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     law = get_law(law)
@@ -317,6 +324,8 @@ def fit(
     model, args, init, target_accept, centred, key = sampler(law, spec, [design], pooled=pooled, centre=centre,
                                                             target_accept=target_accept)
     pooled_set = model.pooled_sites
+    if start_candidates is None:
+        start_candidates = default_start_candidates(law, design)
     args, init = jax.tree.map(lambda v: v[0], args), {name: v[0] for name, v in init.items()}
     sampled, group_sites = _site_layout(model, design, args, init)
     coords = {"group": list(design.groups), "run": _run_labels(table.index)}

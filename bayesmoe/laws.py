@@ -99,12 +99,17 @@ class Law:
     """``{exponent: scale}``: the exponent of one term's own input (α of ``a·N^α``). The plain model
     (one group) samples that term's slope at the data's centre, exponent × the term's share of the
     loss there, instead of the exponent (see :mod:`bayesmoe.models`). Leave empty for exponents
-    that appear in several terms or that a centring reads. Experimental: no built-in law sets it
-    (SBC showed under-coverage for the joint law; see the comment in ``JOINT``)."""
+    that appear in several terms or that a centring reads. The joint law sets it (at κ = 0.5, with
+    start candidates: see the comment in ``JOINT``)."""
     slope_power: float = 1.0
     """κ of the slope coordinates: ``own_exponents`` are sampled as exponent × share^κ. 1 is the
     term's slope; 0 the exponent itself; in between partly so, as partial centring is for a
-    hierarchy (the slope's scale shrinks with the share: a funnel at κ = 1). Experimental."""
+    hierarchy (the slope's scale shrinks with the share: a funnel at κ = 1)."""
+    start_candidates: int = 1
+    """How many short descents each chain of a one-group fit chooses its start from
+    (``fit(start_candidates=None)``; :func:`bayesmoe.inference._best_start`): 1 is the prior-median
+    start alone. Raise it for a law whose posteriors have a far worse mode that catches most
+    starts."""
 
     @property
     def scales(self) -> tuple[str, ...]:
@@ -183,22 +188,21 @@ JOINT = Law(
         "beta": ("zeta", _joint_log_e),
         "omega": ("zeta", lambda p, x: jnp.log(x["tokens"])),
     },
-    # target_accept 0.99, measured (bench/screen_joint_nuts.py, 4 x 1000/1000, seeds 0-7): on the
-    # README's table (104 runs, E <= 64) divergences on 7 of 8 seeds at 0.8, 6 of 8 at 0.9, 4 of 6
-    # at 0.95 and 0 of 8 at 0.99 (R-hat <= 1.006, bulk ESS 678-1135, 56-66 leapfrog steps); on the
-    # paper's 270-run grid 1 of 8 at 0.8 and 0 of 8 at 0.99 (bulk ESS 902-1350, 70-100 steps
-    # against ~32 at 0.8). The divergent draws sit where c is low and α high (c's lower tail).
-    # No slope coordinates (``own_exponents``) by default. Sampling α, δ,
-    # β, ω as their term's slope at the data's centre made the README's table converge at 0.9
-    # (0 divergences on seeds 0-7, against 7 of 8 seeds diverging in these coordinates at 0.8),
-    # but SBC (200 tables from the prior, 4 x 500/250, docs/validation/sbc_joint_slopes.csv) showed
-    # those posteriors under-cover: mean 90 % coverage 0.85 against 0.90 here, and 0.74 among the
-    # 31 fits that passed R-hat <= 1.01 with 0 divergences (a funnel where a term's share is
-    # small: chains that agree and miss the truth). Partly so (``slope_power`` κ = 0.5, session
-    # 19): 0 divergences on both tables at 0.95 with 2-3x fewer leapfrog steps, but SBC mean 90 %
-    # coverage 0.858 against 0.890 (ζ 0.825; sbc_joint_kappa05.csv), so not kept either.
-    # docs/validation.md has the numbers.
-    target_accept=0.99,
+    # Slope coordinates at κ = 0.5 with 8 start candidates, target_accept 0.95 (session 20). In the
+    # exponent coordinates the README's table (104 runs, E <= 64) diverged on 7 of 8 seeds at 0.8,
+    # 6 of 8 at 0.9, 4 of 6 at 0.95 and 0 of 8 at 0.99, at 56-66 leapfrog steps (the paper's grid:
+    # 70-100); the divergent draws sit where c is low and α high, on the curved ridge exponent ×
+    # share = const. Sampling α, δ, β, ω as exponent × their term's share^0.5 at the data's centre
+    # takes 19-25 steps there at 0.95 with 0 divergences (bench/screen_joint_nuts.py). Alone it
+    # under-covered in SBC (mean 90 % coverage 0.858 against 0.890; κ = 1: 0.85): every chain
+    # started near one point and warmed up in a mode tens of nats worse (σ inflated), where they
+    # agreed and R-hat passed. Each chain now starts from the lowest of 8 short descents
+    # (start_candidates, bayesmoe.inference._best_start), and SBC covers as it should. Numbers:
+    # docs/validation.md, "Shared local modes".
+    own_exponents={"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
+    slope_power=0.5,
+    start_candidates=8,
+    target_accept=0.95,
     references=(
         "Ludziejewski et al. 2025, Joint MoE Scaling Laws, arXiv:2502.05172, Eq. 1 and 4, Table 3",
         "Clark et al. 2022, Unified Scaling Laws for Routed Language Models, arXiv:2202.01169",

@@ -28,11 +28,11 @@ Parametrisation (chosen for NUTS)
     0.95, which is now their ``Law.target_accept``: see bayesmoe.laws and tests/test_fit.py.)
     The Epoch Chinchilla table mixes no worse here than derived (300/300 draws: R-hat 1.012-1.014
     here, 1.007-1.016 derived, on fit seeds 0-2; both fine at 500/1000).
-  - Optional slope coordinates (``Law.own_exponents``, empty for every built-in law): an exponent
+  - Slope coordinates (``Law.own_exponents``: the joint law's α, δ, β, ω at κ = 0.5): an exponent
     that appears in one term only (α and δ of a·Ê^δ·N^α) is sampled as that term's slope at the
     data's centre, ``<p>_slope`` = exponent (centred coordinate) × the term's share of the loss
-    there; the exponent follows as slope / share, its prior evaluated there with the Jacobian
-    1/share (exact: tests/test_models.py). The data pin the slope (d ln L / d ln N at the centre
+    there (× share^κ for ``Law.slope_power`` κ); the exponent follows as slope / share^κ, its
+    prior evaluated there with the Jacobian share^-κ (exact: tests/test_models.py). The data pin the slope (d ln L / d ln N at the centre
     = α·share_a) better than either factor, and in the exponent coordinates the posterior lies
     along the curved ridge α · share(a_vs_c) = const. Measured for the joint law (α, δ, β, ω) on
     the README's table, 4 × 1000/1000, seeds 0-7 (bench/screen_joint_nuts.py --table reference):
@@ -40,8 +40,11 @@ Parametrisation (chosen for NUTS)
     in slope coordinates. But SBC in slope coordinates (docs/validation/sbc_joint_slopes.csv)
     under-covered: mean 90 % coverage 0.85 against 0.90, 0.74 among fits with R-hat <= 1.01 and
     no divergences (where a term's share is small the slope's scale shrinks with it: a funnel
-    whose chains agree and miss). So no built-in law uses them; chinchilla lost ESS with them
-    on Epoch's and Porian's tables too (numbers in bayesmoe.laws).
+    whose chains agree and miss, it then seemed). Session 20 found the cause: from one start
+    every chain warmed up in a mode tens of nats worse. With 8 start candidates
+    (``Law.start_candidates``) SBC covers as it should, and the joint law uses them at
+    κ = 0.5 (``Law.slope_power``); chinchilla lost ESS with them on Epoch's and Porian's tables
+    (numbers in bayesmoe.laws).
   - Several groups, c not pooled: each group's c is derived from its own lowest-loss run as
     ``c = L_best − Σ terms(x_best)`` from the sampled levels, with the Jacobian that keeps the
     ``c_rel`` prior exact. Sampling c directly instead gave a curved c–scale ridge (50-100

@@ -144,7 +144,7 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
         loss_ref: float = 3.0, loss_min: float = 2.2, num_chains: int = 4, num_warmup: int = 500,
         num_samples: int = 250, thin: int = 10, seed: int = 0, batch_size: int = 10,
         target_accept: float | None = None, out: str | Path | None = None,
-        progress: bool | None = None, start_candidates: int = 1) -> pd.DataFrame:
+        progress: bool | None = None, start_candidates: int | None = None) -> pd.DataFrame:
     """Simulation-based calibration of ``law`` on its :func:`bayesmoe.testing.design_grid`.
 
     Every data set is fitted with the model, priors and NUTS settings of :func:`bayesmoe.fit`
@@ -157,12 +157,14 @@ def sbc(law: str = "chinchilla", *, n_datasets: int = 200, n_runs: int = 100, pr
     fit's diagnostics (divergences, max R-hat, min bulk ESS, mean leapfrog steps, ``started``:
     every chain found a finite starting point, ``restarted_chains``: how many chains restarted
     after warmup from the best one, as :func:`bayesmoe.fit` does) and its share of the batch's
-    wall time. ``start_candidates``: as in :func:`bayesmoe.fit` (recorded in the rows when > 1).
+    wall time. ``start_candidates``: as in :func:`bayesmoe.fit`, by default the law's
+    ``Law.start_candidates`` (recorded in the rows when > 1).
     """
     from tqdm.auto import tqdm
 
     law = get_law(law)
     target_accept = law.target_accept if target_accept is None else target_accept
+    start_candidates = law.start_candidates if start_candidates is None else start_candidates
     for name, value in (("n_datasets", n_datasets), ("batch_size", batch_size), ("thin", thin),
                         ("num_chains", num_chains), ("num_warmup", num_warmup), ("num_samples", num_samples),
                         ("start_candidates", start_candidates)):
