@@ -44,9 +44,12 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--table", choices=("grid", "reference"), default="grid")
     parser.add_argument("--slope-power", type=float, default=None)
-    parser.add_argument("--start-candidates", type=int, default=1)
+    parser.add_argument("--exponents", action="store_true", help="the exponent coordinates (before session 20)")
+    parser.add_argument("--start-candidates", type=int, default=None, help="default: the law's")
     args = parser.parse_args()
     law = bayesmoe.get_law("joint")
+    if args.exponents:
+        law = dataclasses.replace(law, own_exponents={}, slope_power=1.0)
     if args.slope_power is not None:
         law = dataclasses.replace(law, own_exponents={"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
                                   slope_power=args.slope_power)
