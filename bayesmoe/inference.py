@@ -153,11 +153,10 @@ START_STEP_SIZE = 0.05
 START_STEPS = 500
 
 
-def _best_start(key, z_first, ok_first, potential_fn, values: Mapping, prototype: Mapping,
-                jitter: Mapping[str, float] | None, candidates: int):
+def _best_start(key, z_first, ok_first, potential_fn, model, args: Sequence, values: Mapping,
+                prototype: Mapping, jitter: Mapping[str, float] | None, candidates: int):
     """A chain's start chosen among ``candidates`` basins: ``z_first`` (:func:`_start`'s) and
-    ``candidates − 1`` draws like :func:`_init`'s fallback (uniform in (−2, 2) in the unconstrained
-    coordinates; the given sites within their jitter of their value), each moved
+    ``candidates − 1`` uniform draws of :func:`_init`'s fallback, each moved
     :data:`START_STEPS` Adam steps down the potential (``numpyro.optim.Adam``); the one that ends
     lowest, where it ended. Returns ``(z, ok)``. Traceable (vmap, jit).
 
@@ -166,41 +165,33 @@ def _best_start(key, z_first, ok_first, potential_fn, values: Mapping, prototype
     chains agree, R-hat passes and the restarts after warmup (:func:`restart_sources`) have no
     better chain to copy. A few descents from spread-out starts find the better basin when any
     of them falls in it. Each chain descends from its own candidates, so the chains still start
-    apart. A draw with no finite density descends nowhere (its energy stays NaN) and is never
-    chosen; the draws are not searched for finite ones, which would compile the potential's
-    gradient once more (about 3 s of a cold joint fit).
+    apart.
     """
     import numpyro.optim
-
-    names = sorted(prototype)
+    from numpyro.infer.util import find_valid_initial_params
 
     def draw(k):
-        z = {}
-        for kk, name in zip(jax.random.split(k, len(names)), names):
-            shape = np.shape(prototype[name])
-            if name in values:
-                radius = (jitter or {}).get(name, 0.0)
-                z[name] = (jax.numpy.asarray(values[name], jax.numpy.float32)
-                           + jax.random.uniform(kk, shape, minval=-radius, maxval=radius))
-            else:
-                z[name] = jax.random.uniform(kk, shape, minval=-2.0, maxval=2.0)
-        return z
+        (z, _, _), ok = find_valid_initial_params(
+            k, model, init_strategy=partial(_init, values=values, fallback=True, jitter=jitter),
+            model_args=tuple(args), model_kwargs={}, prototype_params=prototype)
+        return z, ok
 
-    drawn = jax.vmap(draw)(jax.random.split(key, candidates - 1))
-    zs = jax.tree.map(lambda a, b: jax.numpy.concatenate([a[None], b.astype(a.dtype)]), z_first, drawn)
+    drawn, ok = jax.vmap(draw)(jax.random.split(key, candidates - 1))
+    zs = jax.tree.map(lambda a, b: jax.numpy.concatenate([a[None], b]), z_first, drawn)
+    ok = jax.numpy.concatenate([jax.numpy.asarray(ok_first)[None], ok])
     opt = numpyro.optim.Adam(START_STEP_SIZE)
 
     def descend(z0):
         def step(state, _):
-            (energy, _), state = opt.eval_and_update(lambda z: (potential_fn(z), None), state)
-            return state, energy
+            _, state = opt.eval_and_update(lambda z: (potential_fn(z), None), state)
+            return state, None
 
-        state, energy = jax.lax.scan(step, opt.init(z0), None, length=START_STEPS)
-        return opt.get_params(state), energy[-1]
+        state, _ = jax.lax.scan(step, opt.init(z0), None, length=START_STEPS)
+        z = opt.get_params(state)
+        return z, potential_fn(z)
 
     ends, energy = jax.vmap(descend)(zs)
-    energy = jax.numpy.where(jax.numpy.isfinite(energy), energy, jax.numpy.inf)
-    energy = energy.at[0].set(jax.numpy.where(ok_first, energy[0], jax.numpy.inf))
+    energy = jax.numpy.where(ok & jax.numpy.isfinite(energy), energy, jax.numpy.inf)
     best = jax.numpy.argmin(energy)
     found = jax.numpy.isfinite(energy[best])
     # no descent ended finite: keep the first start as it was
@@ -554,8 +545,8 @@ def run_nuts_batched(
         init_kernel, _, _, potential_fn_gen = kernels(args, start)
         z, valid = _start(init_key, model, args, {}, start, prototype, init_jitter)
         if start_candidates > 1:  # its own key: the default starts stay as they were
-            z, valid = _best_start(jax.random.fold_in(init_key, 1), z, valid, potential_fn_gen(*args), start,
-                                   prototype, init_jitter, start_candidates)
+            z, valid = _best_start(jax.random.fold_in(init_key, 1), z, valid, potential_fn_gen(*args), model,
+                                   args, start, prototype, init_jitter, start_candidates)
         return init_kernel(z, num_warmup, **settings, model_args=args, rng_key=run_key), valid
 
     def advance(state, args, start, length):
