@@ -61,8 +61,10 @@ bootstrap: percentile interval) for α, β, γ, ζ, δ, ω, c next to Table 3's 
 checks the issue's target: NUTS (4 chains x 1000 draws) in less wall time than the bootstrap,
 with min bulk ESS >= 1000.
 
-NUTS settings: ``fit``'s defaults, 1000 warmup iterations and the joint law's target_accept
-(0.99 since 2026-12-02; ``--num-warmup``). At 0.99, min bulk ESS on seeds 0-7: 1226 922 1031 |
+NUTS settings: ``fit``'s defaults, 1000 warmup iterations and the joint law's sampler settings
+(since session 20 slope coordinates at target_accept 0.95 with 8 start candidates: min bulk ESS
+1107-2352 on seeds 0-7, 35-49 leapfrog steps, bench/README.md; before, the exponent coordinates
+at 0.99 from 2026-12-02; ``--num-warmup``). At 0.99, min bulk ESS on seeds 0-7: 1226 922 1031 |
 1130 969 1224 902 1350 (5 of 8 >= 1000), 0 divergences on all 8, max R-hat <= 1.006, 70-100
 leapfrog steps per iteration against ~32 at 0.8 (the README's table diverged on 7 of 8 seeds at
 0.8 and on none at 0.99: see ``bayesmoe.laws``). The table below is at 0.8 and 0.95 (before):
