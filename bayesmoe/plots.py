@@ -244,13 +244,19 @@ def prior_draws(result, names: Sequence[str], *, num_samples: int = 4000, seed: 
     initial values, so every centring and derivation the sampler used applies; for a
     hierarchical fit the population value ``<name>_pop`` is returned where the model has one.
     """
+    import dataclasses
+
     import jax
     from numpyro.infer import Predictive
 
     from bayesmoe.models import build_model
 
-    model = build_model(result.law, result.priors, result.design, pooled=None if not result.hierarchical
-                        else tuple(p for p in result.law.params if _site_pooled(result, p)))
+    # exponents sampled as slopes (Law.own_exponents) are improper sites with their prior as a
+    # factor, which a forward run cannot draw; in the exponent coordinates they are proper sites
+    # with the same prior (tests/test_models.py)
+    law = dataclasses.replace(result.law, own_exponents={}) if result.law.own_exponents else result.law
+    model = build_model(law, result.priors, result.design, pooled=None if not result.hierarchical
+                        else tuple(p for p in law.params if _site_pooled(result, p)))
     wanted = [f"{n}_pop" for n in names] + list(names) if result.hierarchical else list(names)
     pred = Predictive(model, num_samples=num_samples, params=dict(model.init_values),
                       return_sites=wanted)
