@@ -126,7 +126,9 @@ def batch_model(law, spec, design_df: pd.DataFrame, reference: dict):
 def fit_batch(law, model, design_df: pd.DataFrame, log_loss: np.ndarray, **nuts):
     """Fit the tables whose ln losses are the rows of ``log_loss`` (data sets × runs of
     ``design_df``) with :func:`bayesmoe.inference.run_nuts_batched`; ``nuts`` are its keywords
-    (num_chains, num_warmup, num_samples, seed, target_accept)."""
+    (num_chains, num_warmup, num_samples, seed, target_accept; start_candidates, by default the
+    law's, as ``fit`` of one group)."""
+    nuts.setdefault("start_candidates", get_law(law).start_candidates)
     log_loss = np.asarray(log_loss, dtype=np.float32)
     n_sets = len(log_loss)
     init = {n: np.broadcast_to(np.asarray(v, np.float32), (n_sets,)) for n, v in model.init_values.items()}
