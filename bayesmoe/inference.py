@@ -671,6 +671,13 @@ def summary_table(tree: xr.DataTree, var_names: Sequence[str] | None = None, ci_
     return stats
 
 
+def starts_phrase(attrs: Mapping) -> str:
+    """", each chain from the best of N start candidates" for a saved fit that used more than one
+    (the model card's and the report's NUTS row)."""
+    n = int(attrs.get("start_candidates", 1))
+    return f", each chain from the best of {n} start candidates" if n > 1 else ""
+
+
 def timing_line(timings: Mapping) -> str:
     """One line for the model card and the report: where a fit's time went, and how many times
     its sampling was extended (:func:`run_nuts`)."""

@@ -29,7 +29,7 @@ from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
 from bayesmoe.units import flops_label
-from bayesmoe.inference import timing_line
+from bayesmoe.inference import starts_phrase, timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
 
 __all__ = ["render_report", "write_report", "verdict", "Verdict", "answer_card"]
@@ -317,7 +317,7 @@ def _provenance(result) -> list[tuple[str, str]]:
         ("fitted with bayesmoe", str(attrs.get("bayesmoe_version", "?"))),
         ("report written by bayesmoe", f"{__version__}, {_dt.datetime.now().isoformat(timespec='seconds')}"),
         ("NUTS", f"{d.num_chains} chains × {d.num_draws} draws, seed {attrs.get('seed', '?')}, "
-                 f"target_accept {attrs.get('target_accept', '?')}"),
+                 f"target_accept {attrs.get('target_accept', '?')}{starts_phrase(attrs)}"),
         ("run table SHA-256", f"{attrs.get('table_sha256', '?')} over "
                               f"{', '.join(json.loads(attrs.get('table_columns', '[]')))}"),
     ]

@@ -31,7 +31,8 @@ from bayesmoe.data import table_hash, validate_runs
 from bayesmoe.discrepancy import Discrepancy
 from bayesmoe.discrepancy import none as no_discrepancy
 from bayesmoe.errors import ConvergenceWarning, LoadError
-from bayesmoe.inference import Diagnostics, convergence_message, diagnose, summary_table, timing_line
+from bayesmoe.inference import (Diagnostics, convergence_message, diagnose, starts_phrase, summary_table,
+                                timing_line)
 from bayesmoe.intervals import DEFAULT_CI_PROB, level_label
 from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, coordinate, describe_site, latent_sites, make_design,
@@ -461,7 +462,7 @@ class FitResult:
             *([f"| groups' offsets | {self.group_offsets()} |"] if self.hierarchical else []),
             f"| table SHA-256 ({', '.join(json.loads(attrs['table_columns']))}) | `{attrs['table_sha256']}` |",
             f"| NUTS | {d.num_chains} chains × {d.num_draws} draws, seed {attrs.get('seed')}, "
-            f"target_accept {attrs.get('target_accept')} |",
+            f"target_accept {attrs.get('target_accept')}{starts_phrase(attrs)} |",
             "| versions | " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "(not recorded)") + " |",
         ]
         disc = self.discrepancy.summary()
@@ -662,3 +663,4 @@ def _from_checked_tree(path: Path, tree: xr.DataTree) -> FitResult:
             f"{path}: this fit failed its convergence checks ({'; '.join(result.diagnostics.problems)}); "
             "its draws are not a trustworthy posterior", ConvergenceWarning, stacklevel=3)
     return result
+

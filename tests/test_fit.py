@@ -391,6 +391,7 @@ def test_the_readme_table_converges_at_the_joint_laws_defaults():
     runs = table.query("granularity == 1 and split != 'heldout'")
     result = bayesmoe.fit(runs, law="joint", seed=0, progress=False, discrepancy="none")
     assert result.tree.attrs["target_accept"] == 0.95 and result.tree.attrs["start_candidates"] == 8
+    assert "target_accept 0.95, each chain from the best of 8 start candidates |" in result.model_card()
     d = result.diagnostics
     assert d.divergences == 0 and d.ok, d.problems
 
