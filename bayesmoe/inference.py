@@ -129,19 +129,25 @@ def _prototype(model, args: Sequence, kwargs: Mapping, values: Mapping) -> dict:
     return {n: np.zeros(v.shape, v.dtype) for n, v in site_shapes(model, args, kwargs, values)[2].items()}
 
 
+def _finite_start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototype: Mapping,
+                  jitter: Mapping[str, float] | None, fallback: bool):
+    """A finite starting point by :func:`_init`'s strategy (prior medians, or its uniform
+    fallback), NumPyro's search of up to 100 tries; and whether one was found. Traceable."""
+    from numpyro.infer.util import find_valid_initial_params
+
+    (z, _, _), ok = find_valid_initial_params(
+        key, model, init_strategy=partial(_init, values=values, fallback=fallback, jitter=jitter),
+        model_args=tuple(args), model_kwargs=dict(kwargs), prototype_params=prototype)
+    return z, ok
+
+
 def _start(key, model, args: Sequence, kwargs: Mapping, values: Mapping, prototype: Mapping,
            jitter: Mapping[str, float] | None = None):
     """One chain's starting point: prior medians where they give a finite log density, else the
     uniform fallback of :func:`_init`; and whether either was finite. Traceable (vmap, jit)."""
-    from numpyro.infer.util import find_valid_initial_params
-
-    found = [find_valid_initial_params(k, model, init_strategy=partial(_init, values=values, fallback=fb,
-                                                                       jitter=jitter),
-                                       model_args=tuple(args), model_kwargs=dict(kwargs),
-                                       prototype_params=prototype)
-             for k, fb in zip(jax.random.split(key), (False, True))]
-    (z_median, _, _), ok_median = found[0]
-    (z_uniform, _, _), ok_uniform = found[1]
+    k_median, k_uniform = jax.random.split(key)
+    z_median, ok_median = _finite_start(k_median, model, args, kwargs, values, prototype, jitter, False)
+    z_uniform, ok_uniform = _finite_start(k_uniform, model, args, kwargs, values, prototype, jitter, True)
     z = jax.tree.map(lambda m, u: jax.numpy.where(ok_median, m, u), z_median, z_uniform)
     return z, ok_median | ok_uniform
 
@@ -168,15 +174,9 @@ def _best_start(key, z_first, ok_first, potential_fn, model, args: Sequence, val
     apart.
     """
     import numpyro.optim
-    from numpyro.infer.util import find_valid_initial_params
 
-    def draw(k):
-        (z, _, _), ok = find_valid_initial_params(
-            k, model, init_strategy=partial(_init, values=values, fallback=True, jitter=jitter),
-            model_args=tuple(args), model_kwargs={}, prototype_params=prototype)
-        return z, ok
-
-    drawn, ok = jax.vmap(draw)(jax.random.split(key, candidates - 1))
+    drawn, ok = jax.vmap(lambda k: _finite_start(k, model, args, {}, values, prototype, jitter, True))(
+        jax.random.split(key, candidates - 1))
     zs = jax.tree.map(lambda a, b: jax.numpy.concatenate([a[None], b]), z_first, drawn)
     ok = jax.numpy.concatenate([jax.numpy.asarray(ok_first)[None], ok])
     opt = numpyro.optim.Adam(START_STEP_SIZE)

@@ -663,4 +663,3 @@ def _from_checked_tree(path: Path, tree: xr.DataTree) -> FitResult:
             f"{path}: this fit failed its convergence checks ({'; '.join(result.diagnostics.problems)}); "
             "its draws are not a trustworthy posterior", ConvergenceWarning, stacklevel=3)
     return result
-

@@ -48,11 +48,11 @@ def main() -> None:
     parser.add_argument("--start-candidates", type=int, default=None, help="default: the law's")
     args = parser.parse_args()
     law = bayesmoe.get_law("joint")
+    slopes = law.own_exponents  # α, δ, β, ω as their terms' slopes
     if args.exponents:
         law = dataclasses.replace(law, own_exponents={}, slope_power=1.0)
     if args.slope_power is not None:
-        law = dataclasses.replace(law, own_exponents={"alpha": "a", "beta": "b", "delta": "a", "omega": "b"},
-                                  slope_power=args.slope_power)
+        law = dataclasses.replace(law, own_exponents=slopes, slope_power=args.slope_power)
     for setting in args.settings:
         warmup, target = setting.split(":")
         for seed in args.seeds:
