@@ -49,6 +49,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import gammaln, logsumexp
 
+from bayesmoe import noise as run_noise
 from bayesmoe.data import validate_runs
 from bayesmoe.errors import InputError
 from bayesmoe.fitting import fit
@@ -94,6 +95,7 @@ class _Draws:
     index: np.ndarray  # positions in the flattened (chain, draw) posterior
     params: dict[str, np.ndarray]
     sigma: np.ndarray
+    trend: np.ndarray | None  # (S,) the noise's trend in compute, None where the fit has none
     nu: np.ndarray
     slopes: np.ndarray  # (S, axes)
     logw: np.ndarray  # (S,) importance log-weights from runs observed since the fit
@@ -118,11 +120,14 @@ class _Draws:
             mean = np.asarray(law.log_loss(p, x), dtype="float64")
         return mean + self.slopes @ self.distance(table).T if discrepancy else mean
 
-    def log_lik(self, y: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    def scale(self, table: pd.DataFrame) -> np.ndarray:
+        """Each draw's noise scale at each row, ``(S, rows)`` (:func:`bayesmoe.noise.run_scale`)."""
+        return run_noise.run_scale(self.sigma, self.trend, self.result.runs, table)
+
+    def log_lik(self, y: np.ndarray, mean: np.ndarray, table: pd.DataFrame) -> np.ndarray:
         """Student-t log density of observed ln losses ``y`` (broadcast against ``mean``, whose
-        axis 0 is the draws) under each draw's noise."""
-        shape = (-1,) + (1,) * (np.ndim(mean) - 1)
-        nu, sigma = self.nu.reshape(shape), self.sigma.reshape(shape)
+        axis 0 is the draws and last axis ``table``'s rows) under each draw's noise."""
+        nu, sigma = self.nu.reshape((-1,) + (1,) * (np.ndim(mean) - 1)), self.scale(table)
         z = (y - mean) / sigma
         return (gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(sigma)
                 - (nu + 1) / 2 * np.log1p(z * z / nu))
@@ -148,6 +153,7 @@ def _draws(result, group=None, *, max_draws: int | None = None) -> _Draws:
     slopes = result.discrepancy.slopes((n_chain, n_draw), seed=0).reshape(total, -1)[index]
     return _Draws(result=result, group=group, index=index, params=params,
                   sigma=np.asarray(post["sigma"].values, dtype="float64").reshape(-1)[index],
+                  trend=None if (t := run_noise.posterior_trend(post)) is None else t.reshape(-1)[index],
                   nu=np.broadcast_to(np.asarray(post["nu"].values, dtype="float64"),
                                      (n_chain, n_draw)).reshape(-1)[index],
                   slopes=slopes, logw=np.zeros(len(index)))
@@ -181,7 +187,7 @@ def reweight(result, runs: pd.DataFrame, *, group: str | None = None) -> xr.Data
     """
     table = validate_runs(runs, required=result.law.inputs + ("loss",), unit_checks=False, duplicates="allow")
     d = _draws(result, group)
-    ll = d.log_lik(np.log(table["loss"].to_numpy(dtype="float64"))[None, :], d.log_mean(table)).sum(axis=1)
+    ll = d.log_lik(np.log(table["loss"].to_numpy(dtype="float64"))[None, :], d.log_mean(table), table).sum(axis=1)
     w = _normalise(ll)
     post = result.tree["posterior"]
     return xr.DataArray(w.reshape(post.sizes["chain"], post.sizes["draw"]), dims=("chain", "draw"),
@@ -389,8 +395,8 @@ def _simulate(draws: _Draws, outer: np.ndarray, table: pd.DataFrame, noise: np.n
     (M,) shared by the runs (alternatives compared on common random numbers) or (M, R)."""
     mean = draws.log_mean(table)  # (S, R)
     noise = noise[:, None] if noise.ndim == 1 else noise
-    y = mean[outer] + draws.sigma[outer, None] * noise
-    return y, draws.log_lik(y[:, None, :], mean)
+    y = mean[outer] + draws.scale(table)[outer] * noise
+    return y, draws.log_lik(y[:, None, :], mean, table)
 
 
 def _score(dec: _Decision, outer: np.ndarray, logw: np.ndarray) -> np.ndarray:
@@ -801,7 +807,7 @@ def simulate_campaign(truth: Callable[[pd.DataFrame], np.ndarray], start: pd.Dat
         step += 1
         # update: reweight the draws with the new run; refit when the weights degenerate
         y = np.log(trained["loss"].to_numpy())
-        draws.logw = draws.logw + draws.log_lik(y[None, :], draws.log_mean(trained)).sum(axis=1)
+        draws.logw = draws.logw + draws.log_lik(y[None, :], draws.log_mean(trained), trained).sum(axis=1)
         refit = bool(_ess(draws.logw) < ess_floor)
         if refit:
             result = do_fit(runs, step)

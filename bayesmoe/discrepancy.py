@@ -45,6 +45,8 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from bayesmoe import noise as run_noise
+
 __all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "tau_log_likelihood",
            "learn", "default_prior", "BACKTEST_CUTS", "BACKTEST_CHAINS", "BACKTEST_DEVICES", "SPARSITY_CUT_AXES",
            "sparsity_cuts"]
@@ -419,7 +421,8 @@ def backtest(runs: pd.DataFrame, law, *, cuts: Sequence[float] = BACKTEST_CUTS, 
             params = {p: post[p][..., gi] if post[p].ndim == 3 else post[p] for p in law.params}
             xin = {k: x[k].to_numpy(dtype="float64") for k in law.inputs}
             lawd = np.asarray(log_loss_fn({p: v[..., None] for p, v in params.items()}, xin))
-            sigma, nu = post["sigma"][..., None], post["nu"][..., None]
+            sigma = run_noise.run_scale(post["sigma"], run_noise.posterior_trend(post), table.loc[below], x)
+            nu = post["nu"][..., None]
             t = np.random.default_rng([17, 1]).standard_t(np.broadcast_to(nu, lawd.shape))
             lawd = lawd.reshape(-1, lawd.shape[-1])
             flat = lawd + (sigma * t).reshape(lawd.shape)

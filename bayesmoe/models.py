@@ -80,6 +80,7 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
+from bayesmoe import noise as run_noise
 from bayesmoe.errors import PriorError
 from bayesmoe.laws import Law
 from bayesmoe.priors import LEVEL_TAU, Prior, site_of, tau_site
@@ -162,6 +163,7 @@ def describe_site(law: Law, site: str) -> str:
     irr = spell(law.irreducible)
     fixed = {
         "sigma": "σ (noise scale)", "nu": "ν (noise tail)",
+        run_noise.TREND: "η (the noise scale's trend per decade of compute)",
         "log_loss_centre": f"{scales}, {irr} (expected loss at the data's centre)",
         "log_loss_best": f"{irr} (through the expected loss at the lowest-loss run)",
         LEVEL_TAU: f"{scales} (spread across groups)",
@@ -449,6 +451,9 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
         )
         sigma = _sample_or_fix("sigma", spec["sigma"])
         nu = _sample_or_fix("nu", spec["nu"])
+        # σ per run where the priors give the noise a trend in compute (bayesmoe.noise; opt-in)
+        trend = _sample_or_fix(run_noise.TREND, spec[run_noise.TREND]) if run_noise.TREND in spec else None
+        sigma = run_noise.model_scale(sigma, trend, x_run, d.anchor)
         with numpyro.plate("run", n_runs):
             noise = dist.StudentT(nu, mean, sigma)
             numpyro.sample("log_loss", noise if mask is None else noise.mask(mask), obs=log_loss)

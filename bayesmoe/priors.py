@@ -15,6 +15,10 @@ loss (c or e):
 ``sigma``              scale of the Student-t noise on ln(loss).
 ``nu``                 its degrees of freedom (fixed at 4 by default: heavy tails, the Bayesian
                        counterpart of the field's Huber loss).
+``sigma_trend``        optional, absent by default: η, the trend of ln σ per decade of compute
+                       (σ_i = σ·exp(η·(log10 6·N_i·D_i − its mean over the runs)),
+                       :mod:`bayesmoe.noise`); give it a prior to fit it, e.g.
+                       ``{"sigma_trend": {"dist": "normal", "loc": 0.0, "scale": 0.5}}``.
 ``<site>_tau``         for a hierarchical fit (several groups): spread of the group-level values
                        of a pooled site around its population value, e.g. ``alpha_tau``.
 ``level_tau``          the same for the scale levels, which share one offset per group (a
@@ -37,6 +41,8 @@ import numpyro.distributions as dist
 
 from bayesmoe.errors import PriorError
 from bayesmoe.laws import PUBLISHED, Law, get_law
+from bayesmoe.noise import INPUTS as TREND_INPUTS
+from bayesmoe.noise import TREND
 
 __all__ = ["Prior", "PriorSpec", "default_priors", "resolve_priors", "sites", "FAMILIES"]
 
@@ -330,6 +336,11 @@ def resolve_priors(law: Law | str, priors: str | Mapping[str, Any] | None = "lit
     family = overrides.pop("family", "literature")
     spec = default_priors(law, family)
     valid = set(spec)
+    # the noise's trend in compute (bayesmoe.noise): an optional site, for laws with N and D
+    if TREND in overrides and not set(TREND_INPUTS) <= set(law.inputs):
+        raise PriorError(f"{TREND!r} (a noise scale that moves with compute 6·N·D) needs a law with inputs "
+                         f"{list(TREND_INPUTS)}; law {law.name!r} has {list(law.inputs)}")
+    valid.add(TREND)
     # Let users name a scale or irreducible by its own name ("c" for "c_rel") only when fixing
     # would be ambiguous; say so instead of guessing.
     unknown = [k for k in overrides if k not in valid]

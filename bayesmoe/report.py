@@ -28,6 +28,7 @@ import pandas as pd
 from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
+from bayesmoe.noise import TREND
 from bayesmoe.units import flops_label
 from bayesmoe.inference import starts_phrase, timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
@@ -163,6 +164,9 @@ def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None, holdout_c
         ("runs fitted", len(runs)),
         ("residual sd of ln loss (≈ relative error)", float(np.std(resid, ddof=1)) if len(resid) > 1 else float("nan")),
         ("fitted noise scale σ (posterior median, Student-t)", sigma),
+        *([("its trend η, ln σ per decade of compute (posterior median)",
+            float(np.median(result.tree["posterior"][TREND].values)))]
+          if TREND in result.tree["posterior"] else []),
         ("RMSE (nats/token)", float(np.sqrt(np.mean(err ** 2)))),
         ("max |error| (nats/token)", float(np.max(np.abs(err)))),
         ("mean relative error", float(np.mean(np.abs(err) / np.exp(log_obs)))),

@@ -27,6 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmoe import __version__
+from bayesmoe import noise as run_noise
 from bayesmoe.data import table_hash, validate_runs
 from bayesmoe.discrepancy import Discrepancy
 from bayesmoe.discrepancy import none as no_discrepancy
@@ -245,6 +246,8 @@ class FitResult:
     def param_names(self) -> list[str]:
         """Law parameters plus noise and, for several groups, population values and spreads."""
         names = [*self.law.params, "sigma", "nu"]
+        if run_noise.TREND in self.tree["posterior"].data_vars:
+            names.append(run_noise.TREND)
         if self.hierarchical:
             post = self.tree["posterior"]
             extra = [f"{p}_pop" for p in self.law.params] + [tau_site(s) for s in self.pooled]
@@ -373,7 +376,7 @@ class FitResult:
         mean = np.asarray(self._log_loss_jit(p3, x))
         if kind == "new_run":
             post = self.tree["posterior"]
-            sigma = post["sigma"].values[..., None]
+            sigma = run_noise.run_scale(post["sigma"].values, run_noise.posterior_trend(post), self.runs, table)
             nu = post["nu"].values[..., None]
             # NumPy's Student-t takes each draw's ν elementwise and compiles nothing (jax.random.t
             # compiled a 2.5 s program for every new input shape)

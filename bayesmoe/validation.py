@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from bayesmoe import noise as run_noise
 from bayesmoe.errors import InputError
 from bayesmoe.data import validate_runs
 from bayesmoe.inference import (PARETO_K_MAX, RESTART_NATS, compare_loo, diagnose_arrays, progress_default,
@@ -87,15 +88,18 @@ def draw_from_prior(law, priors, design_df: pd.DataFrame, reference: dict, seed:
         latents[f"{s}_level"] = sample(f"{s}_level")
     latents[f"{law.irreducible}_rel"] = sample(f"{law.irreducible}_rel")
     sigma, nu = sample("sigma"), sample("nu")
+    trend = sample(run_noise.TREND) if run_noise.TREND in spec else None  # only then: the same draws as before it
     paper_shape, log_scales, log_irr = params_from_latents(law, latents, design)
     x = {k: jnp.asarray(design_df[k].to_numpy(float)) for k in law.inputs}
     mean = law.log_loss_from_log_scales(paper_shape, log_scales, log_irr, x)
     key, sub = jax.random.split(key)
-    log_loss = mean + sigma * jax.random.t(sub, nu, shape=mean.shape)
+    log_loss = mean + run_noise.model_scale(sigma, trend, x, design.anchor) * jax.random.t(sub, nu, shape=mean.shape)
     truth = {p: float(v) for p, v in paper_shape.items()}
     truth.update({s: float(jnp.exp(v)) for s, v in log_scales.items()})
     truth[law.irreducible] = float(jnp.exp(log_irr))
     truth["sigma"] = float(sigma)
+    if trend is not None:
+        truth[run_noise.TREND] = float(trend)
     out = design_df.copy()
     out["loss"] = np.exp(np.asarray(log_loss, dtype="float64"))
     return truth, out

@@ -1,0 +1,66 @@
+"""Run-to-run noise on ln loss, and a scale that may move with compute.
+
+The likelihood (:mod:`bayesmoe.models`) is ``ln L_i ~ StudentT(ν, ln L(x_i; θ), σ_i)``. By
+default σ_i = σ for every run. With a prior on the site ``sigma_trend`` (η, opt-in:
+``fit(runs, priors={"sigma_trend": {"dist": "normal", "loc": 0.0, "scale": 0.5}})``),
+
+    σ_i = σ · exp(η · (u_i − ū)),   u_i = log10(6 · N_i · D_i),
+
+η per decade of compute, ū the fitted runs' mean of u (the data's centre, so σ is the noise
+there and σ and η are nearly uncorrelated). Why: on the real tables in ``../shared/data`` the
+fitted runs' residuals shrink with compute on 7 of 13 hold-out fits, by 0.38–1.0 in ln σ per
+decade (at least two standard errors; none grows by as much) (docs/validation.md, "Noise that moves with compute";
+``docs/validation/residual_scale.py``): one σ per table then sits between the small runs'
+scatter and the large runs', too wide where users extrapolate from.
+
+Beyond the fitted compute, σ stays at its value at the nearest edge (:func:`run_scale`): the
+trend is measured inside the data; how the law's error grows beyond it is the extrapolation
+term's job (:mod:`bayesmoe.discrepancy`), learned from backtests that see this same σ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+#: The prior site of η, the trend of ln σ per decade of compute.
+TREND = "sigma_trend"
+#: The inputs a trend needs (compute = 6 · N · D).
+INPUTS = ("n_active", "tokens")
+
+
+def log10_compute(x: Mapping, xp=np):
+    """log10(6 · N · D) of each run from ``x["n_active"]`` and ``x["tokens"]`` (``xp``: NumPy, or
+    ``jax.numpy`` inside a traced model)."""
+    return math.log10(6.0) + xp.log10(x["n_active"]) + xp.log10(x["tokens"])
+
+
+def model_scale(sigma, trend, x: Mapping, anchor: Mapping):
+    """σ_i of each run inside the model (traceable): ``sigma`` where ``trend`` is None."""
+    if trend is None:
+        return sigma
+    import jax.numpy as jnp
+
+    # the anchor is the geometric mean of each input, so its compute is the runs' mean of u
+    return sigma * jnp.exp(trend * (log10_compute(x, jnp) - log10_compute(anchor, jnp)))
+
+
+def run_scale(sigma: np.ndarray, trend: np.ndarray | None, fitted: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """σ of each draw at each row of ``table`` (draw shape + ``(rows,)``), for a fit of the runs
+    ``fitted``: the trend from their centre, held at its value at their nearest compute edge
+    beyond them. ``trend`` None (a fit without the site): ``sigma`` broadcast over the rows."""
+    sigma = np.asarray(sigma, dtype="float64")[..., None]
+    if trend is None:
+        return np.broadcast_to(sigma, (*sigma.shape[:-1], len(table)))
+    u_fit = log10_compute({k: fitted[k].to_numpy(dtype="float64") for k in INPUTS})
+    u = np.clip(log10_compute({k: table[k].to_numpy(dtype="float64") for k in INPUTS}), u_fit.min(), u_fit.max())
+    return sigma * np.exp(np.asarray(trend, dtype="float64")[..., None] * (u - u_fit.mean()))
+
+
+def posterior_trend(post) -> np.ndarray | None:
+    """η's draws from a posterior (mapping or ``xarray.Dataset``), None where the fit had none."""
+    return np.asarray(post[TREND].values if hasattr(post[TREND], "values") else post[TREND], dtype="float64") \
+        if TREND in post else None
