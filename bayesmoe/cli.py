@@ -79,6 +79,16 @@ def _table_flags(p: argparse.ArgumentParser, *, holdout: bool = True) -> None:
                         "bits or perplexity must say its unit)")
 
 
+def _priors_arg(text: str):
+    """``--priors``: a family name as given, or a JSON object of per-site overrides."""
+    if text.strip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--priors is not valid JSON: {err}") from None
+    return text
+
+
 def _fit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--law", default="joint", help="joint | fine_grained | sparsity | chinchilla")
     p.add_argument("--priors", default="literature",
@@ -191,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     vs = vsub.add_parser("sbc", help="simulation-based calibration: prior draws -> tables -> fits -> ranks",
                          formatter_class=_HELP)
     vs.add_argument("--law", default="chinchilla", help="law to calibrate")
+    vs.add_argument("--priors", default="literature",
+                    help="'literature', 'weak', or a JSON object of per-site overrides, as for fit "
+                         "(e.g. '{\"sigma_trend\": {\"dist\": \"normal\", \"loc\": 0, \"scale\": 0.5}}')")
     vs.add_argument("--datasets", type=int, default=20, help="simulated data sets (200 for the full check)")
     vs.add_argument("--runs", type=int, default=None, help="runs per table (default: 120 joint, 100 others)")
     vs.add_argument("--num-chains", type=int, default=4, help="NUTS chains per fit")
@@ -246,7 +259,7 @@ def _validate(args) -> int:
                                num_chains=args.num_chains, num_warmup=args.num_warmup,
                                num_samples=args.num_samples, thin=args.thin, seed=args.seed, out=args.out,
                                batch_size=args.batch_size, target_accept=args.target_accept,
-                               progress=None)
+                               priors=_priors_arg(args.priors), progress=None)
         table = table[table["dataset"] < args.datasets]
         check = validation.sbc_check(table, alpha=args.alpha)
         bad = int(validation.sbc_failed_fits(table).sum())
@@ -356,12 +369,7 @@ def _fit_csv(args, argv):
 
     runs, heldout = _select(_read_runs(args.runs if hasattr(args, "runs") else args.path), args.where,
                             args.holdout)
-    priors = args.priors
-    if priors.strip().startswith("{"):
-        try:
-            priors = json.loads(priors)
-        except json.JSONDecodeError as err:
-            raise InputError(f"--priors is not valid JSON: {err}") from None
+    priors = _priors_arg(args.priors)
     _check_table(runs, args.law, args.columns, args.loss_unit)
     _start_jax(args.num_chains)
     import warnings

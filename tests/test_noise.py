@@ -45,30 +45,56 @@ def test_the_trend_is_an_optional_prior_site_for_laws_with_n_and_d():
         resolve_priors(law, TREND_PRIOR)
 
 
-@pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")
-def test_a_fit_recovers_a_noise_that_shrinks_with_compute_and_predicts_with_it():
+@pytest.fixture(scope="module")
+def shrinking_noise():
     # Chinchilla law, 120 runs over 5.7 decades of compute, noise on ln L with sd 0.03 at the
     # smallest runs falling to 0.003 at the largest (η = ln(0.1) / 5.7 = −0.41 per decade), the
     # shape of Porian et al.'s tables (docs/validation/residual_scale.csv: −0.43 to −0.75).
-    # Seeds 3, 4, 5 (/tmp script, session 21): medians −0.36, −0.27, −0.31 against −0.41, −0.37,
-    # −0.36, posterior sd ≈ 0.06; hence the 99 % interval for "covers the truth".
     rng = np.random.default_rng(3)
     runs = synthetic_runs("chinchilla", n_runs=120, noise_sd=0.0, seed=3)
     u = noise.log10_compute({k: runs[k].to_numpy() for k in noise.INPUTS})
     eta = np.log(0.1) / (u.max() - u.min())
-    sd = 0.03 * np.exp(eta * (u - u.min()))
-    runs["loss"] = runs["loss"] * np.exp(sd * rng.standard_normal(len(runs)))
+    runs["loss"] = runs["loss"] * np.exp(0.03 * np.exp(eta * (u - u.min())) * rng.standard_normal(len(runs)))
     fit = bayesmoe.fit(runs, law="chinchilla", priors=TREND_PRIOR, num_chains=2, num_warmup=500, num_samples=500,
                        seed=0, progress=False, discrepancy="none")
+    return runs, u, eta, fit
+
+
+def test_a_fit_recovers_a_noise_that_shrinks_with_compute_and_predicts_with_it(shrinking_noise):
+    # Seeds 3, 4, 5 of this table (/tmp script, session 21): medians −0.36, −0.27, −0.31 against
+    # −0.41, −0.37, −0.36, posterior sd ≈ 0.06; hence the 99 % interval for "covers the truth".
+    runs, u, eta, fit = shrinking_noise
+    assert noise.TREND in fit.param_names
     trend = fit.posterior[noise.TREND].values.ravel()
     lo, hi = np.quantile(trend, [0.005, 0.995])
     assert lo < eta < hi and hi < -0.1  # covers the truth and is clearly below 0
-    # the plain fit's 5-95 % new-run widths at the two ends were 0.046 and 0.039 (ratio 0.85);
-    # with the trend 0.108 and 0.014 (0.13)
-    # the new-run band follows the noise: narrow at the largest run, wide at the smallest
+    # the new-run band follows the noise: narrow at the largest run, wide at the smallest (the
+    # fit without the trend: 5-95 % widths 0.046 and 0.039, ratio 0.85; with it 0.108 and 0.014)
     ends = runs.iloc[[int(np.argmin(u)), int(np.argmax(u))]]
     band = fit.predict(ends[["n_active", "tokens"]], kind="new_run")
     width = np.diff(np.log(band.quantile([0.05, 0.95], dim=("chain", "draw")).values), axis=0)[0]
     assert width[1] < 0.4 * width[0]
-    # saved and loaded, the trend is still there and still used
-    assert noise.TREND in fit.param_names
+
+
+def test_run_design_and_a_saved_fit_use_each_runs_noise_scale(shrinking_noise, tmp_path):
+    from scipy import stats
+
+    from bayesmoe.design import _draws
+
+    runs, u, _, fit = shrinking_noise
+    d = _draws(fit, max_draws=50)
+    table = runs.iloc[[0, 1, 2]]
+    post = fit.tree["posterior"]
+    want = noise.run_scale(post["sigma"].values.ravel()[d.index], post[noise.TREND].values.ravel()[d.index],
+                           fit.runs, table)
+    np.testing.assert_allclose(d.scale(table), want)
+    y = np.log(table["loss"].to_numpy())[None, :]
+    mean = d.log_mean(table, discrepancy=False)
+    np.testing.assert_allclose(d.log_lik(y, mean, table),
+                               stats.t.logpdf(y, df=d.nu[:, None], loc=mean, scale=want), rtol=1e-6)
+    path = tmp_path / "trend.nc"
+    fit.save(path)
+    again = bayesmoe.load(path)
+    assert noise.TREND in again.param_names
+    new = runs.iloc[[0, 60]][["n_active", "tokens"]]
+    np.testing.assert_allclose(again.predict(new, kind="new_run", seed=1).values, fit.predict(new, kind="new_run", seed=1).values)
