@@ -1,8 +1,8 @@
 """Run-to-run noise on ln loss, and a scale that may move with compute.
 
-The likelihood (:mod:`bayesmoe.models`) is ``ln L_i ~ StudentT(ν, ln L(x_i; θ), σ_i)``. By
-default σ_i = σ for every run. With a prior on the site ``sigma_trend`` (η, opt-in:
-``fit(runs, priors={"sigma_trend": {"dist": "normal", "loc": 0.0, "scale": 0.5}})``),
+The likelihood (:mod:`bayesmoe.models`) is ``ln L_i ~ StudentT(ν, ln L(x_i; θ), σ_i)``. For
+every law that reads N and D the prior site ``sigma_trend`` (η, N(0, 0.5) by default;
+``priors={"sigma_trend": 0}`` fixes it at 0, one σ for every run) makes
 
     σ_i = σ · exp(η · (u_i − ū)),   u_i = log10(6 · N_i · D_i),
 
@@ -11,7 +11,10 @@ there and σ and η are nearly uncorrelated). Why: on the real tables in ``../sh
 fitted runs' residuals shrink with compute on 7 of 13 hold-out fits, by 0.38–1.0 in ln σ per
 decade (at least two standard errors; none grows by as much) (docs/validation.md, "Noise that moves with compute";
 ``docs/validation/residual_scale.py``): one σ per table then sits between the small runs'
-scatter and the large runs', too wide where users extrapolate from.
+scatter and the large runs', too wide where users extrapolate from. On the 12-table ordered
+hold-out (docs/validation.md, "Noise that moves with compute") the trend moved the tables
+covered within 80–97 % from 5 to 7, the sharp ones from 7 to 8 and the pooled coverage from
+94.9 % to 92.4 %.
 
 Beyond the fitted compute, σ stays at its value at the nearest edge (:func:`run_scale`): the
 trend is measured inside the data; how the law's error grows beyond it is the extrapolation

@@ -15,10 +15,10 @@ loss (c or e):
 ``sigma``              scale of the Student-t noise on ln(loss).
 ``nu``                 its degrees of freedom (fixed at 4 by default: heavy tails, the Bayesian
                        counterpart of the field's Huber loss).
-``sigma_trend``        optional, absent by default: η, the trend of ln σ per decade of compute
-                       (σ_i = σ·exp(η·(log10 6·N_i·D_i − its mean over the runs)),
-                       :mod:`bayesmoe.noise`); give it a prior to fit it, e.g.
-                       ``{"sigma_trend": {"dist": "normal", "loc": 0.0, "scale": 0.5}}``.
+``sigma_trend``        η, the trend of ln σ per decade of compute, for laws that read N and D:
+                       σ_i = σ·exp(η·(log10 6·N_i·D_i − its mean over the runs))
+                       (:mod:`bayesmoe.noise`). N(0, 0.5) by default since session 21;
+                       ``{"sigma_trend": 0}`` fixes it at 0 (one σ for every run, as before).
 ``<site>_tau``         for a hierarchical fit (several groups): spread of the group-level values
                        of a pooled site around its population value, e.g. ``alpha_tau``.
 ``level_tau``          the same for the scale levels, which share one offset per group (a
@@ -183,6 +183,10 @@ _LEVEL = {"literature": _N(-1.5, 1.0), "weak": _N(-1.5, 2.0)}
 # 0; it pulled the fine_grained c up on the recovery tables (medians 0.85-1.28, truth 0.47).
 _REL = {"literature": _N(-1.0, 0.7), "weak": _N(-1.0, 1.4)}
 _NOISE = {"sigma": _HN(0.1), "nu": Prior.fixed(4.0)}
+# η, the trend of ln σ per decade of compute (bayesmoe.noise), for laws that read N and D. The
+# 12 real tables' residuals moved by −1.01 to +0.11 per decade (docs/validation/residual_scale.py):
+# N(0, 0.5) holds them all within about 2 sd, centred on no trend.
+_TREND = _N(0.0, 0.5)
 # Group spreads: exponents move by a few hundredths between setups (LAWS.md §10), levels and the
 # irreducible loss by more (tokenizer, data).
 _TAU_LEVEL, _TAU_REL = _HN(0.5), _HN(0.1)
@@ -248,6 +252,8 @@ def sites(law: Law | str, *, hierarchical: bool = False, pooled: tuple[str, ...]
     """The prior sites of a law (and the ``*_tau`` sites of a hierarchical fit)."""
     law = get_law(law)
     names = [*law.shape_params, *(f"{s}_level" for s in law.scales), f"{law.irreducible}_rel", "sigma", "nu"]
+    if _has_compute(law):
+        names.append(TREND)
     if hierarchical:
         for p in (law.pooled if pooled is None else pooled):
             if tau_site(site_of(law, p)) not in names:
@@ -295,7 +301,14 @@ def default_priors(law: Law | str, family: str = "literature") -> PriorSpec:
     for p in law.shape_params:
         spec[f"{p}_tau"] = _SHAPE_TAU.get(p, _DEFAULT_SHAPE_TAU)
     spec.update(_NOISE)
+    if _has_compute(law):
+        spec[TREND] = _TREND
     return spec
+
+
+def _has_compute(law: Law) -> bool:
+    """Whether the law reads N and D, so that its noise can move with compute 6·N·D."""
+    return set(TREND_INPUTS) <= set(law.inputs)
 
 
 def register_default_priors(law: Law, priors: Mapping[str, Mapping]) -> None:
@@ -309,6 +322,8 @@ def register_default_priors(law: Law, priors: Mapping[str, Mapping]) -> None:
         full = {k: Prior.from_any(v, site=k) for k, v in spec.items()}
         full.setdefault("sigma", _NOISE["sigma"])
         full.setdefault("nu", _NOISE["nu"])
+        if _has_compute(law):
+            full.setdefault(TREND, _TREND)
         for p in law.pooled:
             if p in law.scales:
                 full.setdefault("level_tau", _TAU_LEVEL)
@@ -337,10 +352,9 @@ def resolve_priors(law: Law | str, priors: str | Mapping[str, Any] | None = "lit
     spec = default_priors(law, family)
     valid = set(spec)
     # the noise's trend in compute (bayesmoe.noise): an optional site, for laws with N and D
-    if TREND in overrides and not set(TREND_INPUTS) <= set(law.inputs):
+    if TREND in overrides and not _has_compute(law):
         raise PriorError(f"{TREND!r} (a noise scale that moves with compute 6·N·D) needs a law with inputs "
                          f"{list(TREND_INPUTS)}; law {law.name!r} has {list(law.inputs)}")
-    valid.add(TREND)
     # Let users name a scale or irreducible by its own name ("c" for "c_rel") only when fixing
     # would be ambiguous; say so instead of guessing.
     unknown = [k for k in overrides if k not in valid]

@@ -24,9 +24,11 @@ def _plain_model(law_name, seed=1):
 
 
 def _values(law, spec, log_centre, u):
-    """Every latent site: shape parameters at their prior locations, sigma at 0.01; the exponents
+    """Every latent site: shape parameters at their prior locations, sigma at 0.01 (no trend); the exponents
     the model samples as slopes (``_slope_sites``) given as their terms' slopes."""
     values = {"log_loss_centre": log_centre, "sigma": 0.01}
+    if "sigma_trend" in spec:  # the noise's trend in compute (bayesmoe.noise): none
+        values["sigma_trend"] = 0.0
     values.update(dict(zip(share_sites(law), u)))
     for p in law.shape_params:
         args = spec[p].args

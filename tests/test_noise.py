@@ -1,4 +1,4 @@
-"""The noise scale's optional trend in compute (bayesmoe.noise)."""
+"""The noise scale's trend in compute (bayesmoe.noise)."""
 
 import dataclasses
 
@@ -35,10 +35,10 @@ def test_run_scale_is_sigma_at_the_centre_and_held_at_the_fitted_edge_beyond():
     np.testing.assert_array_equal(noise.run_scale(sigma, None, fitted, at), np.broadcast_to(sigma[:, None], (2, 4)))
 
 
-def test_the_trend_is_an_optional_prior_site_for_laws_with_n_and_d():
-    assert noise.TREND not in resolve_priors("chinchilla")  # absent by default: σ for every run
-    spec = resolve_priors("chinchilla", TREND_PRIOR)
-    assert spec[noise.TREND].dist == "normal"
+def test_the_trend_is_a_default_prior_site_for_laws_with_n_and_d():
+    spec = resolve_priors("chinchilla")
+    assert spec[noise.TREND].dist == "normal" and spec[noise.TREND].args == {"loc": 0.0, "scale": 0.5}
+    assert resolve_priors("chinchilla", {noise.TREND: 0})[noise.TREND].is_fixed  # one σ for every run
     # a law that does not read tokens has no compute to trend along
     law = dataclasses.replace(get_law("chinchilla"), inputs=("n_active",))
     with pytest.raises(PriorError, match="sigma_trend.*needs a law with inputs"):
@@ -55,7 +55,7 @@ def shrinking_noise():
     u = noise.log10_compute({k: runs[k].to_numpy() for k in noise.INPUTS})
     eta = np.log(0.1) / (u.max() - u.min())
     runs["loss"] = runs["loss"] * np.exp(0.03 * np.exp(eta * (u - u.min())) * rng.standard_normal(len(runs)))
-    fit = bayesmoe.fit(runs, law="chinchilla", priors=TREND_PRIOR, num_chains=2, num_warmup=500, num_samples=500,
+    fit = bayesmoe.fit(runs, law="chinchilla", num_chains=2, num_warmup=500, num_samples=500,
                        seed=0, progress=False, discrepancy="none")
     return runs, u, eta, fit
 
