@@ -64,7 +64,9 @@ Parametrisation (chosen for NUTS)
   irreducible loss get their own offsets. Separate offsets per scale are identified only through
   their sum at the data and funnelled in the tail of their spreads (3-22 divergences at
   target_accept 0.95 on the same tables; 0 shared). One group: the plain model.
-* Likelihood: ``ln L_obs ~ StudentT(nu, ln L(x; θ_group), sigma)``.
+* Likelihood: ``ln L_obs ~ StudentT(nu, ln L(x; θ_group), sigma_i)``, ``sigma_i = sigma`` times
+  ``exp(sigma_trend · (log10 6ND − its mean over the runs))`` for laws that read N and D
+  (:mod:`bayesmoe.noise`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ the term brings 90 % coverage within 10 points of nominal and the law-only band 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -69,27 +70,35 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ap.add_argument("--out", help="also write the rows to this CSV (rows of the same case and seed replaced)")
+    ap.add_argument("--priors", default=None,
+                    help="a JSON object of prior overrides for every fit, e.g. '{\"sigma_trend\": 0}' (one noise "
+                         "scale for every run, the model before session 21); recorded in the rows")
     args = ap.parse_args(argv)
+    fit_kwargs = {**DRAWS, **({"priors": json.loads(args.priors)} if args.priors else {})}
     rows = []
     for case in args.cases:
         law, make = CASES[case]
         for seed in args.seeds:
             t0 = time.perf_counter()
-            ho = extrapolation_holdout(make(seed), law=law, by="compute", quantile=0.8, fit_kwargs=DRAWS, seed=0)
+            ho = extrapolation_holdout(make(seed), law=law, by="compute", quantile=0.8, fit_kwargs=fit_kwargs, seed=0)
             s, t = ho.summary, ho.table
             rows.append({"case": case, "seed": seed, "n_held": s["n_held"], "cov90": s["coverage_90"],
                          "cov90_law": s["coverage_90_law"], "w90": s["median_width_90"],
                          "w90_law": s["median_width_90_law"],
                          "width_ratio": float(np.median(t["width90"] / t["width90_law"])),
                          "max_abs_error": s["max_abs_error"], "tau_median": s["discrepancy"]["tau_median"],
-                         "diagnostics_ok": s["diagnostics_ok"], "seconds": round(time.perf_counter() - t0)})
+                         "diagnostics_ok": s["diagnostics_ok"], "priors": args.priors or "defaults",
+                         "seconds": round(time.perf_counter() - t0)})
             print(rows[-1], flush=True)
             jax.clear_caches()  # each table size compiles anew; a long run ran out of memory (LLVM) without this
     table = pd.DataFrame(rows)
     if args.out:
         if Path(args.out).exists():
             old = pd.read_csv(args.out)
-            keep = ~old.set_index(["case", "seed"]).index.isin(table.set_index(["case", "seed"]).index)
+            if "priors" not in old:  # rows written before the column: the defaults of their day
+                old["priors"] = "defaults"
+            key = ["case", "seed", "priors"]
+            keep = ~old.set_index(key).index.isin(table.set_index(key).index)
             table = pd.concat([old[keep], table], ignore_index=True)
         table.to_csv(args.out, index=False)
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
