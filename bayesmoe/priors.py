@@ -18,7 +18,8 @@ loss (c or e):
 ``sigma_trend``        η, the trend of ln σ per decade of compute, for laws that read N and D:
                        σ_i = σ·exp(η·(log10 6·N_i·D_i − its mean over the runs))
                        (:mod:`bayesmoe.noise`). N(0, 0.5) by default since session 21;
-                       ``{"sigma_trend": 0}`` fixes it at 0 (one σ for every run, as before).
+                       ``{"sigma_trend": 0}`` removes the site: one σ for every run, the model
+                       before it, with the same priors, compiled programs and draws.
 ``<site>_tau``         for a hierarchical fit (several groups): spread of the group-level values
                        of a pooled site around its population value, e.g. ``alpha_tau``.
 ``level_tau``          the same for the scale levels, which share one offset per group (a
@@ -369,6 +370,10 @@ def resolve_priors(law: Law | str, priors: str | Mapping[str, Any] | None = "lit
         )
     for k, v in overrides.items():
         spec[k] = Prior.from_any(v, site=k)
+    trend = spec.get(TREND)
+    if trend is not None and trend.is_fixed and float(trend.args["value"]) == 0.0:
+        # no trend: the model before it, site for site (the same spec, programs and draws)
+        del spec[TREND]
     return spec
 
 

@@ -38,7 +38,10 @@ def test_run_scale_is_sigma_at_the_centre_and_held_at_the_fitted_edge_beyond():
 def test_the_trend_is_a_default_prior_site_for_laws_with_n_and_d():
     spec = resolve_priors("chinchilla")
     assert spec[noise.TREND].dist == "normal" and spec[noise.TREND].args == {"loc": 0.0, "scale": 0.5}
-    assert resolve_priors("chinchilla", {noise.TREND: 0})[noise.TREND].is_fixed  # one σ for every run
+    # fixed at 0: the model before the trend, the same spec (so the same programs and draws)
+    former = resolve_priors("chinchilla", {noise.TREND: 0})
+    assert noise.TREND not in former
+    assert {k: v for k, v in spec.items() if k != noise.TREND} == former
     # a law that does not read tokens has no compute to trend along
     law = dataclasses.replace(get_law("chinchilla"), inputs=("n_active",))
     with pytest.raises(PriorError, match="sigma_trend.*needs a law with inputs"):
