@@ -15,6 +15,7 @@ re-fitted good ones) × (the number of good ones).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import time
 
@@ -25,7 +26,7 @@ import pandas as pd
 from bayesmoe.fitting import _site_layout
 from bayesmoe.inference import diagnose_arrays
 from bayesmoe.laws import get_law
-from bayesmoe.priors import resolve_priors
+from bayesmoe.priors import resolve_priors, spec_to_json
 from bayesmoe.testing import design_grid
 from bayesmoe.validation import _reference, batch_model, draw_from_prior, fit_batch, sbc, sbc_failed_fits
 
@@ -44,7 +45,14 @@ def main(argv=None) -> int:
     (law_name,), (n_runs,), (seed,), (target_accept,) = (table_in[c].unique() for c in
                                                          ("law", "n_runs", "seed", "target_accept"))
     law = get_law(law_name)
-    spec = resolve_priors(law, "literature")
+    # the priors the CSV's data sets were drawn from: today's, or those before the noise trend
+    # (bayesmoe.noise, session 21), told apart by the prior hash every row records
+    (sha,) = table_in["prior_sha256"].unique()
+    specs = [resolve_priors(law, "literature"), resolve_priors(law, {"sigma_trend": 0})]
+    spec = next((sp for sp in specs if hashlib.sha256(spec_to_json(sp).encode()).hexdigest()[:16] == sha), None)
+    if spec is None:
+        raise SystemExit(f"{a.csv} was drawn from priors (hash {sha}) that are neither today's literature priors "
+                         "nor those without the noise trend")
     recorded = table_in.set_index("dataset")
     recorded["bad"] = sbc_failed_fits(recorded)  # the CLI's "fits with divergences or R-hat > 1.05"
     bad = recorded["bad"]
