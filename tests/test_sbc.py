@@ -44,7 +44,7 @@ def test_small_sbc_chinchilla_is_calibrated(small_sbc):
     assert table["started"].all()  # every chain of every data set found a finite start
     check = sbc_check(table)
     assert check.passed, str(check)
-    assert set(check.coverage.index) == {"a", "alpha", "b", "beta", "e", "sigma"}
+    assert set(check.coverage.index) == {"a", "alpha", "b", "beta", "e", "sigma", "sigma_trend"}
     # ranks lie in [0, draws]; coverage flags agree with the ranks they summarise
     ranks = table.filter(like="rank_").to_numpy()
     assert ranks.min() >= 0 and ranks.max() <= 100
