@@ -453,7 +453,7 @@ def build_model(law: Law, spec: Mapping[str, Prior], design: Design, *, pooled: 
         )
         sigma = _sample_or_fix("sigma", spec["sigma"])
         nu = _sample_or_fix("nu", spec["nu"])
-        # σ per run where the priors give the noise a trend in compute (bayesmoe.noise; opt-in)
+        # σ per run: the noise's trend in compute (bayesmoe.noise), unless the priors remove it
         trend = _sample_or_fix(run_noise.TREND, spec[run_noise.TREND]) if run_noise.TREND in spec else None
         sigma = run_noise.model_scale(sigma, trend, x_run, d.anchor)
         with numpyro.plate("run", n_runs):

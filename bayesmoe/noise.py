@@ -2,15 +2,15 @@
 
 The likelihood (:mod:`bayesmoe.models`) is ``ln L_i ~ StudentT(ν, ln L(x_i; θ), σ_i)``. For
 every law that reads N and D the prior site ``sigma_trend`` (η, N(0, 0.5) by default;
-``priors={"sigma_trend": 0}`` fixes it at 0, one σ for every run) makes
+``priors={"sigma_trend": 0}`` removes it: one σ for every run, the former model) makes
 
     σ_i = σ · exp(η · (u_i − ū)),   u_i = log10(6 · N_i · D_i),
 
 η per decade of compute, ū the fitted runs' mean of u (the data's centre, so σ is the noise
 there and σ and η are nearly uncorrelated). Why: on the real tables in ``../shared/data`` the
-fitted runs' residuals shrink with compute on 7 of 13 hold-out fits, by 0.38–1.0 in ln σ per
-decade (at least two standard errors; none grows by as much) (docs/validation.md, "Noise that moves with compute";
-``docs/validation/residual_scale.py``): one σ per table then sits between the small runs'
+fitted runs' residuals shrink with compute on 7 of the 12 tables' hold-out fits, by 0.38–1.0 in
+ln σ per decade (at least two standard errors; none grows by as much; docs/validation.md, "Noise
+that moves with compute", ``docs/validation/residual_scale.py``): one σ per table then sits between the small runs'
 scatter and the large runs', too wide where users extrapolate from. On the 12-table ordered
 hold-out (docs/validation.md, "Noise that moves with compute") the trend moved the tables
 covered within 80–97 % from 5 to 7, the sharp ones from 7 to 8 and the pooled coverage from

@@ -352,7 +352,7 @@ def resolve_priors(law: Law | str, priors: str | Mapping[str, Any] | None = "lit
     family = overrides.pop("family", "literature")
     spec = default_priors(law, family)
     valid = set(spec)
-    # the noise's trend in compute (bayesmoe.noise): an optional site, for laws with N and D
+    # the noise's trend in compute (bayesmoe.noise) needs N and D
     if TREND in overrides and not _has_compute(law):
         raise PriorError(f"{TREND!r} (a noise scale that moves with compute 6·N·D) needs a law with inputs "
                          f"{list(TREND_INPUTS)}; law {law.name!r} has {list(law.inputs)}")
