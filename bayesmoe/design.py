@@ -122,7 +122,7 @@ class _Draws:
 
     def scale(self, table: pd.DataFrame) -> np.ndarray:
         """Each draw's noise scale at each row, ``(S, rows)`` (:func:`bayesmoe.noise.run_scale`)."""
-        return run_noise.run_scale(self.sigma, self.trend, self.result.runs, table)
+        return run_noise.run_scale(self.sigma, self.trend, self.result.runs, table, self.result.anchor)
 
     def log_lik(self, y: np.ndarray, mean: np.ndarray, table: pd.DataFrame) -> np.ndarray:
         """Student-t log density of observed ln losses ``y`` (broadcast against ``mean``, whose

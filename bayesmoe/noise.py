@@ -51,19 +51,23 @@ def model_scale(sigma, trend, x: Mapping, anchor: Mapping):
     return sigma * jnp.exp(trend * (log10_compute(x, jnp) - log10_compute(anchor, jnp)))
 
 
-def run_scale(sigma: np.ndarray, trend: np.ndarray | None, fitted: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+def run_scale(sigma: np.ndarray, trend: np.ndarray | None, fitted: pd.DataFrame, table: pd.DataFrame,
+              anchor: Mapping | None = None) -> np.ndarray:
     """σ of each draw at each row of ``table`` (draw shape + ``(rows,)``), for a fit of the runs
-    ``fitted``: the trend from their centre, held at its value at their nearest compute edge
-    beyond them. ``trend`` None (a fit without the site): ``sigma`` broadcast over the rows."""
+    ``fitted``: the trend from the model's centre, held at its value at their nearest compute
+    edge beyond them. ``anchor``: the fit's data centre (``FitResult.anchor``, which
+    ``fit(reference=...)`` can set apart from the runs), by default the runs' own, as
+    :func:`bayesmoe.models.make_design` takes it. ``trend`` None (a fit without the site):
+    ``sigma`` broadcast over the rows."""
     sigma = np.asarray(sigma, dtype="float64")[..., None]
     if trend is None:
         return np.broadcast_to(sigma, (*sigma.shape[:-1], len(table)))
     u_fit = log10_compute({k: fitted[k].to_numpy(dtype="float64") for k in INPUTS})
+    centre = u_fit.mean() if anchor is None else log10_compute(anchor)
     u = np.clip(log10_compute({k: table[k].to_numpy(dtype="float64") for k in INPUTS}), u_fit.min(), u_fit.max())
-    return sigma * np.exp(np.asarray(trend, dtype="float64")[..., None] * (u - u_fit.mean()))
+    return sigma * np.exp(np.asarray(trend, dtype="float64")[..., None] * (u - centre))
 
 
 def posterior_trend(post) -> np.ndarray | None:
     """η's draws from a posterior (mapping or ``xarray.Dataset``), None where the fit had none."""
-    return np.asarray(post[TREND].values if hasattr(post[TREND], "values") else post[TREND], dtype="float64") \
-        if TREND in post else None
+    return np.asarray(post[TREND], dtype="float64") if TREND in post else None

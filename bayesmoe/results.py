@@ -376,7 +376,8 @@ class FitResult:
         mean = np.asarray(self._log_loss_jit(p3, x))
         if kind == "new_run":
             post = self.tree["posterior"]
-            sigma = run_noise.run_scale(post["sigma"].values, run_noise.posterior_trend(post), self.runs, table)
+            sigma = run_noise.run_scale(post["sigma"].values, run_noise.posterior_trend(post), self.runs, table,
+                                        self.anchor)
             nu = post["nu"].values[..., None]
             # NumPy's Student-t takes each draw's ν elementwise and compiles nothing (jax.random.t
             # compiled a 2.5 s program for every new input shape)

@@ -90,6 +90,10 @@ def test_run_design_and_a_saved_fit_use_each_runs_noise_scale(shrinking_noise, t
     post = fit.tree["posterior"]
     want = noise.run_scale(post["sigma"].values.ravel()[d.index], post[noise.TREND].values.ravel()[d.index],
                            fit.runs, table)
+    # a fit's own anchor is its runs' centre, so the default centre is the model's
+    np.testing.assert_allclose(noise.run_scale(post["sigma"].values.ravel()[d.index],
+                                               post[noise.TREND].values.ravel()[d.index], fit.runs, table, fit.anchor),
+                               want, rtol=1e-9)
     np.testing.assert_allclose(d.scale(table), want)
     y = np.log(table["loss"].to_numpy())[None, :]
     mean = d.log_mean(table, discrepancy=False)
