@@ -45,7 +45,7 @@ def shared_data() -> Path:
 # tables gave 1-4 divergences in the tails of the spreads. At 4 chains x 500/500 the 'differ' fit's
 # R-hat sat at the 1.01 bar (1.0090-1.0101, bulk ESS 477-508 over two builds of the same model, fit
 # seed 0); 1000 draws: R-hat 1.0033, ESS 1127 (seed 0), 1.0031 and 1236 (seed 2).
-# tests/test_fit.py checks recovery, shrinkage and diagnostics on both fits, and predicts,
+# tests/test_fit.py checks recovery and diagnostics on the differ fit, shrinkage on both (extended tier), and predicts,
 # summarises and saves the 'differ' one; only that file uses them (one worker fits them once).
 # 500 warmup iterations then passed on one host and gave the 'differ' fit 2 divergent transitions on
 # another (Intel Xeon, 2026-12-02; R-hat 1.004, ESS 1361): fit's default warmup, 1000.

@@ -1,4 +1,4 @@
-"""Simulation-based calibration (bayesmoe.validation.sbc): the small version that runs in CI.
+"""Simulation-based calibration (bayesmoe.validation.sbc): the small version that runs in CI (extended tier).
 
 The full checks (200 data sets, docs/validation.md) take an hour each; this one fits 20 prior
 draws of the Chinchilla law in two vectorised batches with short chains. Its bar is
@@ -29,6 +29,13 @@ from bayesmoe.validation import _reference, draw_from_prior, sbc, sbc_check
 # 12/20. Over all 200 data sets alpha is calibrated: docs/validation.md.)
 SMALL = dict(n_datasets=20, n_runs=100, num_chains=4, num_warmup=500, num_samples=250, thin=10,
              batch_size=10, progress=False)
+# The resumption and CLI tests need a CSV, not a calibrated one: four short fits of small tables
+# (about 15 s, against 140 s for SMALL), so that the default suite keeps under 15 minutes and the
+# calibration check itself runs in CI's extended tier.
+TINY = dict(n_datasets=4, n_runs=40, num_chains=2, num_warmup=100, num_samples=50, thin=5, batch_size=4,
+            progress=False)
+TINY_FLAGS = ["--datasets", "4", "--runs", "40", "--num-chains", "2", "--num-warmup", "100", "--num-samples", "50",
+              "--thin", "5", "--batch-size", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +44,13 @@ def small_sbc(tmp_path_factory):
     return out, sbc("chinchilla", out=out, **SMALL)
 
 
+@pytest.fixture(scope="module")
+def tiny_sbc(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sbc") / "sbc_chinchilla_tiny.csv"
+    return out, sbc("chinchilla", out=out, **TINY)
+
+
+@pytest.mark.extended  # CI runs it after the default suite (pytest -m extended): 20 fits, about 140 s
 def test_small_sbc_chinchilla_is_calibrated(small_sbc):
     _, table = small_sbc
     assert len(table) == 20 and sorted(table["dataset"]) == list(range(20))
@@ -53,24 +67,25 @@ def test_small_sbc_chinchilla_is_calibrated(small_sbc):
         assert inside.between(20, 80).all(), (p, inside.tolist())
 
 
-def test_sbc_resumes_and_refuses_other_settings(small_sbc):
-    out, table = small_sbc
-    again = sbc("chinchilla", out=out, **SMALL)  # every data set is already in the file: no fit
+def test_sbc_resumes_and_refuses_other_settings(tiny_sbc):
+    out, table = tiny_sbc
+    assert len(table) == 4 and (table["draws"] == 20).all()  # 2 chains x 50 draws, every 5th
+    again = sbc("chinchilla", out=out, **TINY)  # every data set is already in the file: no fit
     pd.testing.assert_frame_equal(again, table)
     with pytest.raises(ValueError, match="another setting"):
-        sbc("chinchilla", out=out, **{**SMALL, "thin": 2})
+        sbc("chinchilla", out=out, **{**TINY, "thin": 2})
     with pytest.raises(ValueError, match="another setting"):
-        sbc("joint", out=out, **SMALL)
+        sbc("joint", out=out, **TINY)
     # the review's case: another table size, prior, seed or target_accept must not resume either
     other_accept = 0.95 if get_law("chinchilla").target_accept != 0.95 else 0.99  # not the law's default
-    for change in ({"n_runs": 80}, {"seed": 1}, {"target_accept": other_accept}, {"priors": {"alpha": 0.3}}):
+    for change in ({"n_runs": 30}, {"seed": 1}, {"target_accept": other_accept}, {"priors": {"alpha": 0.3}}):
         with pytest.raises(ValueError, match="another setting"):
-            sbc("chinchilla", out=out, **{**SMALL, **change})
+            sbc("chinchilla", out=out, **{**TINY, **change})
     # a file of an older bayesmoe, without the recorded settings, is refused rather than mixed
     old = out.with_name("old.csv")
     pd.read_csv(out).drop(columns=["prior_sha256", "n_runs"]).to_csv(old, index=False)
     with pytest.raises(ValueError, match="not recorded"):
-        sbc("chinchilla", out=old, **SMALL)
+        sbc("chinchilla", out=old, **TINY)
 
 
 def test_sbc_check_passes_uniform_ranks_and_fails_overconfident_ones():
@@ -111,7 +126,7 @@ def test_prior_draws_follow_the_fitted_prior():
     assert stats.kstest(alphas, "norm", args=(prior["loc"], prior["scale"])).pvalue > 1e-3
 
 
-def test_cli_validate_sbc_reads_the_table_and_draws_the_figures(small_sbc, tmp_path):
+def test_cli_validate_sbc_reads_the_table_and_draws_the_figures(tiny_sbc, tmp_path):
     # Every data set is already in the CSV, so the command only checks and draws; its exit code
     # is the verdict (0 pass, 1 fail).
     import subprocess
@@ -119,18 +134,18 @@ def test_cli_validate_sbc_reads_the_table_and_draws_the_figures(small_sbc, tmp_p
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    out, table = small_sbc
+    out, table = tiny_sbc
     fig = tmp_path / "ranks.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "bayesmoe.cli", "validate", "sbc", "--law", "chinchilla", "--datasets", "20",
+        [sys.executable, "-m", "bayesmoe.cli", "validate", "sbc", "--law", "chinchilla", *TINY_FLAGS,
          "--out", str(out),
          "--figure", str(fig)],
         capture_output=True, text=True, cwd=root, env={"CI": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
     passed = sbc_check(table).passed
     assert proc.returncode == (0 if passed else 1), proc.stderr
-    assert f"SBC over 20 data sets: {'PASS' if passed else 'FAIL'}" in proc.stdout
+    assert f"SBC over 4 data sets: {'PASS' if passed else 'FAIL'}" in proc.stdout
     bad = int(((table["divergences"] > 0) | ~(table["max_rhat"] <= 1.05) | ~table["started"]).sum())
-    assert f"fits with divergences or R-hat > 1.05: {bad} of 20" in proc.stdout
+    assert f"fits with divergences or R-hat > 1.05: {bad} of 4" in proc.stdout
     assert fig.stat().st_size > 10_000 and (tmp_path / "ranks_coverage.png").stat().st_size > 10_000
 
 
