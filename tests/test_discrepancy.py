@@ -180,25 +180,37 @@ def test_law_true_table_gets_almost_no_discrepancy(law, n_runs):
     assert np.median(ho.table["width90"].to_numpy() / w_law) <= 1.25
 
 
-@pytest.mark.slow  # 4 NUTS fits, ~90 s on 2 cores: `pytest -m slow tests/test_discrepancy.py`
-def test_misspecified_table_reaches_nominal_coverage_with_the_term_only():
+@pytest.mark.slow  # 8 tables, 32 NUTS fits, ~2 min on 2 cores: `pytest -m slow tests/test_discrepancy.py`
+def test_misspecified_tables_reach_nominal_coverage_with_the_term_only():
     # Chinchilla runs with an N·D interaction the law lacks (0.01·ln(N/N0)·ln(D/D0) in ln loss,
-    # bench/bench_discrepancy_simulated.py's "nd-interaction" case, seed 1), held out above the 80 %
-    # compute quantile: the law-only band misses most held-out runs (its errors are systematic in
-    # compute); with the term the 90 % interval covers within 10 points of nominal. Measured: 27 %
-    # law-only, 80 % with the term (30 held-out runs).
+    # bench/bench_discrepancy_simulated.py's "nd-interaction" case), held out above the 80 %
+    # compute quantile, seeds 1-8 (30 held-out runs each): the law-only band misses most held-out
+    # runs (its errors are systematic in compute); with the term the 90 % interval covers within
+    # 10 points of nominal, pooled over the eight tables. Pooled, not per table: one table's 30
+    # runs share one draw of the law's error, so its coverage scatters far more than a binomial's
+    # (measured over these seeds: 57-97 % with the term); the single-seed version of this test sat
+    # on its bar (seed 1: 24 of 30 before the noise trend, 22 of 30 after it). Measured with the
+    # noise trend (session 22, docs/validation/discrepancy_simulated_trend.csv): pooled 84.2 %
+    # (202 of 240) with the term, 35.4 % law-only; without the trend 80.8 % and 39.2 %.
     import sys
     from pathlib import Path
+
+    import jax
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from bench_discrepancy_simulated import chinchilla_variant
 
-    runs = chinchilla_variant("nd-interaction", seed=1)
-    ho = extrapolation_holdout(runs, law="chinchilla", by="compute", quantile=0.8,
-                               fit_kwargs={**SHORT, "on_bad_fit": "warn"}, seed=0)
-    s = ho.summary
-    assert s["coverage_90_law"] < 0.8, s
-    assert 0.8 <= s["coverage_90"] <= 1.0, s
+    covered = covered_law = held = 0
+    for seed in range(1, 9):
+        ho = extrapolation_holdout(chinchilla_variant("nd-interaction", seed=seed), law="chinchilla", by="compute",
+                                   quantile=0.8, fit_kwargs={**SHORT, "on_bad_fit": "warn"}, seed=0)
+        s = ho.summary
+        covered += round(s["coverage_90"] * s["n_held"])
+        covered_law += round(s["coverage_90_law"] * s["n_held"])
+        held += s["n_held"]
+        jax.clear_caches()  # each table compiles anew (as the bench does): keeps LLVM's memory bounded
+    assert covered_law / held < 0.8, (covered_law, held)
+    assert 0.8 <= covered / held <= 1.0, (covered, held)
 
 
 @pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")  # short chains; identity is the point
