@@ -231,6 +231,8 @@ def fit(
         hierarchical fit: with few groups the spreads' posterior
         spans setups from alike to distinct, and smaller steps were needed in its tails
         (5 groups × 60 runs: 1-4 divergences at 0.8-0.95, none at 0.99, ~2x the leapfrog steps).
+        Where the groups are alike, a few divergences at the high end of a spread remain on some
+        seeds and hosts (docs/validation.md, "Alike groups"); the error message names the spread.
     on_bad_fit : {"raise", "warn"}
         What a failed convergence check does: raise :class:`ConvergenceError` naming the
         parameters (the failed fit is its ``result`` attribute, to inspect or save), or emit a

@@ -335,3 +335,25 @@ def test_draws_do_not_depend_on_how_the_iterations_are_chunked(monkeypatch):
     whole = inference.run_nuts_batched(two_modes, args, **kw)
     np.testing.assert_array_equal(chunked.posterior["x"], whole.posterior["x"])
     np.testing.assert_array_equal(chunked.n_steps, whole.n_steps)
+
+
+def test_divergences_are_placed_at_the_end_of_the_site_they_sit_in():
+    # Divergent draws at the top of a spread (the non-centred funnel's signature) and spread evenly
+    # over another site: the message names the first, at its high end, and not the second.
+    import arviz_base
+
+    from bayesmoe.inference import diagnose, divergence_tails
+
+    rng = np.random.default_rng(0)
+    tau, other = rng.lognormal(-3, 1, (4, 1000)), rng.normal(size=(4, 1000, 3))
+    diverging = np.zeros((4, 1000), dtype=bool)
+    diverging.flat[np.argsort(tau, axis=None)[-20:]] = True  # the 20 largest draws of tau
+    tree = arviz_base.from_dict({"posterior": {"tau": tau, "other": other}, "sample_stats": {"diverging": diverging}})
+    assert divergence_tails(tree["posterior"].to_dataset(), diverging) == {"tau": "upper"}
+    diag = diagnose(tree, ["tau", "other"], describe=lambda v: {"tau": "e (spread across groups)"}.get(v, v))
+    assert diag.problems == ["20 divergent transitions (at the high end of e (spread across groups), "
+                             "each in the outer 5% of its draws)"]
+    diverging[:] = False
+    diverging.flat[np.argsort(other[..., 1], axis=None)[:5]] = True  # one element of a vector site, low
+    assert divergence_tails(tree["posterior"].to_dataset(), diverging) == {"other": "lower"}
+    assert divergence_tails(tree["posterior"].to_dataset(), np.zeros_like(diverging)) == {}
