@@ -703,6 +703,8 @@ class Diagnostics:
     num_draws: int
     num_chains: int
     problems: list[str] = field(default_factory=list)
+    #: Where the divergent transitions sit: ``{site: "upper" | "lower"}`` (:func:`divergence_tails`).
+    divergence_sites: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -811,6 +813,7 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
         problems.append(
             f"tail ESS < {ess_min} for " + ", ".join(f"{name(v)} ({tail[v]:.0f})" for v in bad_tail)
         )
+    tails = {}
     if divergences:
         tails = divergence_tails(post, np.asarray(tree["sample_stats"]["diverging"].values, dtype=bool))
         where = " and ".join(f"the {'high' if side == 'upper' else 'low'} end of {name(v)}"
@@ -825,6 +828,7 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
         num_draws=num_draws,
         num_chains=num_chains,
         problems=problems,
+        divergence_sites=tails,
     )
 
 
@@ -895,6 +899,14 @@ def convergence_message(diag: Diagnostics, law_name: str, *, settings: Mapping, 
     elif mixing and centre:
         tips.append("if every group has many runs spanning its model sizes and token counts, half-centred "
                     f"group offsets ({_flag('centre', tuple(centre), style)})")
+    spreads = [s for s, side in diag.divergence_sites.items() if side == "upper" and s.endswith("_tau")]
+    if spreads:
+        site = spreads[0]
+        tips.append(f"a tighter prior on the spread across groups where the divergent transitions sit, if your "
+                    f"setups are known to differ less (prior site '{site}', a half-normal: "
+                    + _flag('priors', {site: {'dist': 'halfnormal', 'scale': 'S'}}, style).replace('"S"', "S")
+                    .replace("'S'", "S") + " with S the "
+                    "spread you believe)")
     fixable = [s for s in ("e_max", "e_start") if s in free_sites]
     example = {"e_max": 290.4521} if "e_max" in fixable else None
     tips.append("tighten the priors of the parameters named above" + (

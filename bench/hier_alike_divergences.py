@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/hier_alike_divergences.py                       # seeds 0-11, trend and not
     PYTHONPATH=. .venv/bin/python bench/hier_alike_divergences.py --seeds 0 1 2 5 7 8 --target-accept 0.995
     PYTHONPATH=. .venv/bin/python bench/hier_alike_divergences.py --seeds 0 1 2 5 7 8 --centre e a
+    PYTHONPATH=. .venv/bin/python bench/hier_alike_divergences.py --seeds 0 --trend-only --priors '{"e_rel_tau": {"dist": "halfnormal", "scale": 0.02}}'
 
 The table is the test suite's ``hier_alike`` (tests/conftest.py): the chinchilla law, five alike
 setups of 60 runs at 1 % noise. Each seed is one ``bayesmoe.fit`` at the defaults (4 chains ×
@@ -16,6 +17,7 @@ count of failed fits per model. docs/validation.md, "Alike groups", has the meas
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpyro
@@ -32,12 +34,16 @@ def main(argv=None) -> int:
     ap.add_argument("--target-accept", type=float, default=None, help="default: fit's (0.99 for several groups)")
     ap.add_argument("--centre", nargs="+", default=None, help="half-centred group offsets, e.g. e a")
     ap.add_argument("--trend-only", action="store_true", help="skip the fits without the noise trend")
+    ap.add_argument("--priors", default=None,
+                    help="a JSON object of prior overrides for every fit, e.g. a tighter spread: "
+                         "'{\"e_rel_tau\": {\"dist\": \"halfnormal\", \"scale\": 0.02}}'")
     args = ap.parse_args(argv)
     groups = {f"g{i}": {} for i in range(5)}
     runs = synthetic_runs("chinchilla", TRUTH["chinchilla"], n_runs=60, noise_sd=0.01, seed=2, groups=groups)
     kw = dict(num_chains=4, num_warmup=1000, num_samples=1000, progress=False, on_bad_fit="warn",
               discrepancy="prior", target_accept=args.target_accept, **({"centre": tuple(args.centre)} if args.centre else {}))
-    models = {"trend": None} if args.trend_only else {"trend": None, "no trend": {"sigma_trend": 0}}
+    extra = json.loads(args.priors) if args.priors else {}
+    models = {"trend": extra} if args.trend_only else {"trend": extra, "no trend": {**extra, "sigma_trend": 0}}
     failed = {m: [] for m in models}
     for model, priors in models.items():
         for seed in args.seeds:

@@ -353,7 +353,24 @@ def test_divergences_are_placed_at_the_end_of_the_site_they_sit_in():
     diag = diagnose(tree, ["tau", "other"], describe=lambda v: {"tau": "e (spread across groups)"}.get(v, v))
     assert diag.problems == ["20 divergent transitions (at the high end of e (spread across groups), "
                              "each in the outer 5% of its draws)"]
+    assert diag.divergence_sites == {"tau": "upper"}
     diverging[:] = False
     diverging.flat[np.argsort(other[..., 1], axis=None)[:5]] = True  # one element of a vector site, low
     assert divergence_tails(tree["posterior"].to_dataset(), diverging) == {"other": "lower"}
     assert divergence_tails(tree["posterior"].to_dataset(), np.zeros_like(diverging)) == {}
+
+
+def test_divergences_at_the_top_of_a_spread_suggest_a_prior_on_that_spread():
+    diag = Diagnostics(max_rhat=1.002, min_ess_bulk=900.0, min_ess_tail=900.0, divergences=8, num_draws=1000,
+                       num_chains=4, problems=["8 divergent transitions (at the high end of e (spread across groups), "
+                                               "each in the outer 5% of its draws)"],
+                       divergence_sites={"e_rel_tau": "upper", "e_pop": "lower"})
+    settings = {"num_warmup": 1000, "num_samples": 1000, "target_accept": 0.99}
+    py = convergence_message(diag, "chinchilla", settings=settings, n_groups=5)
+    assert "prior site 'e_rel_tau'" in py and "priors={'e_rel_tau': {'dist': 'halfnormal', 'scale': S}}" in py
+    cli = convergence_message(diag, "chinchilla", settings=settings, n_groups=5, style="cli")
+    assert """--priors '{"e_rel_tau": {"dist": "halfnormal", "scale": S}}'""" in cli
+    assert "num_warmup" not in py  # divergences alone: no longer chains
+    # at the low end of a spread (the ordinary funnel) or at a non-spread site: no such tip
+    low = Diagnostics(**{**diag.__dict__, "divergence_sites": {"e_rel_tau": "lower", "alpha": "upper"}})
+    assert "prior site" not in convergence_message(low, "chinchilla", settings=settings, n_groups=5)
