@@ -819,7 +819,7 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
         where = " and ".join(f"the {'high' if side == 'upper' else 'low'} end of {name(v)}"
                              for v, side in tails.items())
         problems.append(f"{divergences} divergent transitions" + (
-            f" (at {where}, each in the outer {DIVERGENCE_TAIL:.0%} of its draws)" if where else ""))
+            f" (most of them at {where}, further out than chance puts them)" if where else ""))
     return Diagnostics(
         max_rhat=max(rh.values(), default=float("nan")),
         min_ess_bulk=min(bulk.values(), default=float("nan")),
@@ -832,30 +832,47 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
     )
 
 
-#: A site is named as where the divergences sit when the median of its divergent draws lies in
-#: this outer share of its draws (either side): 5 %, so a site unrelated to the divergences is
-#: named by chance only when most of a few divergent draws fall in 10 % of the draws.
-DIVERGENCE_TAIL = 0.05
+#: Family-wise false-alarm rate of naming a site as where the divergences sit, over every
+#: scalar element of every sampled site and both ends (:func:`divergence_tails`).
+DIVERGENCE_ALPHA = 0.05
 
 
-def divergence_tails(post: xr.Dataset, diverging: np.ndarray, most: int = 3) -> dict[str, str]:
+def divergence_tails(post: xr.Dataset, diverging: np.ndarray, most: int = 3,
+                     alpha: float = DIVERGENCE_ALPHA) -> dict[str, str]:
     """Where the divergent transitions sit: the sampled sites (at most ``most``, the most extreme
-    first) whose divergent draws lie, at their median, in the upper or lower
-    :data:`DIVERGENCE_TAIL` of all the site's draws (``{site: "upper" | "lower"}``). A spread
-    across groups in its upper tail, say, is the funnel of non-centred offsets where the data
-    pin each group (Betancourt & Girolami 2015): the site whose prior to question. Each element
-    of a vector site counts; the site is named once."""
-    if not diverging.any():
+    first) with more than half of the ``k`` divergent draws further out at one end of the site's
+    draws than chance puts them (``{site: "upper" | "lower"}``). A spread across groups at its
+    upper end, say, is the funnel of non-centred offsets where the data pin each group
+    (Betancourt & Girolami 2015): the site whose prior to question.
+
+    The test, per scalar element and end: the share of the element's draws beyond each divergent
+    draw is Uniform(0, 1) if the divergences have nothing to do with the element, so the j-th
+    smallest of those shares (j = k // 2 + 1) is Beta(j, k + 1 - j); the element is named when it
+    lies below that distribution's ``alpha / (2 m)`` quantile, m the number of scalar elements
+    (Bonferroni over elements and ends). One divergence then names an element only in the outer
+    ``alpha / (2 m)`` of its draws, not the nearest of many. Divergent draws of one chain are
+    often consecutive, which this treats as independent: a cluster can pass as evidence."""
+    k = int(diverging.sum())
+    if k == 0:
         return {}
+    flat = diverging.ravel()
+    columns = {v: np.asarray(post[v].values, dtype=float).reshape(diverging.size, -1) for v in post.data_vars}
+    m = sum(c.shape[1] for c in columns.values())
+    j = k // 2 + 1
+    from scipy import stats
+
+    cut = float(stats.beta.ppf(alpha / (2 * m), j, k + 1 - j))
     found = {}
-    for v in post.data_vars:
-        draws = np.asarray(post[v].values, dtype=float).reshape(diverging.size, -1)
-        for j in range(draws.shape[-1]):
-            x = draws[:, j]
-            # the median divergent draw's rank among all the draws, as a share in [0, 1]
-            rank = np.median(np.searchsorted(np.sort(x), x[diverging.ravel()])) / x.size
-            if (edge := min(rank, 1 - rank)) < DIVERGENCE_TAIL and edge < found.get(v, (1.0, ""))[0]:
-                found[v] = (edge, "upper" if rank > 0.5 else "lower")
+    for v, draws in columns.items():
+        for x in draws.T:
+            order = np.sort(x)
+            above = 1 - np.searchsorted(order, x[flat], side="right") / x.size  # share of draws above each
+            below = np.searchsorted(order, x[flat], side="left") / x.size
+            for side, share in (("upper", above), ("lower", below)):
+                # the j-th smallest share of draws beyond a divergent draw, at this end
+                out = float(np.sort(share)[j - 1])
+                if out <= cut and out < found.get(v, (1.0, ""))[0]:
+                    found[v] = (out, side)
     return {v: side for v, (_, side) in sorted(found.items(), key=lambda kv: kv[1][0])[:most]}
 
 

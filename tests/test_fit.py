@@ -127,12 +127,14 @@ def test_hierarchical_shrinks_alike_groups(hier_differ, hier_alike):
     # has 8 divergent transitions, at the high end of e's spread, and 4 of seeds 0-11 have 1-8
     # (2 of 12 without the noise trend; target_accept 0.995 and half-centred offsets do not cure
     # it: docs/validation.md, "Convergence at the defaults"). It passes on the Intel hosts of
-    # sessions 15-21. Whatever the host, nothing else may fail, and divergences must be placed
-    # at the high end of a spread across groups, which is what the message then tells the user.
+    # sessions 15-21. Whatever the host, nothing else may fail, and divergences placed at all
+    # (bayesmoe.inference.divergence_tails: one or two may sit nowhere unusual) must include
+    # the high end of a spread across groups, which is what the message then tells the user.
     for problem in alike.diagnostics.problems:
-        assert "divergent transitions (at the " in problem, alike.diagnostics.problems
-        ends = [part.removeprefix("the ") for part in problem.split(" (at ", 1)[1].split(" and the ")]
-        assert any(e.startswith("high end of ") and "(spread across groups)" in e for e in ends), problem
+        assert problem.split(" (", 1)[0].endswith("divergent transitions"), alike.diagnostics.problems
+        if " (most of them at " in problem:
+            ends = [part.removeprefix("the ") for part in problem.split(" (most of them at ", 1)[1].split(" and the ")]
+            assert any(e.startswith("high end of ") and "(spread across groups)" in e for e in ends), problem
     a = alike.posterior["alpha"]
     spread_alike = np.abs((a.sel(group="g4") - a.sel(group="g0")).values)
     # alike groups are pooled: their difference stays well inside the 0.1 that the other fit resolves
