@@ -43,11 +43,12 @@ def shared_data() -> Path:
 # alpha = 0.40 an interval of ±0.15, too wide for any model to resolve a 0.1 gap.
 # Hierarchical fits run at the default target_accept of 0.99 (see bayesmoe.fit); at 0.8-0.95 these
 # tables gave 1-4 divergences in the tails of the spreads (at 0.99 the alike fit still has 1-8 on
-# 4 of 12 seeds on an AMD host: tests/test_fit.py::test_hierarchical_shrinks_alike_groups). At 4 chains x 500/500 the 'differ' fit's
-# R-hat sat at the 1.01 bar (1.0090-1.0101, bulk ESS 477-508 over two builds of the same model, fit
-# seed 0); 1000 draws: R-hat 1.0033, ESS 1127 (seed 0), 1.0031 and 1236 (seed 2).
-# tests/test_fit.py checks recovery and diagnostics on the differ fit, shrinkage on both (extended tier), and predicts,
-# summarises and saves the 'differ' one; only that file uses them (one worker fits them once).
+# 4 of 12 seeds on an AMD host: tests/test_fit.py::test_hierarchical_shrinks_alike_groups). At 4
+# chains x 500/500 the 'differ' fit's R-hat sat at the 1.01 bar (1.0090-1.0101, bulk ESS 477-508
+# over two builds of the same model, fit seed 0); 1000 draws: R-hat 1.0033, ESS 1127 (seed 0),
+# 1.0031 and 1236 (seed 2). tests/test_fit.py checks recovery and diagnostics on the 'differ' fit
+# and shrinkage on both (extended tier), and predicts, summarises and saves the 'differ' one; only
+# that file uses them (one worker fits them once).
 # 500 warmup iterations then passed on one host and gave the 'differ' fit 2 divergent transitions on
 # another (Intel Xeon, 2026-12-02; R-hat 1.004, ESS 1361): fit's default warmup, 1000.
 HIER_DRAWS = dict(num_chains=4, num_warmup=1000, num_samples=1000, seed=0, progress=False)

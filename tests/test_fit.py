@@ -126,7 +126,7 @@ def test_hierarchical_shrinks_alike_groups(hier_differ, hier_alike):
     # every group and non-centred offsets form a funnel: on an AMD EPYC host this fit (seed 0)
     # has 8 divergent transitions, at the high end of e's spread, and 4 of seeds 0-11 have 1-8
     # (2 of 12 without the noise trend; target_accept 0.995 and half-centred offsets do not cure
-    # it: docs/validation.md, "Convergence at the defaults"). It passes on the Intel hosts of
+    # it, a tighter prior on that spread does: docs/validation.md, "Alike groups"). It passes on the Intel hosts of
     # sessions 15-21. Whatever the host, nothing else may fail, and divergences placed at all
     # (bayesmoe.inference.divergence_tails: one or two may sit nowhere unusual) must include
     # the high end of a spread across groups, which is what the message then tells the user.

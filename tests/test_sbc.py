@@ -30,7 +30,7 @@ from bayesmoe.validation import _reference, draw_from_prior, sbc, sbc_check
 SMALL = dict(n_datasets=20, n_runs=100, num_chains=4, num_warmup=500, num_samples=250, thin=10,
              batch_size=10, progress=False)
 # The resumption and CLI tests need a CSV, not a calibrated one: four short fits of small tables
-# (about 15 s, against 140 s for SMALL), so that the default suite keeps under 15 minutes and the
+# (about 25 s, against 140 s for SMALL), so that the default suite keeps under 15 minutes and the
 # calibration check itself runs in CI's extended tier.
 TINY = dict(n_datasets=4, n_runs=40, num_chains=2, num_warmup=100, num_samples=50, thin=5, batch_size=4,
             progress=False)

@@ -16,25 +16,31 @@ discrepancy_holdout_<table>.csv), δ's sd is sqrt(τ² + ρ²) · distance · lo
 is that mixture's over the (τ, ρ) posterior. The "shared" rows (ρ = 0) are the shipped model
 under the same approximation: they must reproduce the table in docs/validation.md.
 """
-import json, glob, os, sys
-import numpy as np, pandas as pd
-from scipy import stats
-V = os.path.dirname(os.path.abspath(__file__))
-loto = json.load(open(f'{V}/discrepancy_prior_loto.json'))
-RHO = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, 60)])
-TAU = np.geomspace(1e-4, 1.0, 60)
+import glob
+import json
+import os
 
-def loglik(table, tau, rho):
-    pcs = [c for c in table.columns if str(c).startswith('pc_')]
-    ax = [c for c in table.columns if c.startswith('e_')]
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TAU = np.geomspace(1e-4, 1.0, 60)
+RHO = np.geomspace(1e-4, 1.0, 60)
+Z90 = stats.norm.ppf(0.95)
+
+
+def log_likelihood(table: pd.DataFrame, tau: float, rho: float) -> float:
+    """bayesmoe.discrepancy.tau_log_likelihood's exact Gaussian marginal per cut (Woodbury over
+    the parameter components P and τE), with ρ²|e_i|² added to each run's noise variance."""
+    pcs = [c for c in table.columns if str(c).startswith("pc_")]
+    axes = [c for c in table.columns if c.startswith("e_")]
     total = 0.0
-    for _, part in table.groupby([k for k in ('axis', 'cut', 'group') if k in table]):
-        r = part.residual.to_numpy(float)
-        dist2 = (part[ax].to_numpy(float) ** 2).sum(axis=1)
-        d = part.noise_sd.to_numpy(float) ** 2 + rho ** 2 * dist2
-        p = np.nan_to_num(part[pcs].to_numpy(float))
-        e = part[ax].to_numpy(float)
-        u = np.concatenate([p, tau * e], axis=1)
+    for _, part in table.groupby([k for k in ("axis", "cut", "group") if k in table]):
+        r = part["residual"].to_numpy(float)
+        e = part[axes].to_numpy(float)
+        d = part["noise_sd"].to_numpy(float) ** 2 + rho**2 * (e**2).sum(axis=1)
+        u = np.concatenate([np.nan_to_num(part[pcs].to_numpy(float)), tau * e], axis=1)
         du = u / d[:, None]
         m = np.eye(u.shape[1]) + u.T @ du
         utr = du.T @ r
@@ -42,47 +48,64 @@ def loglik(table, tau, rho):
                          + float(r @ (r / d) - utr @ np.linalg.solve(m, utr)))
     return total
 
-rows = []
-for f in sorted(glob.glob(f'{V}/backtests/*.csv')):
-    name = os.path.basename(f)[:-4]
-    if name not in loto: continue
-    bt = pd.read_csv(f)
-    ho = pd.read_csv(f'{V}/discrepancy_holdout_{name}.csv')
-    pr = loto[name]
-    ltau = np.log(TAU)
-    logprior_tau = stats.norm.logpdf(ltau, pr['mu'], pr['sigma'])
-    for model in ('shared', 'shared+indep'):
-        rhos = RHO[:1] if model == 'shared' else RHO[1:]
-        # prior on ln rho: the same population prior as tau's (a what-if; both are "per-decade error")
-        lp_rho = np.zeros(len(rhos)) if model == 'shared' else stats.norm.logpdf(np.log(rhos), pr['mu'], pr['sigma'])
-        L = np.array([[loglik(bt, t, r) for r in rhos] for t in TAU]) + logprior_tau[:, None] + lp_rho[None, :]
-        w = np.exp(L - L.max()); w /= w.sum()
-        # predictive at each held-out run: mixture over the grid of Normal(0, s_law^2 + (tau^2+rho^2) dist^2 L^2)
-        s_law = ho.width90_law.to_numpy() / (2 * 1.6449)
-        err = (ho.loss - ho.predicted).to_numpy()
-        var_d = (TAU[:, None] ** 2 + rhos[None, :] ** 2)
-        lo = []; hi = []; cov = []; width = []
-        for i in range(len(ho)):
-            sd = np.sqrt(s_law[i] ** 2 + var_d * (ho.distance.iloc[i] * ho.loss.iloc[i]) ** 2)
-            # mixture cdf quantiles by bisection
-            def cdf(x): return float((w * stats.norm.cdf(x / sd)).sum())
-            qs = []
-            for q in (0.05, 0.95):
-                a, b = -10 * sd.max(), 10 * sd.max()
-                for _ in range(60):
-                    mid = (a + b) / 2
-                    a, b = (mid, b) if cdf(mid) < q else (a, mid)
-                qs.append((a + b) / 2)
-            cov.append(qs[0] <= err[i] <= qs[1]); width.append(qs[1] - qs[0])
-        rmse = float(np.sqrt(np.mean(err ** 2)))
-        ti = w.sum(axis=1); ri = w.sum(axis=0)
-        rows.append(dict(table=name, model=model, n=len(ho), cov90=np.mean(cov), w_rmse=np.median(width) / rmse,
-                         tau=float(np.exp((ti * ltau).sum())), rho=float(np.exp((ri * np.log(np.where(rhos > 0, rhos, 1e-12))).sum())) if model != 'shared' else 0.0,
-                         shipped_cov=ho.in90.mean(), shipped_w=ho.width90.median() / rmse))
-        print(rows[-1], flush=True)
-t = pd.DataFrame(rows)
-t.to_csv(f'{V}/whatif_independent.csv', index=False)
-print(t.round(3).to_string())
-for m, g in t.groupby('model'):
-    pooled = (g.cov90 * g.n).sum() / g.n.sum()
-    print(m, 'pooled', round(pooled, 3), 'within 80-97:', int(g.cov90.between(0.8, 0.97).sum()), 'sharp:', int((g.w_rmse <= 4).sum()))
+
+def grid_posterior(backtests: pd.DataFrame, prior: dict, rhos: np.ndarray) -> np.ndarray:
+    """Weights on the (τ, ρ) grid: the backtests' likelihood times the lognormal prior on ln τ
+    (and the same on ln ρ where ρ > 0)."""
+    log_post = np.array([[log_likelihood(backtests, t, r) for r in rhos] for t in TAU])
+    log_post += stats.norm.logpdf(np.log(TAU), prior["mu"], prior["sigma"])[:, None]
+    if rhos.max() > 0:
+        log_post += stats.norm.logpdf(np.log(rhos), prior["mu"], prior["sigma"])[None, :]
+    w = np.exp(log_post - log_post.max())
+    return w / w.sum()
+
+
+def half_width_90(w: np.ndarray, sd: np.ndarray) -> float:
+    """Half-width of the central 90 % of a zero-mean mixture of normals (weights w, sds sd)."""
+    def excess(x):
+        return float((w * stats.norm.cdf(x / sd)).sum()) - 0.95
+    return optimize.brentq(excess, 0.0, 20 * float(sd.max()))
+
+
+def score(holdout: pd.DataFrame, w: np.ndarray, rhos: np.ndarray) -> dict:
+    """90 % coverage and median width / RMSE of the held-out runs under the (τ, ρ) posterior."""
+    law_sd = holdout["width90_law"].to_numpy() / (2 * Z90)
+    err = (holdout["loss"] - holdout["predicted"]).to_numpy()
+    scale = (holdout["distance"] * holdout["loss"]).to_numpy()  # δ in ln loss, at the loss's scale
+    var_delta = TAU[:, None] ** 2 + rhos[None, :] ** 2
+    half = np.array([half_width_90(w, np.sqrt(law_sd[i] ** 2 + var_delta * scale[i] ** 2)) for i in range(len(err))])
+    rmse = float(np.sqrt(np.mean(err**2)))
+    return {"cov90": float(np.mean(np.abs(err) <= half)), "w_rmse": float(np.median(2 * half) / rmse)}
+
+
+def main() -> int:
+    priors = json.load(open(os.path.join(HERE, "discrepancy_prior_loto.json")))
+    rows = []
+    for path in sorted(glob.glob(os.path.join(HERE, "backtests", "*.csv"))):
+        name = os.path.basename(path)[:-4]
+        if name not in priors:
+            continue
+        backtests = pd.read_csv(path)
+        holdout = pd.read_csv(os.path.join(HERE, f"discrepancy_holdout_{name}.csv"))
+        rmse = float(np.sqrt(np.mean((holdout["loss"] - holdout["predicted"]) ** 2)))
+        for model, rhos in (("shared", np.zeros(1)), ("shared+indep", RHO)):
+            w = grid_posterior(backtests, priors[name], rhos)
+            tau_w, rho_w = w.sum(axis=1), w.sum(axis=0)
+            rows.append({"table": name, "model": model, "n": len(holdout), **score(holdout, w, rhos),
+                         "tau": float(np.exp(tau_w @ np.log(TAU))),
+                         "rho": float(np.exp(rho_w @ np.log(rhos))) if rhos.max() > 0 else 0.0,
+                         "shipped_cov": float(holdout["in90"].mean()),
+                         "shipped_w": float(holdout["width90"].median() / rmse)})
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(os.path.join(HERE, "whatif_independent.csv"), index=False)
+    print(table.round(3).to_string())
+    for model, g in table.groupby("model"):
+        pooled = (g["cov90"] * g["n"]).sum() / g["n"].sum()
+        print(f"{model}: pooled 90 % covered {pooled:.3f}; tables within 80-97 %: "
+              f"{int(g['cov90'].between(0.8, 0.97).sum())} of {len(g)}; width <= 4 x RMSE: {int((g['w_rmse'] <= 4).sum())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
