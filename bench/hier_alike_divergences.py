@@ -41,7 +41,9 @@ def main(argv=None) -> int:
     groups = {f"g{i}": {} for i in range(5)}
     runs = synthetic_runs("chinchilla", TRUTH["chinchilla"], n_runs=60, noise_sd=0.01, seed=2, groups=groups)
     kw = dict(num_chains=4, num_warmup=1000, num_samples=1000, progress=False, on_bad_fit="warn",
-              discrepancy="prior", target_accept=args.target_accept, **({"centre": tuple(args.centre)} if args.centre else {}))
+              discrepancy="prior", target_accept=args.target_accept)
+    if args.centre:
+        kw["centre"] = tuple(args.centre)
     extra = json.loads(args.priors) if args.priors else {}
     models = {"trend": extra} if args.trend_only else {"trend": extra, "no trend": {**extra, "sigma_trend": 0}}
     failed = {m: [] for m in models}
