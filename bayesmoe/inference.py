@@ -818,7 +818,7 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
         tails = divergence_tails(post, np.asarray(tree["sample_stats"]["diverging"].values, dtype=bool))
         where = " and ".join(f"the {'high' if side == 'upper' else 'low'} end of {name(v)}"
                              for v, side in tails.items())
-        problems.append(f"{divergences} divergent transitions" + (
+        problems.append(f"{divergences} divergent transition{'s' if divergences != 1 else ''}" + (
             f" (most of them at {where}, further out than chance puts them)" if where else ""))
     return Diagnostics(
         max_rhat=max(rh.values(), default=float("nan")),
@@ -900,7 +900,7 @@ def convergence_message(diag: Diagnostics, law_name: str, *, settings: Mapping, 
         raise ValueError(f"style must be 'python' or 'cli', got {style!r}")
     warmup, draws = int(settings["num_warmup"]), int(settings["num_samples"])
     accept = float(settings["target_accept"])
-    mixing = any("divergent transitions" not in p for p in diag.problems)
+    mixing = any("divergent transition" not in p for p in diag.problems)
     tips = []
     if mixing:
         tips.append(f"more warmup and draws ({_flag('num_warmup', 2 * warmup, style)}, "

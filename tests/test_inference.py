@@ -358,6 +358,9 @@ def test_divergences_are_placed_at_the_end_of_the_site_they_sit_in():
     diverging.flat[np.argsort(other[..., 1], axis=None)[:5]] = True  # one element of a vector site, low
     assert divergence_tails(tree["posterior"].to_dataset(), diverging) == {"other": "lower"}
     assert divergence_tails(tree["posterior"].to_dataset(), np.zeros_like(diverging)) == {}
+    diverging[:] = False
+    diverging[0, 0] = True
+    assert diagnose(tree, ["tau", "other"]).problems[0].startswith("1 divergent transition")
     # Divergences unrelated to every site: named by chance at most alpha of the time (5 %,
     # Bonferroni over the 4 elements and both ends). 200 random placements of 1 and of 8 divergent
     # draws: the count named is Binomial(200, <= 0.05); 21 or more has probability 0.0012 at 0.05.
@@ -384,3 +387,6 @@ def test_divergences_at_the_top_of_a_spread_suggest_a_prior_on_that_spread():
     # at the low end of a spread (the ordinary funnel) or at a non-spread site: no such tip
     low = Diagnostics(**{**diag.__dict__, "divergence_sites": {"e_rel_tau": "lower", "alpha": "upper"}})
     assert "prior site" not in convergence_message(low, "chinchilla", settings=settings, n_groups=5)
+    # one divergence is one transition, and still no reason for longer chains
+    one = Diagnostics(**{**diag.__dict__, "divergences": 1, "problems": ["1 divergent transition"]})
+    assert "num_warmup" not in convergence_message(one, "chinchilla", settings=settings, n_groups=5)
