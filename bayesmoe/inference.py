@@ -777,7 +777,8 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
         else:  # every site stuck (arviz-stats cannot take an empty dataset): the stuck list says it all
             ess_bulk = ess_tail = xr.Dataset()
             rhat = xr.Dataset() if num_chains > 1 else None
-    divergences = int(tree["sample_stats"]["diverging"].sum())
+    diverging = np.asarray(tree["sample_stats"]["diverging"].values, dtype=bool)
+    divergences = int(diverging.sum())
 
     def worst(ds: xr.Dataset, pick, nan_as: float) -> dict[str, float]:
         """Worst value per variable; NaN (a stuck chain) counts as ``nan_as``, never as fine."""
@@ -815,7 +816,7 @@ def diagnose(tree: xr.DataTree, var_names: Sequence[str],
         )
     tails = {}
     if divergences:
-        tails = divergence_tails(post, np.asarray(tree["sample_stats"]["diverging"].values, dtype=bool))
+        tails = divergence_tails(post, diverging)
         where = " and ".join(f"the {'high' if side == 'upper' else 'low'} end of {name(v)}"
                              for v, side in tails.items())
         problems.append(f"{divergences} divergent transition{'s' if divergences != 1 else ''}" + (
@@ -900,7 +901,7 @@ def convergence_message(diag: Diagnostics, law_name: str, *, settings: Mapping, 
         raise ValueError(f"style must be 'python' or 'cli', got {style!r}")
     warmup, draws = int(settings["num_warmup"]), int(settings["num_samples"])
     accept = float(settings["target_accept"])
-    mixing = any("divergent transition" not in p for p in diag.problems)
+    mixing = len(diag.problems) > (diag.divergences > 0)  # a problem besides diagnose's one line on divergences
     tips = []
     if mixing:
         tips.append(f"more warmup and draws ({_flag('num_warmup', 2 * warmup, style)}, "

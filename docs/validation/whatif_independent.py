@@ -24,35 +24,28 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from bayesmoe.discrepancy import tau_log_likelihood
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TAU = np.geomspace(1e-4, 1.0, 60)
 RHO = np.geomspace(1e-4, 1.0, 60)
 Z90 = stats.norm.ppf(0.95)
 
 
-def log_likelihood(table: pd.DataFrame, tau: float, rho: float) -> float:
-    """bayesmoe.discrepancy.tau_log_likelihood's exact Gaussian marginal per cut (Woodbury over
-    the parameter components P and τE), with ρ²|e_i|² added to each run's noise variance."""
-    pcs = [c for c in table.columns if str(c).startswith("pc_")]
-    axes = [c for c in table.columns if c.startswith("e_")]
-    total = 0.0
-    for _, part in table.groupby([k for k in ("axis", "cut", "group") if k in table]):
-        r = part["residual"].to_numpy(float)
-        e = part[axes].to_numpy(float)
-        d = part["noise_sd"].to_numpy(float) ** 2 + rho**2 * (e**2).sum(axis=1)
-        u = np.concatenate([np.nan_to_num(part[pcs].to_numpy(float)), tau * e], axis=1)
-        du = u / d[:, None]
-        m = np.eye(u.shape[1]) + u.T @ du
-        utr = du.T @ r
-        total += -0.5 * (len(r) * np.log(2 * np.pi) + np.log(d).sum() + np.linalg.slogdet(m)[1]
-                         + float(r @ (r / d) - utr @ np.linalg.solve(m, utr)))
-    return total
+def log_likelihood(table: pd.DataFrame, tau: np.ndarray, rho: float) -> np.ndarray:
+    """ln p(backtests | τ, ρ) on the τ grid: the package's exact marginal per cut
+    (:func:`bayesmoe.discrepancy.tau_log_likelihood`) with ρ²|e_i|² added to each run's noise
+    variance, the independent term's."""
+    axes = [c.removeprefix("e_") for c in table.columns if c.startswith("e_")]
+    e2 = (table[[f"e_{a}" for a in axes]].to_numpy(float) ** 2).sum(axis=1)
+    widened = table.assign(noise_sd=np.sqrt(table["noise_sd"].to_numpy(float) ** 2 + rho**2 * e2))
+    return tau_log_likelihood(widened, axes, tau)
 
 
 def grid_posterior(backtests: pd.DataFrame, prior: dict, rhos: np.ndarray) -> np.ndarray:
     """Weights on the (τ, ρ) grid: the backtests' likelihood times the lognormal prior on ln τ
     (and the same on ln ρ where ρ > 0)."""
-    log_post = np.array([[log_likelihood(backtests, t, r) for r in rhos] for t in TAU])
+    log_post = np.stack([log_likelihood(backtests, TAU, r) for r in rhos], axis=1)
     log_post += stats.norm.logpdf(np.log(TAU), prior["mu"], prior["sigma"])[:, None]
     if rhos.max() > 0:
         log_post += stats.norm.logpdf(np.log(rhos), prior["mu"], prior["sigma"])[None, :]
