@@ -538,7 +538,8 @@ def _score(result, law, table, order, cut, held, *, by, quantile, threshold, per
         scored.insert(len(law.inputs), "group", part["group"])
         parts.append(scored)
     out = pd.concat(parts).loc[held_table.index]
-    out.insert(len(law.inputs) + 1, by, order[held])
+    if by not in out:  # a law input (``by="n_active"``) is there already, with the same values
+        out.insert(len(law.inputs) + 1, by, order[held])
     # split-conformal baseline on the fit's own backtest residuals (no distance scaling)
     bt = result.discrepancy.backtest
     for level in HOLDOUT_LEVELS:

@@ -155,6 +155,20 @@ def test_holdout_with_seed_replicates_on_both_sides_of_the_cut():
     assert ho.table.index.is_unique and ho.table[["in50", "in90", "in90_law"]].notna().all().all()
 
 
+@pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")  # short chains: the paths are the point
+def test_holdout_ordered_by_a_law_input():
+    # "fit up to 370M active parameters, predict the 1.3B runs": ordering by an input of the law
+    # used to crash when the scored table got the ordering column a second time
+    runs = synthetic_runs("chinchilla", n_runs=40, noise_sd=0.01, seed=3)
+    cut = float(runs["n_active"].quantile(0.8))
+    ho = extrapolation_holdout(runs, law="chinchilla", by="n_active", quantile=0.8,
+                               fit_kwargs={**PATHS_ONLY, "discrepancy": "prior"})
+    assert sorted(ho.table.index) == sorted(runs.index[runs["n_active"] > cut])
+    assert list(ho.table.columns).count("n_active") == 1
+    assert np.allclose(ho.table["n_active"], runs.loc[ho.table.index, "n_active"])
+    assert ho.summary["by"] == "n_active" and ho.summary["threshold"] == pytest.approx(cut)
+
+
 def _two_setups(seed: int = 0) -> pd.DataFrame:
     a = synthetic_runs("chinchilla", n_runs=30, noise_sd=0.01, seed=seed).assign(group="a")
     b = synthetic_runs("chinchilla", n_runs=30, noise_sd=0.01, seed=seed + 1).assign(group="b")

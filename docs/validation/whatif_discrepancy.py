@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bayesmoe  # noqa: E402
+from bayesmoe import noise as run_noise  # noqa: E402
 from bayesmoe.discrepancy import TAU_GRID, tau_log_likelihood  # noqa: E402
 from distill_discrepancy import FAMILY, fit_population  # noqa: E402
 
@@ -87,11 +88,14 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
         fit = bayesmoe.load(FITS / f"{t}.nc")
         law = np.log(fit.predict(ho[list(fit.law.inputs)], kind="mean").values.reshape(-1, len(ho)))
         post = fit.tree["posterior"]
-        sigma, nu = post["sigma"].values.ravel(), post["nu"].values.ravel()
+        # each draw's noise scale at each held-out run, the trend in compute included, as predict's
+        sigma = run_noise.run_scale(post["sigma"].values, run_noise.posterior_trend(post), fit.runs, ho,
+                                    fit.anchor).reshape(-1, len(ho))
+        nu = post["nu"].values.ravel()
         si, ti = np.unravel_index(rng.choice(w.size, size=len(law), p=w.ravel()), w.shape)
         s, tau = grid[si][:, None], TAU[ti][:, None]
         distance = ho["distance"].to_numpy()
-        noise = sigma[:, None] * rng.standard_t(np.broadcast_to(nu[:, None], law.shape))
+        noise = sigma * rng.standard_t(np.broadcast_to(nu[:, None], law.shape))
         if model == "noise":
             noise = s * noise
         if model == "params":
