@@ -15,7 +15,8 @@ discrepancy prior were fixed, so like StepLaw's (``run_steplaw.py``) it is an ou
 Same protocol: fit the runs at or below the 80 % compute quantile (6 N D) at ``fit``'s defaults
 (4 chains x 1000/1000, seed 0, the term learned from the fit's own backtests and the shipped
 prior), predict the rest. Writes docs/validation/datablations_holdout.csv (one row per held-out
-run) and prints the docs' row.
+run) and datablations_holdout_summary.csv (the docs' row: coverage, widths, τ, diagnostics), and
+prints the docs' row.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import run_steplaw  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT.parent / "shared" / "data" / "colpret-hitchhiker" / "datablations_contour_losses.csv"
 OUT = Path(__file__).resolve().parent / "datablations_holdout.csv"
+SUMMARY = Path(__file__).resolve().parent / "datablations_holdout_summary.csv"
 
 
 def single_epoch_table() -> pd.DataFrame:
@@ -55,6 +57,7 @@ def main() -> int:
     row, table = run_steplaw.run("datablations-1-epoch", CASES)
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     table.to_csv(OUT, index=False)
+    pd.DataFrame([row]).to_csv(SUMMARY, index=False)
     print(table[["n_active", "tokens", "loss", "predicted", "error", "distance", "width90", "in90",
                  "in90_law"]].round(4).to_string())
     print("\n" + run_steplaw.markdown([row]))

@@ -175,10 +175,16 @@ def run_loo(draws: dict) -> pd.DataFrame:
 METHODS = (("with the term", ""), ("law only", "_law"), ("split-conformal", "_conformal"))
 
 
+def _column(t: pd.DataFrame, name: str) -> pd.Series:
+    """A column of a hold-out table, NaN where the method has none (no backtests: no conformal)."""
+    return t[name] if name in t else pd.Series(float("nan"), index=t.index)
+
+
 def _method_cells(t: pd.DataFrame, suffix: str) -> str:
     """50 %, 90 % covered and the median 90 % width of one interval method over held-out runs."""
-    w90 = t[f"width90{suffix}"].median()
-    return f"{t[f'in50{suffix}'].mean():.0%} | {t[f'in90{suffix}'].mean():.0%} | {w90:.3f}"
+    w90 = _column(t, f"width90{suffix}").median()
+    return (f"{_column(t, f'in50{suffix}').astype(float).mean():.0%} | "
+            f"{_column(t, f'in90{suffix}').astype(float).mean():.0%} | {w90:.3f}")
 
 
 def markdown() -> str:
@@ -194,7 +200,7 @@ def markdown() -> str:
         t = pd.read_csv(OUT / f"holdout_{case}.csv")
         diag = (f"ok (R-hat {r.max_rhat:.3f}, {int(r.divergences)} divergences)" if r.diagnostics_ok else
                 f"**failed** (R-hat {r.max_rhat:.3f}, {int(r.divergences)} divergences)")
-        blocks = [(case, t, lines, f"{r.tau_median:.2g} ({r.tau_lo90:.2g}–{r.tau_hi90:.2g})", diag)]
+        blocks = [(case, t, lines, f"{r.tau_median:.3g} ({r.tau_lo90:.2g}–{r.tau_hi90:.2g})", diag)]
         if t["group"].nunique() > 1:
             blocks += [(f"{case}: {g}", tg, per_group, "", "") for g, tg in t.groupby("group", sort=False)]
         for name, tt, out, tau, dg in blocks:
@@ -202,7 +208,7 @@ def markdown() -> str:
             for i, (method, suffix) in enumerate(METHODS):
                 first = i == 0
                 out.append(f"| {name if first else ''} | {len(tt) if first else ''} | {method} | "
-                           f"{_method_cells(tt, suffix)} | {tt[f'width90{suffix}'].median() / rmse:.1f} | "
+                           f"{_method_cells(tt, suffix)} | {_column(tt, f'width90{suffix}').median() / rmse:.1f} | "
                            f"{f'{tt.abs_error.max():.3f}' if first else ''} | {f'{rmse:.3f}' if first else ''} | "
                            f"{tau if first else ''} | {dg if first else ''} |")
     return "\n".join(lines) + "\n\nPer group:\n\n" + "\n".join(per_group) + "\n"
