@@ -21,6 +21,7 @@ and the hold-out fits in ``$BAYESMOE_HOLDOUT_FITS`` (default /tmp/bayesmoe_holdo
 ``run_discrepancy_holdout.py`` writes (about 8 minutes on 2 cores when they are absent).
 
     PYTHONPATH=. .venv/bin/python docs/validation/whatif_discrepancy.py --model noise params
+    ... whatif_discrepancy.py --model none noise params offset --out docs/validation/whatif_discrepancy.csv
 """
 from __future__ import annotations
 
@@ -120,15 +121,26 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", choices=list(FACTOR), default=["none", "noise", "params"])
     ap.add_argument("--factor-sd", type=float, default=0.5, help="sd of the lognormal prior on s (default 0.5)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="also write every table's row per model to this CSV (rows of the same model and factor sd replaced)")
     args = ap.parse_args(argv)
     pd.set_option("display.width", 200)
+    frames = []
     for model in args.model:
         df, pooled = score(model, args.factor_sd)
+        frames.append(df.assign(model=model, factor_sd=args.factor_sd, pooled_covered=pooled))
         in_range = int(((df["90 % covered"] >= 0.8) & (df["90 % covered"] <= 0.97)).sum())
         sharp = int((df["width / RMSE"] <= 4).sum())
         print(f"== {model} (ln s ~ N(0, {args.factor_sd})): pooled 90 % covered {pooled:.1%}; "
               f"tables within 80-97 %: {in_range} of {len(df)}; width <= 4 x RMSE: {sharp} of {len(df)}")
         print(df.round(3).to_string(index=False))
+    if args.out:
+        new = pd.concat(frames, ignore_index=True)
+        if args.out.exists():
+            old = pd.read_csv(args.out)
+            keep = ~old.set_index(["model", "factor_sd"]).index.isin(new.set_index(["model", "factor_sd"]).index)
+            new = pd.concat([old[keep], new], ignore_index=True)
+        new.to_csv(args.out, index=False)
     return 0
 
 
