@@ -71,3 +71,46 @@ def run_scale(sigma: np.ndarray, trend: np.ndarray | None, fitted: pd.DataFrame,
 def posterior_trend(post) -> np.ndarray | None:
     """η's draws from a posterior (mapping or ``xarray.Dataset``), None where the fit had none."""
     return np.asarray(post[TREND], dtype="float64") if TREND in post else None
+
+
+def run_residuals(result) -> pd.DataFrame:
+    """Each fitted run against the fitted law and noise: ``predicted`` (posterior median of the
+    law's expected loss at the run, its group's law), ``residual`` (ln observed − ln predicted),
+    ``noise_sd`` (the run's σ_i, posterior median, the trend included), ``z`` (residual / σ_i)
+    and ``p_tail`` (two-sided tail probability of ``z`` under the fitted Student-t(ν))."""
+    from scipy import stats
+
+    runs = result.runs
+    post = result.tree["posterior"]
+    inputs = runs[list(result.law.inputs)]
+    groups = runs["group"].astype(str)
+    log_pred = np.empty(len(runs))
+    for g in dict.fromkeys(groups):
+        m = (groups == g).to_numpy()
+        pred = result.predict(inputs[m], group=g, kind="mean")
+        log_pred[m] = np.log(pred.median(dim=("chain", "draw")).values)
+    draws = run_scale(post["sigma"].values, posterior_trend(post), runs, runs, result.anchor)
+    noise_sd = np.median(draws.reshape(-1, len(runs)), axis=0)
+    nu = float(np.median(post["nu"].values))
+    residual = np.log(runs["loss"].to_numpy(dtype="float64")) - log_pred
+    z = residual / noise_sd
+    return pd.DataFrame({**{k: runs[k] for k in (*result.law.inputs, "group", "loss")},
+                         "predicted": np.exp(log_pred), "residual": residual, "noise_sd": noise_sd, "z": z,
+                         "p_tail": 2.0 * stats.t.sf(np.abs(z), nu)}, index=runs.index)
+
+
+def outlying_runs(result, level: float = 0.05) -> pd.DataFrame:
+    """The fitted runs the law does not fit: those whose residual is further out than the fitted
+    Student-t noise puts any of the runs with probability ``level`` (Bonferroni over the runs:
+    ``p_tail < level / n``), largest first. The heavy-tailed noise lets such runs barely pull the
+    law, which is why it is the default; this names them, so that none is discounted unseen
+    (a diverged run, a mislogged loss, or a region the law's form cannot follow)."""
+    return outlying(run_residuals(result), level)
+
+
+def outlying(residuals: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """The rows of a :func:`run_residuals` table with ``p_tail < level / n``, largest |z| first."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+    out = residuals[residuals["p_tail"] < level / len(residuals)]
+    return out.reindex(out["z"].abs().sort_values(ascending=False).index)

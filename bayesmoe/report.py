@@ -28,7 +28,12 @@ import pandas as pd
 from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
-from bayesmoe.noise import TREND
+from bayesmoe.noise import TREND, outlying, run_residuals
+
+#: Family-wise level at which the report marks fitted runs the law does not fit
+#: (:func:`bayesmoe.noise.outlying_runs`), and how many of the furthest runs it lists.
+OUTLIER_LEVEL = 0.05
+WORST_SHOWN = 5
 from bayesmoe.units import flops_label
 from bayesmoe.inference import starts_phrase, timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
@@ -150,15 +155,10 @@ def _data_summary(result) -> dict:
 
 def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None, holdout_ci_prob: float) -> dict:
     runs = result.runs
-    inputs = runs[list(result.law.inputs)]
+    res = run_residuals(result)
     log_obs = np.log(runs["loss"].to_numpy(dtype=float))
-    log_pred = np.empty(len(runs))
-    for g in dict.fromkeys(runs["group"].astype(str)):
-        m = (runs["group"].astype(str) == g).to_numpy()
-        pred = result.predict(inputs[m], group=g, kind="mean")
-        log_pred[m] = np.log(pred.median(dim=("chain", "draw")).values)
-    resid = log_obs - log_pred
-    err = np.exp(log_pred) - np.exp(log_obs)
+    resid = res["residual"].to_numpy()
+    err = res["predicted"].to_numpy() - np.exp(log_obs)
     sigma = float(np.median(result.tree["posterior"]["sigma"].values))
     rows = [
         ("runs fitted", len(runs)),
@@ -173,6 +173,22 @@ def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None, holdout_c
     ]
     out = {"table": _table(pd.DataFrame(rows, columns=["measure", "value"]).set_index("measure")),
            "holdout": None}
+    outliers = outlying(res, OUTLIER_LEVEL)
+    worst = res.reindex(res["z"].abs().sort_values(ascending=False).index).head(WORST_SHOWN)
+    shown = worst.assign(**{"beyond the noise": worst.index.isin(outliers.index)}).drop(columns=["p_tail"])
+    shown = shown.rename(columns={"z": "residual / σ"})
+    if len(result.groups) == 1:
+        shown = shown.drop(columns=["group"])
+    out["worst"] = _table(shown.rename_axis("run"), index=True)
+    out["worst_line"] = (
+        f"The {len(worst)} fitted runs furthest from the law, in units of their fitted noise σ. "
+        + (f"{len(outliers)} of the {len(res)} {'lies' if len(outliers) == 1 else 'lie'} further out than the "
+           f"fitted Student-t noise puts any run with probability {OUTLIER_LEVEL:.0%} (Bonferroni over the runs): "
+           "the heavy-tailed noise lets such runs barely pull the law. A diverged run, a mislogged loss, or "
+           "configurations the law's form cannot follow: look at them before trusting what the law says near them."
+           if len(outliers) else
+           f"None lies further out than the fitted Student-t noise puts any of the {len(res)} runs with "
+           f"probability {OUTLIER_LEVEL:.0%} (Bonferroni over the runs)."))
     if holdout is not None and len(holdout):
         out["holdout"] = _table(holdout, index=False)
         out["holdout_line"] = (f"Mean absolute error {holdout['error'].abs().mean():.4f} nats "

@@ -105,3 +105,30 @@ def test_run_design_and_a_saved_fit_use_each_runs_noise_scale(shrinking_noise, t
     assert noise.TREND in again.param_names
     new = runs.iloc[[0, 60]][["n_active", "tokens"]]
     np.testing.assert_allclose(again.predict(new, kind="new_run", seed=1).values, fit.predict(new, kind="new_run", seed=1).values)
+
+
+def test_outlying_runs_names_a_run_the_law_does_not_fit_and_no_clean_one(tmp_path):
+    # A posterior pinned at the truth (no NUTS): on 60 runs with 1 % Gaussian noise no residual
+    # comes near the Bonferroni bound (Student-t(4) at a two-sided 0.05 / 60: 7.3 σ; the largest
+    # here is 2.7 σ); one loss raised by 30 % (ln 1.3 = 26 σ) is named, and only it.
+    from scipy import stats
+
+    from bayesmoe.testing import fake_result
+
+    runs = synthetic_runs("chinchilla", n_runs=60, noise_sd=0.01, seed=0)
+    clean = fake_result("chinchilla", runs=runs, rel_sd=0.0, num_draws=100)
+    res = noise.run_residuals(clean)
+    assert res.index.equals(clean.runs.index) and (res["noise_sd"] > 0).all()
+    assert np.abs(res["z"]).max() < stats.t.ppf(1 - 0.05 / 120, 4)
+    assert noise.outlying_runs(clean).empty
+    bad = runs.copy()
+    bad.loc[7, "loss"] *= 1.3
+    result = fake_result("chinchilla", runs=bad, rel_sd=0.0, num_draws=100)
+    flagged = noise.outlying_runs(result)
+    assert list(flagged.index) == [7] and flagged.loc[7, "z"] > 20
+    assert flagged.loc[7, "predicted"] == pytest.approx(runs.loc[7, "loss"], rel=0.05)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        noise.outlying(res, level=1.0)
+    result.report(tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "Runs the law fits worst" in html and "1 of the 60 lies further out" in html
