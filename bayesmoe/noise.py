@@ -33,6 +33,8 @@ import pandas as pd
 TREND = "sigma_trend"
 #: The inputs a trend needs (compute = 6 · N · D).
 INPUTS = ("n_active", "tokens")
+#: Family-wise level at which :func:`outlying_runs` names the fitted runs the law does not fit.
+OUTLIER_LEVEL = 0.05
 
 
 def log10_compute(x: Mapping, xp=np):
@@ -99,7 +101,7 @@ def run_residuals(result) -> pd.DataFrame:
                          "p_tail": 2.0 * stats.t.sf(np.abs(z), nu)}, index=runs.index)
 
 
-def outlying_runs(result, level: float = 0.05) -> pd.DataFrame:
+def outlying_runs(result, level: float = OUTLIER_LEVEL) -> pd.DataFrame:
     """The fitted runs the law does not fit: those whose residual is further out than the fitted
     Student-t noise puts any of the runs with probability ``level`` (Bonferroni over the runs:
     ``p_tail < level / n``), largest first. The heavy-tailed noise lets such runs barely pull the
@@ -108,7 +110,7 @@ def outlying_runs(result, level: float = 0.05) -> pd.DataFrame:
     return outlying(run_residuals(result), level)
 
 
-def outlying(residuals: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+def outlying(residuals: pd.DataFrame, level: float = OUTLIER_LEVEL) -> pd.DataFrame:
     """The rows of a :func:`run_residuals` table with ``p_tail < level / n``, largest |z| first."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")

@@ -28,11 +28,9 @@ import pandas as pd
 from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
-from bayesmoe.noise import TREND, outlying, run_residuals
+from bayesmoe.noise import OUTLIER_LEVEL, TREND, outlying, run_residuals
 
-#: Family-wise level at which the report marks fitted runs the law does not fit
-#: (:func:`bayesmoe.noise.outlying_runs`), and how many of the furthest runs it lists.
-OUTLIER_LEVEL = 0.05
+#: How many of the fitted runs furthest from the law the report lists.
 WORST_SHOWN = 5
 from bayesmoe.units import flops_label
 from bayesmoe.inference import starts_phrase, timing_line

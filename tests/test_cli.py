@@ -317,6 +317,27 @@ def test_summary_prints_the_reports_verdict_priors_and_one_level():
     timings = json.loads(shipped.tree.attrs["timings"])
     assert f"NUTS: 4 chains x 1000 draws, {timing_line(timings)}\n" in proc.stdout
     assert "extended twice" in timing_line({**timings, "extensions": 2})
+    # the runs the law does not fit: none on the shipped table, so its furthest run is named
+    from bayesmoe.noise import outlying_runs, run_residuals
+
+    assert outlying_runs(shipped).empty
+    res = run_residuals(shipped)
+    furthest = res["z"].abs().idxmax()
+    assert (f"runs the law does not fit: none beyond what the fitted Student-t noise allows any of the "
+            f"{len(res)} runs") in proc.stdout and f"run {furthest}, lies {res.loc[furthest, 'z']:+.2f} σ" in proc.stdout
+
+
+def test_summary_lists_the_runs_the_law_does_not_fit(tmp_path):
+    from bayesmoe.testing import fake_result, synthetic_runs
+
+    runs = synthetic_runs("chinchilla", n_runs=60, noise_sd=0.01, seed=0)
+    runs.loc[7, "loss"] *= 1.3  # a mislogged loss, 26 σ off
+    path = fake_result("chinchilla", runs=runs, rel_sd=0.0, num_draws=100).save(tmp_path / "bad.nc")
+    proc = run_cli("summary", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "runs the law does not fit: 1 beyond what the fitted Student-t noise allows" in proc.stdout
+    table = proc.stdout.split("runs the law does not fit:")[1]
+    assert "\n7 " in table and "residual / σ" in table
 
 
 def test_a_dense_law_prints_no_expert_rows(tmp_path):
