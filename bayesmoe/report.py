@@ -29,12 +29,12 @@ from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
 from bayesmoe.noise import OUTLIER_LEVEL, TREND, outlying, run_residuals
-
-#: How many of the fitted runs furthest from the law the report lists.
-WORST_SHOWN = 5
 from bayesmoe.units import flops_label
 from bayesmoe.inference import starts_phrase, timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
+
+#: How many of the fitted runs furthest from the law the report lists.
+WORST_SHOWN = 5
 
 __all__ = ["render_report", "write_report", "verdict", "Verdict", "answer_card"]
 
