@@ -116,3 +116,26 @@ def outlying(residuals: pd.DataFrame, level: float = OUTLIER_LEVEL) -> pd.DataFr
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
     out = residuals[residuals["p_tail"] < level / len(residuals)]
     return out.reindex(out["z"].abs().sort_values(ascending=False).index)
+
+
+def worst_runs(residuals: pd.DataFrame, k: int = 5, level: float = OUTLIER_LEVEL) -> pd.DataFrame:
+    """The ``k`` rows of a :func:`run_residuals` table furthest from the law (largest |z| first),
+    with a column ``beyond the noise``: whether :func:`outlying` names the run at ``level``."""
+    far = outlying(residuals, level)
+    worst = residuals.reindex(residuals["z"].abs().sort_values(ascending=False).index).head(k)
+    return worst.assign(**{"beyond the noise": worst.index.isin(far.index)})
+
+
+def worst_runs_sentence(residuals: pd.DataFrame, k: int = 5, level: float = OUTLIER_LEVEL) -> str:
+    """What the report and the model card say above :func:`worst_runs`."""
+    n_far = len(outlying(residuals, level))
+    shown = min(k, len(residuals))
+    head = f"The {shown} fitted runs furthest from the law, in units of their fitted noise σ. "
+    if n_far:
+        return head + (f"{n_far} of the {len(residuals)} {'lies' if n_far == 1 else 'lie'} further out than the "
+                       f"fitted Student-t noise puts any run with probability {level:.0%} (Bonferroni over the "
+                       "runs): the heavy-tailed noise lets such runs barely pull the law. A diverged run, a "
+                       "mislogged loss, or configurations the law's form cannot follow: look at them before "
+                       "trusting what the law says near them.")
+    return head + (f"None lies further out than the fitted Student-t noise puts any of the {len(residuals)} runs "
+                   f"with probability {level:.0%} (Bonferroni over the runs).")

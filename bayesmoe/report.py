@@ -28,7 +28,7 @@ import pandas as pd
 from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
-from bayesmoe.noise import OUTLIER_LEVEL, TREND, outlying, run_residuals
+from bayesmoe.noise import TREND, run_residuals, worst_runs, worst_runs_sentence
 from bayesmoe.units import flops_label
 from bayesmoe.inference import starts_phrase, timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
@@ -171,22 +171,11 @@ def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None, holdout_c
     ]
     out = {"table": _table(pd.DataFrame(rows, columns=["measure", "value"]).set_index("measure")),
            "holdout": None}
-    outliers = outlying(res, OUTLIER_LEVEL)
-    worst = res.reindex(res["z"].abs().sort_values(ascending=False).index).head(WORST_SHOWN)
-    shown = worst.assign(**{"beyond the noise": worst.index.isin(outliers.index)}).drop(columns=["p_tail"])
-    shown = shown.rename(columns={"z": "residual / σ"})
+    shown = worst_runs(res, WORST_SHOWN).drop(columns=["p_tail"]).rename(columns={"z": "residual / σ"})
     if len(result.groups) == 1:
         shown = shown.drop(columns=["group"])
     out["worst"] = _table(shown.rename_axis("run"), index=True)
-    out["worst_line"] = (
-        f"The {len(worst)} fitted runs furthest from the law, in units of their fitted noise σ. "
-        + (f"{len(outliers)} of the {len(res)} {'lies' if len(outliers) == 1 else 'lie'} further out than the "
-           f"fitted Student-t noise puts any run with probability {OUTLIER_LEVEL:.0%} (Bonferroni over the runs): "
-           "the heavy-tailed noise lets such runs barely pull the law. A diverged run, a mislogged loss, or "
-           "configurations the law's form cannot follow: look at them before trusting what the law says near them."
-           if len(outliers) else
-           f"None lies further out than the fitted Student-t noise puts any of the {len(res)} runs with "
-           f"probability {OUTLIER_LEVEL:.0%} (Bonferroni over the runs)."))
+    out["worst_line"] = worst_runs_sentence(res, WORST_SHOWN)
     if holdout is not None and len(holdout):
         out["holdout"] = _table(holdout, index=False)
         out["holdout_line"] = (f"Mean absolute error {holdout['error'].abs().mean():.4f} nats "

@@ -497,6 +497,12 @@ class FitResult:
                       f"{len(held)} observed losses inside the {level_label(held_level)} interval of a new run "
                       "(extrapolation error included).", "",
                       block(held), ""]
+        res = run_noise.run_residuals(self)
+        worst = run_noise.worst_runs(res).drop(columns=["p_tail"]).rename(columns={"z": "residual / σ"})
+        if len(self.groups) == 1:
+            worst = worst.drop(columns=["group"])
+        lines += ["## Runs the law fits worst", "", run_noise.worst_runs_sentence(res), "",
+                  block(worst.rename_axis("run")), ""]
         lines += ["## Priors", "", block(prior_rows), ""]
         if self.warnings:
             lines += ["## Warnings", "", *[f"- {w}" for w in self.warnings], ""]

@@ -132,3 +132,8 @@ def test_outlying_runs_names_a_run_the_law_does_not_fit_and_no_clean_one(tmp_pat
     result.report(tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert "Runs the law fits worst" in html and "1 of the 60 lies further out" in html
+    card = result.model_card()
+    assert "## Runs the law fits worst" in card and "1 of the 60 lies further out" in card
+    worst = noise.worst_runs(noise.run_residuals(result))
+    assert len(worst) == 5 and worst.index[0] == 7 and list(worst["beyond the noise"]) == [True] + [False] * 4
+    assert "None lies further out" in clean.model_card()
