@@ -13,6 +13,7 @@ import pandas as pd
 
 from bayesmoe.inference import ESS_PER_CHAIN_MIN, RHAT_MAX
 from bayesmoe.intervals import level_label
+from bayesmoe.noise import OUTLIER_LEVEL, outlying, run_residuals
 
 __all__ = ["Verdict", "verdict", "saved_holdout", "RHAT_AMBER", "ESS_AMBER_FACTOR"]
 
@@ -51,8 +52,10 @@ def saved_holdout(result) -> tuple[pd.DataFrame | None, float]:
 
 
 def verdict(result, holdout: pd.DataFrame | None = None, holdout_ci_prob: float | None = None) -> Verdict:
-    """Green: every check passes with margin. Amber: passes, but close to a limit or a held-out
-    run falls outside its interval. Red: a convergence check fails (R-hat, ESS, divergences).
+    """Green: every check passes with margin. Amber: passes, but close to a limit, a held-out
+    run falls outside its interval, or a fitted run lies beyond what the fitted noise allows
+    (:func:`bayesmoe.noise.outlying_runs`). Red: a convergence check fails (R-hat, ESS,
+    divergences).
 
     ``holdout`` defaults to the held-out runs saved with the fit (and their interval level)."""
     if holdout is None:
@@ -75,10 +78,20 @@ def verdict(result, holdout: pd.DataFrame | None = None, holdout_ci_prob: float 
         out = int((~holdout["inside"].astype(bool)).sum())
         reasons.append(f"{out} of {len(holdout)} held-out runs lie outside the {level} interval "
                        "of a new run: extrapolation beyond the fitted sizes is doubtful")
+    residuals = run_residuals(result)
+    far = outlying(residuals, OUTLIER_LEVEL)
+    if len(far):
+        named = ", ".join(f"{i} at {z:+.1f} σ" for i, z in far["z"].head(5).items()) + (", ..." if len(far) > 5 else "")
+        one = len(far) == 1
+        reasons.append(f"{len(far)} of {len(residuals)} fitted runs {'lies' if one else 'lie'} beyond what the fitted "
+                       f"noise allows any run at a family-wise {OUTLIER_LEVEL:.0%} (run{'' if one else 's'} {named}): "
+                       "a diverged run, a mislogged loss, or configurations the law cannot follow; the heavy-tailed "
+                       "noise lets them barely pull the law")
     if reasons:
         return Verdict("amber", "Usable with care.", tuple(reasons))
     checks = (f"max R-hat {d.max_rhat:.4f} < {RHAT_MAX}; min bulk / tail ESS "
               f"{d.min_ess_bulk:.0f} / {d.min_ess_tail:.0f} >= {ess_min}; {d.divergences} divergences")
     if holdout is not None and len(holdout):
         checks += f"; all {len(holdout)} held-out runs inside their {level} interval"
+    checks += f"; no fitted run beyond the fitted noise (the furthest at {residuals['z'].abs().max():.1f} σ)"
     return Verdict("green", "The sampler converged and the checks pass.", (checks,))

@@ -137,3 +137,17 @@ def test_outlying_runs_names_a_run_the_law_does_not_fit_and_no_clean_one(tmp_pat
     worst = noise.worst_runs(noise.run_residuals(result))
     assert len(worst) == 5 and worst.index[0] == 7 and list(worst["beyond the noise"]) == [True] + [False] * 4
     assert "None lies further out" in clean.model_card()
+
+
+def test_a_run_beyond_the_noise_makes_the_verdict_amber_and_names_it():
+    # the same tables as above, with draws that move (rel_sd > 0), so the diagnostics pass
+    from bayesmoe.testing import fake_result
+    from bayesmoe.verdict import verdict
+
+    runs = synthetic_runs("chinchilla", n_runs=60, noise_sd=0.01, seed=0)
+    clean = verdict(fake_result("chinchilla", runs=runs, rel_sd=0.001, num_draws=500))
+    assert clean.level == "green" and "no fitted run beyond the fitted noise" in clean.reasons[0]
+    runs.loc[7, "loss"] *= 1.3
+    bad = verdict(fake_result("chinchilla", runs=runs, rel_sd=0.001, num_draws=500))
+    assert bad.level == "amber" and bad.reasons == (bad.reasons[0],)
+    assert bad.reasons[0].startswith("1 of 60 fitted runs lies beyond") and "(run 7 at +26.8 σ)" in bad.reasons[0]
