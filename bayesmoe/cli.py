@@ -518,7 +518,10 @@ def _print_result(result, ci_prob: float, notes: bool = True) -> None:
             print(f"\nheld-out runs (not fitted): posterior median of the law and {level_label(level)} "
                   "interval of a new run")
             print(held.to_string())
-    v = verdict(result, held, level)
+    from bayesmoe.noise import run_residuals
+
+    residuals = run_residuals(result)
+    v = verdict(result, held, level, residuals=residuals)
     print(f"\nverdict: {v.line()}")
     for reason in v.reasons:
         print(f"  - {reason}")
@@ -531,16 +534,16 @@ def _print_result(result, ci_prob: float, notes: bool = True) -> None:
         print(f"extrapolation error: grows {disc['tau_median']:.3g} ln-loss per decade beyond the fitted runs "
               f"(90 % {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{extra}); "
               "new-run intervals include it")
-    _print_outlying(result)
+    _print_outlying(result, residuals)
 
 
-def _print_outlying(result) -> None:
-    """The fitted runs the law does not fit (:func:`bayesmoe.noise.outlying_runs`), or the furthest."""
+def _print_outlying(result, res) -> None:
+    """The fitted runs the law does not fit (:func:`bayesmoe.noise.outlying_runs`), or the furthest;
+    ``res``: the fit's :func:`bayesmoe.noise.run_residuals`."""
     import pandas as pd
 
-    from bayesmoe.noise import OUTLIER_LEVEL, outlying, run_residuals
+    from bayesmoe.noise import OUTLIER_LEVEL, outlying, residual_rows
 
-    res = run_residuals(result)
     far = outlying(res, OUTLIER_LEVEL)
     bound = (f"beyond what the fitted Student-t noise allows any of the {len(res)} runs at a family-wise "
              f"{OUTLIER_LEVEL:.0%} (Bonferroni)")
@@ -549,10 +552,9 @@ def _print_outlying(result) -> None:
         print(f"runs the law does not fit: none {bound}; the furthest, run {worst}, lies "
               f"{res.loc[worst, 'z']:+.2f} σ from the law")
         return
-    shown = far.drop(columns=["group"] if len(result.groups) == 1 else []).rename(columns={"z": "residual / σ"})
     print(f"runs the law does not fit: {len(far)} {bound}; the heavy-tailed noise lets them barely pull the law")
     with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
-        print(shown.drop(columns=["p_tail"]).rename_axis("run").to_string())
+        print(residual_rows(far, len(result.groups)).to_string())
 
 
 def _recommendation_table(opt) -> str:

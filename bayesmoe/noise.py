@@ -126,6 +126,14 @@ def worst_runs(residuals: pd.DataFrame, k: int = 5, level: float = OUTLIER_LEVEL
     return worst.assign(**{"beyond the noise": worst.index.isin(far.index)})
 
 
+def residual_rows(rows: pd.DataFrame, n_groups: int) -> pd.DataFrame:
+    """Rows of a :func:`run_residuals` table as the report, the model card and the CLI show them:
+    without ``p_tail``, ``z`` as "residual / σ", the ``group`` column only where there are several,
+    the index named ``run``."""
+    shown = rows.drop(columns=["p_tail"] + (["group"] if n_groups == 1 else []))
+    return shown.rename(columns={"z": "residual / σ"}).rename_axis("run")
+
+
 def worst_runs_sentence(residuals: pd.DataFrame, k: int = 5, level: float = OUTLIER_LEVEL) -> str:
     """What the report and the model card say above :func:`worst_runs`."""
     n_far = len(outlying(residuals, level))

@@ -28,7 +28,7 @@ import pandas as pd
 from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
-from bayesmoe.noise import TREND, run_residuals, worst_runs, worst_runs_sentence
+from bayesmoe.noise import TREND, residual_rows, run_residuals, worst_runs, worst_runs_sentence
 from bayesmoe.units import flops_label
 from bayesmoe.inference import starts_phrase, timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
@@ -151,12 +151,12 @@ def _data_summary(result) -> dict:
             "hierarchical": result.hierarchical, "pooled": list(result.pooled)}
 
 
-def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None, holdout_ci_prob: float) -> dict:
+def _fit_quality(result, res: pd.DataFrame, holdout: pd.DataFrame | None, holdout_ci_prob: float) -> dict:
+    """``res``: :func:`bayesmoe.noise.run_residuals` of the fit."""
     runs = result.runs
-    res = run_residuals(result)
-    log_obs = np.log(runs["loss"].to_numpy(dtype=float))
     resid = res["residual"].to_numpy()
-    err = res["predicted"].to_numpy() - np.exp(log_obs)
+    observed = res["loss"].to_numpy(dtype=float)
+    err = res["predicted"].to_numpy(dtype=float) - observed
     sigma = float(np.median(result.tree["posterior"]["sigma"].values))
     rows = [
         ("runs fitted", len(runs)),
@@ -167,14 +167,11 @@ def _fit_quality(result, ci_prob: float, holdout: pd.DataFrame | None, holdout_c
           if TREND in result.tree["posterior"] else []),
         ("RMSE (nats/token)", float(np.sqrt(np.mean(err ** 2)))),
         ("max |error| (nats/token)", float(np.max(np.abs(err)))),
-        ("mean relative error", float(np.mean(np.abs(err) / np.exp(log_obs)))),
+        ("mean relative error", float(np.mean(np.abs(err) / observed))),
     ]
     out = {"table": _table(pd.DataFrame(rows, columns=["measure", "value"]).set_index("measure")),
            "holdout": None}
-    shown = worst_runs(res, WORST_SHOWN).drop(columns=["p_tail"]).rename(columns={"z": "residual / σ"})
-    if len(result.groups) == 1:
-        shown = shown.drop(columns=["group"])
-    out["worst"] = _table(shown.rename_axis("run"), index=True)
+    out["worst"] = _table(residual_rows(worst_runs(res, WORST_SHOWN), len(result.groups)), index=True)
     out["worst_line"] = worst_runs_sentence(res, WORST_SHOWN)
     if holdout is not None and len(holdout):
         out["holdout"] = _table(holdout, index=False)
@@ -407,7 +404,8 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = D
     """
     ci_prob = check_ci_prob(ci_prob)
     holdout, holdout_ci_prob = saved_holdout(result)
-    v = verdict(result, holdout, holdout_ci_prob)
+    residuals = run_residuals(result)
+    v = verdict(result, holdout, holdout_ci_prob, residuals=residuals)
     summary = result.summary(ci_prob=ci_prob)
     pct = f"{ci_prob:.0%}"
     summary = summary.rename(columns=lambda c: (f"{pct} low" if str(c).startswith("eti") and str(c).endswith("_lb")
@@ -428,7 +426,7 @@ def render_report(result, budgets: Sequence | None = None, *, ci_prob: float = D
         "summary": _table(summary),
         "ci_prob": ci_prob,
         "level": level_label(ci_prob),
-        "quality": _fit_quality(result, ci_prob, holdout, holdout_ci_prob),
+        "quality": _fit_quality(result, residuals, holdout, holdout_ci_prob),
         "recommendations": recommendations,
         "trust": _trust(result, ci_prob, recommendations),
         "next_runs": None if not next_runs else _next_runs(result, next_runs, {

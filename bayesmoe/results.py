@@ -482,14 +482,16 @@ class FitResult:
         notes = json.loads(attrs.get("table_notes", "[]") or "[]")
         if notes:
             lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+        held, held_level = saved_holdout(self)
+        res = run_noise.run_residuals(self)
+        v = verdict(self, held, held_level, residuals=res)
         lines += [
             "", "## Diagnostics", "",
-            f"Verdict: **{verdict(self).line()}**", "", *[f"- {r}" for r in verdict(self).reasons], "",
+            f"Verdict: **{v.line()}**", "", *[f"- {r}" for r in v.reasons], "",
             block(d.table()), "",
             f"## Posterior ({ci_prob:.0%} equal-tailed intervals)", "",
             block(self.summary(ci_prob=ci_prob)), "",
         ]
-        held, held_level = saved_holdout(self)
         if held is not None:
             lines += ["## Held-out runs (not fitted)", "",
                       f"Mean absolute error {held['error'].abs().mean():.4f} nats "
@@ -497,12 +499,8 @@ class FitResult:
                       f"{len(held)} observed losses inside the {level_label(held_level)} interval of a new run "
                       "(extrapolation error included).", "",
                       block(held), ""]
-        res = run_noise.run_residuals(self)
-        worst = run_noise.worst_runs(res).drop(columns=["p_tail"]).rename(columns={"z": "residual / σ"})
-        if len(self.groups) == 1:
-            worst = worst.drop(columns=["group"])
         lines += ["## Runs the law fits worst", "", run_noise.worst_runs_sentence(res), "",
-                  block(worst.rename_axis("run")), ""]
+                  block(run_noise.residual_rows(run_noise.worst_runs(res), len(self.groups))), ""]
         lines += ["## Priors", "", block(prior_rows), ""]
         if self.warnings:
             lines += ["## Warnings", "", *[f"- {w}" for w in self.warnings], ""]

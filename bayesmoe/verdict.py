@@ -51,13 +51,15 @@ def saved_holdout(result) -> tuple[pd.DataFrame | None, float]:
     return result.holdout_table(stored[list(result.law.inputs) + ["loss"]], ci_prob=level), level
 
 
-def verdict(result, holdout: pd.DataFrame | None = None, holdout_ci_prob: float | None = None) -> Verdict:
+def verdict(result, holdout: pd.DataFrame | None = None, holdout_ci_prob: float | None = None, *,
+            residuals: pd.DataFrame | None = None) -> Verdict:
     """Green: every check passes with margin. Amber: passes, but close to a limit, a held-out
     run falls outside its interval, or a fitted run lies beyond what the fitted noise allows
     (:func:`bayesmoe.noise.outlying_runs`). Red: a convergence check fails (R-hat, ESS,
     divergences).
 
-    ``holdout`` defaults to the held-out runs saved with the fit (and their interval level)."""
+    ``holdout`` defaults to the held-out runs saved with the fit (and their interval level);
+    ``residuals`` to :func:`bayesmoe.noise.run_residuals` of the fit (pass it where it is at hand)."""
     if holdout is None:
         holdout, saved_level = saved_holdout(result)
         holdout_ci_prob = holdout_ci_prob or saved_level
@@ -78,7 +80,7 @@ def verdict(result, holdout: pd.DataFrame | None = None, holdout_ci_prob: float 
         out = int((~holdout["inside"].astype(bool)).sum())
         reasons.append(f"{out} of {len(holdout)} held-out runs lie outside the {level} interval "
                        "of a new run: extrapolation beyond the fitted sizes is doubtful")
-    residuals = run_residuals(result)
+    residuals = run_residuals(result) if residuals is None else residuals
     far = outlying(residuals, OUTLIER_LEVEL)
     if len(far):
         named = ", ".join(f"{i} at {z:+.1f} σ" for i, z in far["z"].head(5).items()) + (", ..." if len(far) > 5 else "")

@@ -180,11 +180,12 @@ def _column(t: pd.DataFrame, name: str) -> pd.Series:
     return t[name] if name in t else pd.Series(float("nan"), index=t.index)
 
 
-def _method_cells(t: pd.DataFrame, suffix: str) -> str:
-    """50 %, 90 % covered and the median 90 % width of one interval method over held-out runs."""
+def _method_cells(t: pd.DataFrame, suffix: str, rmse: float) -> str:
+    """50 %, 90 % covered, the median 90 % width and width / RMSE of one interval method over
+    held-out runs."""
     w90 = _column(t, f"width90{suffix}").median()
     return (f"{_column(t, f'in50{suffix}').astype(float).mean():.0%} | "
-            f"{_column(t, f'in90{suffix}').astype(float).mean():.0%} | {w90:.3f}")
+            f"{_column(t, f'in90{suffix}').astype(float).mean():.0%} | {w90:.3f} | {w90 / rmse:.1f}")
 
 
 def markdown() -> str:
@@ -208,7 +209,7 @@ def markdown() -> str:
             for i, (method, suffix) in enumerate(METHODS):
                 first = i == 0
                 out.append(f"| {name if first else ''} | {len(tt) if first else ''} | {method} | "
-                           f"{_method_cells(tt, suffix)} | {_column(tt, f'width90{suffix}').median() / rmse:.1f} | "
+                           f"{_method_cells(tt, suffix, rmse)} | "
                            f"{f'{tt.abs_error.max():.3f}' if first else ''} | {f'{rmse:.3f}' if first else ''} | "
                            f"{tau if first else ''} | {dg if first else ''} |")
     return "\n".join(lines) + "\n\nPer group:\n\n" + "\n".join(per_group) + "\n"
