@@ -14,6 +14,11 @@ on s), and widens the hold-out fits' new-run draws with it:
 * ``offset``: s is the sd of one shift shared by every run beyond the fitted range (a step at
   its edge), r ~ N(0, diag(noise²) + P Pᵀ + s² 1 1ᵀ + τ² E Eᵀ) per cut, and a new run beyond the
   range is law + noise + s·z₀ + δ (flat prior on ln s over the grid: ``--factor-sd`` is unused);
+* ``scale`` and ``inputs``: one growth rate per kind of axis instead of one for all. The slope on
+  the scale axis (size × tokens) has sd s·τ and the slopes on the law's inputs τ (``scale``), or
+  the other way round (``inputs``): δ = b·e with b_a ~ N(0, τ_a²). In IsoFLOP tables the
+  backtests' runs beyond the fitted N are the small-D ends of the top budgets' sweeps, where the
+  law misfits, and one τ for all axes lends that slope to the scale axis (flat prior on ln s);
 * ``none``: s = 1, the shipped model (reproduces the table's coverage and widths).
 
 Reads ``docs/validation/backtests/<table>.csv``, ``docs/validation/discrepancy_holdout_<table>.csv``
@@ -22,6 +27,7 @@ and the hold-out fits in ``$BAYESMOE_HOLDOUT_FITS`` (default /tmp/bayesmoe_holdo
 
     PYTHONPATH=. .venv/bin/python docs/validation/whatif_discrepancy.py --model noise params
     ... whatif_discrepancy.py --model none noise params offset --out docs/validation/whatif_discrepancy.csv
+    ... whatif_discrepancy.py --model scale inputs --out docs/validation/whatif_discrepancy.csv
 """
 from __future__ import annotations
 
@@ -45,7 +51,11 @@ from distill_discrepancy import FAMILY, fit_population  # noqa: E402
 FITS = Path(os.environ.get("BAYESMOE_HOLDOUT_FITS", "/tmp/bayesmoe_holdout_fits"))
 TAU = np.geomspace(1e-4, 3.0, 61)
 FACTOR = {"none": np.array([1.0]), "noise": np.geomspace(0.4, 4.0, 21), "params": np.geomspace(0.5, 8.0, 25),
-          "offset": np.geomspace(1e-4, 0.3, 25)}
+          "offset": np.geomspace(1e-4, 0.3, 25), "scale": np.geomspace(0.05, 4.0, 25),
+          "inputs": np.geomspace(0.25, 20.0, 25)}
+
+#: Models whose factor gets a flat prior on ln s over its grid (``--factor-sd`` unused).
+FLAT = ("offset", "scale", "inputs")
 
 
 def tables() -> list[str]:
@@ -63,6 +73,10 @@ def surface(model: str, bt: pd.DataFrame) -> np.ndarray:
             scaled = bt.assign(noise_sd=bt["noise_sd"] * s)
         elif model == "offset":  # a constant column of P adds s² 1 1ᵀ to each cut's covariance
             scaled = bt.assign(pc_offset=np.where(bt["distance"] > 0, s, 0.0))
+        elif model == "scale":  # the scale axis's slopes have sd s·τ, the inputs' τ
+            scaled = bt.assign(e_scale=bt["e_scale"] * s)
+        elif model == "inputs":  # the inputs' slopes have sd s·τ, the scale axis's τ
+            scaled = bt.assign(**{f"e_{a}": bt[f"e_{a}"] * s for a in axes if a != "scale"})
         else:
             scaled = bt.assign(**{c: bt[c] * s for c in pcs})
         out.append(tau_log_likelihood(scaled, axes, tau=TAU))
@@ -73,7 +87,7 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
     names = tables()
     surf = {t: surface(model, pd.read_csv(HERE / "backtests" / f"{t}.csv")) for t in names}
     grid = FACTOR[model]
-    log_prior_s = np.zeros(len(grid)) if model == "offset" else -0.5 * (np.log(grid) / factor_sd) ** 2
+    log_prior_s = np.zeros(len(grid)) if model in FLAT else -0.5 * (np.log(grid) / factor_sd) ** 2
     rng = np.random.default_rng(seed)
     rows, covered = [], []
     for t in names:
@@ -96,6 +110,15 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
         si, ti = np.unravel_index(rng.choice(w.size, size=len(law), p=w.ravel()), w.shape)
         s, tau = grid[si][:, None], TAU[ti][:, None]
         distance = ho["distance"].to_numpy()
+        if model in ("scale", "inputs"):
+            e = fit.discrepancy.distance(fit.law, ho, ho["group"].iloc[0] if ho["group"].nunique() == 1 and
+                                         ho["group"].iloc[0] in fit.discrepancy.ranges else None)
+            on_scale = np.array([a == "scale" for a in fit.discrepancy.axes])
+            assert np.allclose(np.linalg.norm(e, axis=1), distance, atol=1e-6), t
+            e_in, e_s = np.linalg.norm(e[:, ~on_scale], axis=1), np.abs(e[:, on_scale]).sum(axis=1)
+            k = s if model == "scale" else 1.0
+            j = s if model == "inputs" else 1.0
+            distance = np.sqrt((j * e_in[None, :]) ** 2 + (k * e_s[None, :]) ** 2)
         noise = sigma * rng.standard_t(np.broadcast_to(nu[:, None], law.shape))
         if model == "noise":
             noise = s * noise
@@ -103,7 +126,7 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
             law = law.mean(axis=0) + s * (law - law.mean(axis=0))
         if model == "offset":
             noise = noise + s * (distance > 0) * rng.standard_normal((len(law), 1))
-        draws = law + noise + tau * distance[None, :] * rng.standard_normal(law.shape)
+        draws = law + noise + tau * np.broadcast_to(distance, law.shape) * rng.standard_normal(law.shape)
         lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
         y = np.log(ho["loss"].to_numpy())
         inside = (lo <= y) & (y <= hi)
@@ -131,7 +154,8 @@ def main(argv=None) -> int:
         frames.append(df.assign(model=model, factor_sd=args.factor_sd, pooled_covered=pooled))
         in_range = int(((df["90 % covered"] >= 0.8) & (df["90 % covered"] <= 0.97)).sum())
         sharp = int((df["width / RMSE"] <= 4).sum())
-        print(f"== {model} (ln s ~ N(0, {args.factor_sd})): pooled 90 % covered {pooled:.1%}; "
+        prior = "flat prior on ln s" if model in FLAT else f"ln s ~ N(0, {args.factor_sd})"
+        print(f"== {model} ({prior}): pooled 90 % covered {pooled:.1%}; "
               f"tables within 80-97 %: {in_range} of {len(df)}; width <= 4 x RMSE: {sharp} of {len(df)}")
         print(df.round(3).to_string(index=False))
     if args.out:
