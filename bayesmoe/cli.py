@@ -180,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=_HELP)
     s.add_argument("path", help="a file written by `bayesmoe fit --out`")
     s.add_argument("--ci-prob", type=_prob_arg, default=DEFAULT_CI_PROB, help="probability of the printed intervals")
+    s.add_argument("--json", action="store_true",
+                   help="print the verdict, diagnostics, posterior, extrapolation error, runs beyond the fitted "
+                        "noise and held-out runs as one JSON object")
 
     r = sub.add_parser("report", help="write a self-contained HTML report of a saved result (or of a CSV, fitted first)",
                        formatter_class=_HELP)
@@ -811,6 +814,9 @@ def main(argv: list[str] | None = None) -> int:
             return _optimal(result, args)
         if args.command == "suggest":
             return _suggest(result, args)
+        if args.json:
+            print(json.dumps(result.to_dict(ci_prob=args.ci_prob), indent=1, default=float))
+            return 0
         _print_result(result, args.ci_prob)
         return 0
     except ConvergenceError as err:

@@ -434,6 +434,51 @@ class FitResult:
         out["inside"] = out[f"in{int(round(ci_prob * 100))}"]
         return out
 
+    def to_dict(self, ci_prob: float = DEFAULT_CI_PROB) -> dict:
+        """What ``bayesmoe summary`` prints, as plain data (``bayesmoe summary --json``): the
+        verdict and its reasons, the diagnostics, the posterior summary at ``ci_prob``, the
+        extrapolation-error term, every fitted run beyond the fitted noise
+        (:func:`bayesmoe.noise.outlying_runs`) and the furthest run, the held-out runs saved with
+        the fit, the priors and how the fit was made. Built on the same helpers as the text, so
+        the two never disagree."""
+        attrs = self.tree.attrs
+        held, held_level = saved_holdout(self)
+        res = run_noise.run_residuals(self)
+        v = verdict(self, held, held_level, residuals=res)
+        far = run_noise.outlying(res, run_noise.OUTLIER_LEVEL)
+        furthest = res["z"].abs().idxmax()
+        disc = self.discrepancy.summary()
+
+        def records(df: pd.DataFrame, index: str) -> list[dict]:
+            return json.loads(df.rename_axis(index).reset_index().to_json(orient="records"))
+
+        return {
+            "law": self.law.name, "description": self.law.description,
+            "bayesmoe_version": attrs.get("bayesmoe_version"), "command": attrs.get("command"),
+            "runs": int(self.tree["observed_data"].sizes["run"]), "groups": list(self.groups),
+            "pooled": list(self.pooled), "loss_unit_given": attrs.get("loss_unit", "nats"),
+            "table_sha256": attrs.get("table_sha256"),
+            "sampler": {"num_chains": self.diagnostics.num_chains, "num_draws": self.diagnostics.num_draws,
+                        "seed": attrs.get("seed"), "target_accept": attrs.get("target_accept"),
+                        "start_candidates": int(attrs.get("start_candidates", 1)),
+                        "timings": json.loads(attrs.get("timings", "{}"))},
+            "verdict": {"level": v.level, "headline": v.headline, "reasons": list(v.reasons)},
+            "diagnostics": {**self.diagnostics.to_dict(), "divergence_sites": dict(self.diagnostics.divergence_sites),
+                            "failed": self.failed},
+            "ci_prob": ci_prob,
+            "posterior": records(self.summary(ci_prob=ci_prob), "parameter"),
+            # the shipped prior's per-table provenance is the package's, not this fit's
+            "extrapolation_error": {**disc, "prior": {k: v for k, v in disc["prior"].items() if k != "per_table"}},
+            "outlier_level": run_noise.OUTLIER_LEVEL,
+            "runs_beyond_noise": records(far, "run"),
+            "furthest_run": {"run": furthest.item() if hasattr(furthest, "item") else furthest,
+                             "z": float(res.loc[furthest, "z"]), "p_tail": float(res.loc[furthest, "p_tail"])},
+            "held_out": None if held is None else {"ci_prob": held_level, "runs": records(held, "run")},
+            "priors": {k: {"distribution": p.dist, "arguments": {a: float(b) for a, b in p.args.items()}}
+                       for k, p in sorted(self.priors.items())},
+            "notes": json.loads(attrs.get("table_notes", "[]") or "[]"),
+        }
+
     def model_card(self, ci_prob: float = DEFAULT_CI_PROB) -> str:
         """A Markdown model card: law, priors, command, data, sampler, diagnostics, posterior."""
         attrs = self.tree.attrs

@@ -325,6 +325,19 @@ def test_summary_prints_the_reports_verdict_priors_and_one_level():
     furthest = res["z"].abs().idxmax()
     assert (f"runs the law does not fit: none beyond what the fitted Student-t noise allows any of the "
             f"{len(res)} runs") in proc.stdout and f"run {furthest}, lies {res.loc[furthest, 'z']:+.2f} σ" in proc.stdout
+    # the same, as one JSON object
+    proc = run_cli("summary", "models/reference_joint.nc", "--json")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["verdict"] == {"level": v.level, "headline": v.headline, "reasons": list(v.reasons)}
+    assert record["runs_beyond_noise"] == [] and record["furthest_run"]["run"] == furthest
+    assert record["furthest_run"]["z"] == pytest.approx(res.loc[furthest, "z"])
+    assert record["diagnostics"]["divergences"] == shipped.diagnostics.divergences and not record["diagnostics"]["failed"]
+    assert {r["parameter"] for r in record["posterior"]} == set(shipped.param_names)
+    held = record["held_out"]
+    assert held["ci_prob"] == 0.9 and len(held["runs"]) == 4 and all(r["inside"] for r in held["runs"])
+    assert record["extrapolation_error"]["source"] == shipped.discrepancy.source
+    assert "per_table" not in record["extrapolation_error"]["prior"]
 
 
 def test_summary_lists_the_runs_the_law_does_not_fit(tmp_path):
@@ -338,6 +351,11 @@ def test_summary_lists_the_runs_the_law_does_not_fit(tmp_path):
     assert "runs the law does not fit: 1 beyond what the fitted Student-t noise allows" in proc.stdout
     table = proc.stdout.split("runs the law does not fit:")[1]
     assert "\n7 " in table and "residual / σ" in table
+    record = json.loads(run_cli("summary", str(path), "--json").stdout)
+    # (the fake posterior has no spread, so its verdict is red on diagnostics before any residual)
+    assert record["verdict"]["level"] == "red" and record["diagnostics"]["problems"]
+    (far,) = record["runs_beyond_noise"]
+    assert far["run"] == 7 and far["z"] > 20 and far["p_tail"] < record["outlier_level"] / 60
 
 
 def test_a_dense_law_prints_no_expert_rows(tmp_path):
