@@ -19,6 +19,9 @@ on s), and widens the hold-out fits' new-run draws with it:
   the other way round (``inputs``): δ = b·e with b_a ~ N(0, τ_a²). In IsoFLOP tables the
   backtests' runs beyond the fitted N are the small-D ends of the top budgets' sweeps, where the
   law misfits, and one τ for all axes lends that slope to the scale axis (flat prior on ln s);
+* ``excess``: no factor; the scale axis replaced by what it adds to the size and token axes,
+  e_scale − e_n_active − e_tokens (a run beyond in N and D by x decades each lies about 2x
+  beyond on the scale axis, so the shipped distance counts that extrapolation twice);
 * ``none``: s = 1, the shipped model (reproduces the table's coverage and widths).
 
 Reads ``docs/validation/backtests/<table>.csv``, ``docs/validation/discrepancy_holdout_<table>.csv``
@@ -28,6 +31,7 @@ and the hold-out fits in ``$BAYESMOE_HOLDOUT_FITS`` (default /tmp/bayesmoe_holdo
     PYTHONPATH=. .venv/bin/python docs/validation/whatif_discrepancy.py --model noise params
     ... whatif_discrepancy.py --model none noise params offset --out docs/validation/whatif_discrepancy.csv
     ... whatif_discrepancy.py --model scale inputs --out docs/validation/whatif_discrepancy.csv
+    ... whatif_discrepancy.py --model excess --out docs/validation/whatif_discrepancy.csv
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ FITS = Path(os.environ.get("BAYESMOE_HOLDOUT_FITS", "/tmp/bayesmoe_holdout_fits"
 TAU = np.geomspace(1e-4, 3.0, 61)
 FACTOR = {"none": np.array([1.0]), "noise": np.geomspace(0.4, 4.0, 21), "params": np.geomspace(0.5, 8.0, 25),
           "offset": np.geomspace(1e-4, 0.3, 25), "scale": np.geomspace(0.05, 4.0, 25),
-          "inputs": np.geomspace(0.25, 20.0, 25)}
+          "inputs": np.geomspace(0.25, 20.0, 25), "excess": np.array([1.0])}
 
 #: Models whose factor gets a flat prior on ln s over its grid (``--factor-sd`` unused).
 FLAT = ("offset", "scale", "inputs")
@@ -77,6 +81,8 @@ def surface(model: str, bt: pd.DataFrame) -> np.ndarray:
             scaled = bt.assign(e_scale=bt["e_scale"] * s)
         elif model == "inputs":  # the inputs' slopes have sd s·τ, the scale axis's τ
             scaled = bt.assign(**{f"e_{a}": bt[f"e_{a}"] * s for a in axes if a != "scale"})
+        elif model == "excess":  # the scale axis less what the size and token axes already say
+            scaled = bt.assign(e_scale=bt["e_scale"] - bt["e_n_active"] - bt["e_tokens"])
         else:
             scaled = bt.assign(**{c: bt[c] * s for c in pcs})
         out.append(tau_log_likelihood(scaled, axes, tau=TAU))
@@ -110,6 +116,12 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
         si, ti = np.unravel_index(rng.choice(w.size, size=len(law), p=w.ravel()), w.shape)
         s, tau = grid[si][:, None], TAU[ti][:, None]
         distance = ho["distance"].to_numpy()
+        if model == "excess":
+            e = fit.discrepancy.distance(fit.law, ho, ho["group"].iloc[0] if ho["group"].nunique() == 1 and
+                                         ho["group"].iloc[0] in fit.discrepancy.ranges else None)
+            names = list(fit.discrepancy.axes)
+            e[:, names.index("scale")] -= e[:, names.index("n_active")] + e[:, names.index("tokens")]
+            distance = np.linalg.norm(e, axis=1)
         if model in ("scale", "inputs"):
             e = fit.discrepancy.distance(fit.law, ho, ho["group"].iloc[0] if ho["group"].nunique() == 1 and
                                          ho["group"].iloc[0] in fit.discrepancy.ranges else None)
