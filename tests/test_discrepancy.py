@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 
 import bayesmoe
-from bayesmoe.discrepancy import (TAU_GRID, Discrepancy, axes, backtest, beyond, default_prior,
+from bayesmoe.discrepancy import (TAU_GRID, axes, backtest, beyond, default_prior,
                                   fitted_ranges, posterior, tau_log_likelihood, sparsity_cuts)
 from bayesmoe.laws import get_law
-from bayesmoe.testing import TRUTH, design_grid, fake_result, synthetic_runs
+from bayesmoe.testing import fake_result, synthetic_runs
 from bayesmoe.validation import extrapolation_holdout
 
 SHORT = dict(num_chains=4, num_warmup=500, num_samples=500, progress=False, discrepancy="backtest")

@@ -31,7 +31,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "bench"))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from bench_holdout_vs_bootstrap import BASELINES, LEVELS, run_baseline, scores  # noqa: E402
 from distill_discrepancy import real_tables  # noqa: E402

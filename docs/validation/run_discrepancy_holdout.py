@@ -37,7 +37,6 @@ from bayesmoe.discrepancy import use_cpu_devices  # noqa: E402  (no JAX start: n
 
 use_cpu_devices()  # a CPU device per chain (the backtests': all at once), before JAX starts
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +45,7 @@ from distill_discrepancy import LOTO, real_tables  # noqa: E402
 import bayesmoe  # noqa: E402
 from bayesmoe.discrepancy import posterior  # noqa: E402
 from bayesmoe.errors import ConvergenceWarning  # noqa: E402
-from bayesmoe.validation import Holdout, extrapolation_holdout, score_holdout  # noqa: E402
+from bayesmoe.validation import extrapolation_holdout, score_holdout  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 SUMMARY = OUT / "discrepancy_holdout.csv"
