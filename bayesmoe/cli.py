@@ -656,7 +656,9 @@ def _print_recommendations(result, args) -> None:
     _, _, size, x = opt.names
     table, shown = _recommendation_table(opt)
     lo, hi = f"{opt.ci_prob:.0%} lo", f"{opt.ci_prob:.0%} hi"
-    keep = ["extrapolation_decades", f"{x}_decision", "expected_regret", f"{x}* median",
+    beyond = [c for c in table.columns if c.startswith("beyond_")]
+    keep = ["extrapolation_decades", *beyond, f"{x}_at_edge", f"{x}_beyond_fitted", f"{x}_decision",
+            "expected_regret", f"{x}* median",
             f"{'N_act' if size == 'n_active' else 'N_total'}* median",
             f"{'N_act' if size == 'n_active' else 'N_total'}* {lo}",
             f"{'N_act' if size == 'n_active' else 'N_total'}* {hi}", "D* median", f"D* {lo}", f"D* {hi}",

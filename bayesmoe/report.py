@@ -291,8 +291,11 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
     if recommendations and recommendations.get("summary") is not None:
         summ = recommendations["summary"]
         cols = [c for c in summ.columns if c == "extrapolation_decades" or str(c).startswith("beyond_")
-                or "at edge" in str(c) or "beyond fitted" in str(c) or str(c).endswith("_at_edge")]
-        table = _table(summ[cols].T)
+                or str(c).endswith(("at edge)", "_at_edge", "beyond fitted)", "_beyond_fitted"))]
+        shown = summ[cols].T
+        shown.columns = [flops_label(c) for c in summ.index]
+        shown.columns.name = "budget (FLOPs)"
+        table = _table(shown)
     return {"line": line, "figure": figure, "table": table}
 
 

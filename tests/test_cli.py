@@ -43,6 +43,9 @@ def test_readme_main_job_fits_reference_table_holds_out_and_writes_card(tmp_path
     assert " 1e13 " in proc.stdout and "10000000000000.0" not in proc.stdout
     assert "priors (sampled sites" in proc.stdout and "see saved file attrs" not in proc.stdout
     assert "recommendations" in proc.stdout and "E_decision" in proc.stdout
+    # where each answer leaves the data, in the table as well as the lines under it
+    for row in ("beyond_tokens", "beyond_experts", "E_at_edge", "E_beyond_fitted"):
+        assert f"\n{row} " in proc.stdout, row
     html = (tmp_path / "reference.html").read_text()
     assert 'id="recommendations"' in html and 'id="fig-isoflop"' in html
     card = (tmp_path / "reference.md").read_text()
@@ -120,6 +123,17 @@ def test_validate_holdout_on_the_shipped_table(tmp_path):
     # measured max 0.077 nats; 0.1 is 2.7 sds of one new run (sigma 0.025 on ln loss, loss ~1.5)
     assert held["abs_error"].max() < 0.1
     assert fig.stat().st_size > 10_000
+
+
+def test_validate_holdout_never_calls_an_unconverged_fit_a_pass():
+    # 2 chains x 30 draws cannot reach the ESS floor (100 per chain): whatever the coverage, the
+    # verdict is FAIL, the diagnostics are printed, and the exit status says so
+    proc = run_cli("validate", "holdout", "data/reference_runs.csv", "--law", "joint", "--where", "granularity == 1",
+                   "--num-chains", "2", "--num-warmup", "30", "--num-samples", "30")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "fit diagnostics: PROBLEMS: " in proc.stdout and "ESS" in proc.stdout
+    assert "verdict: FAIL" in proc.stdout and "the fit did not converge, so no coverage counts as a pass" in proc.stdout
+    assert "verdict: PASS" not in proc.stdout
 
 
 def test_validate_rejects_bad_input(tmp_path):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import bayesmoe
+from bayesmoe import report
 from bayesmoe.report import render_report, verdict
 from bayesmoe.testing import fake_result
 
@@ -271,3 +272,19 @@ def test_answer_card_is_in_the_first_viewport_of_headless_chromium(answered_html
     assert scroll == 0 and 0 < top and bottom <= 900 and width > 600, box
     assert "1e13" in card_text and "1e16" in card_text and "P(E* = E)" in card_text
     assert (tmp_path / "first_viewport.png").stat().st_size > 10_000
+
+
+def test_trust_section_names_each_recommendations_distance_and_flags(shipped, answered_html):
+    # the two user reports: at 1e13 D* lies above the largest fitted token count; at 1e16
+    # the odds sit on E = 256, beyond the fitted E <= 64. Both must be in "How far to trust this".
+    text = answered_html.read_text()
+    trust = text[text.index('id="trust"'):text.index('id="diagnostics"')]
+    assert "grows" in trust and "ln-loss per decade" in trust  # the fitted growth rate's line
+    header = "<th>budget (FLOPs)</th><th>1e13</th><th>1e16</th>"
+    assert header in trust and "10000000000000.0" not in trust
+    table = shipped.optimal_experts([1e13, 1e16]).summary()
+    assert table.loc[1e13, "beyond_tokens"] > 0 and table.loc[1e16, "E_beyond_fitted"]
+    for row in ("extrapolation_decades", "beyond_n_active", "beyond_tokens", "beyond_experts", "beyond_scale",
+                "P(E* at edge)", "E_at_edge", "P(E* beyond fitted)", "E_beyond_fitted"):
+        cells = "".join(f"<td>{report._fmt(table.loc[f, row])}</td>" for f in (1e13, 1e16))
+        assert f"<td>{row}</td>{cells}" in trust, row
