@@ -158,7 +158,7 @@ def test_optimum_reports_distance_per_input_beyond_the_fitted_runs():
     assert bool(s["E_beyond_fitted"].iloc[1]) == (p256 >= 0.1 or s["E_decision"].iloc[1] > 64)
 
 
-@pytest.mark.slow  # 4 NUTS fits, ~90-120 s on 2 cores: `pytest -m slow tests/test_discrepancy.py`
+@pytest.mark.extended  # CI's extended pass (pytest -m extended): 2 hold-outs, 12-26 s each warm on 2 cores
 @pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")  # the joint fit's ESS: see below
 @pytest.mark.parametrize("law, n_runs", [("chinchilla", 150), ("joint", 120)])
 def test_law_true_table_gets_almost_no_discrepancy(law, n_runs):
@@ -180,7 +180,7 @@ def test_law_true_table_gets_almost_no_discrepancy(law, n_runs):
     assert np.median(ho.table["width90"].to_numpy() / w_law) <= 1.25
 
 
-@pytest.mark.slow  # 8 tables, 32 NUTS fits, ~2 min on 2 cores: `pytest -m slow tests/test_discrepancy.py`
+@pytest.mark.extended  # CI's extended pass (pytest -m extended): 8 tables, 30 s warm on 2 cores
 def test_misspecified_tables_reach_nominal_coverage_with_the_term_only():
     # Chinchilla runs with an N·D interaction the law lacks (0.01·ln(N/N0)·ln(D/D0) in ln loss,
     # bench/bench_discrepancy_simulated.py's "nd-interaction" case), held out above the 80 %
@@ -213,7 +213,7 @@ def test_misspecified_tables_reach_nominal_coverage_with_the_term_only():
     assert 0.8 <= covered / held <= 1.0, (covered, held)
 
 
-@pytest.mark.slow  # 6 tables, 24 NUTS fits, ~2 min on 2 cores: `pytest -m slow tests/test_discrepancy.py`
+@pytest.mark.extended  # CI's extended pass (pytest -m extended): 6 tables, 85-135 s on 2 cores
 def test_moe_size_ladder_extrapolated_to_a_new_size_reaches_nominal_coverage_with_the_term_only():
     # The shape of the real MoE table issue 14 opened with (six active sizes, E = 1 ... 512; fit
     # the sizes up to 370M, predict the 1.3B runs), simulated from the joint law plus the same
