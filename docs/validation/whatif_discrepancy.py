@@ -32,6 +32,7 @@ and the hold-out fits in ``$BAYESMOE_HOLDOUT_FITS`` (default /tmp/bayesmoe_holdo
     ... whatif_discrepancy.py --model none noise params offset --out docs/validation/whatif_discrepancy.csv
     ... whatif_discrepancy.py --model scale inputs --out docs/validation/whatif_discrepancy.csv
     ... whatif_discrepancy.py --model excess --out docs/validation/whatif_discrepancy.csv
+    ... whatif_discrepancy.py --evidence   # the backtests' own preference among distances
 """
 from __future__ import annotations
 
@@ -152,14 +153,44 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
     return pd.DataFrame(rows), float(np.mean(covered))
 
 
+def distance_evidence() -> pd.DataFrame:
+    """ln marginal likelihood of each table's backtests under a flat prior on ln τ over ``TAU``,
+    per geometry of the distance, relative to the shipped one (``--evidence``): which distance do
+    the backtests themselves prefer? Reads only docs/validation/backtests/."""
+    out = {}
+    for t in tables():
+        bt = pd.read_csv(HERE / "backtests" / f"{t}.csv")
+        axes = [c[2:] for c in bt.columns if c.startswith("e_")]
+        other = [a for a in axes if a not in ("n_active", "tokens", "scale")]  # experts, where the law has it
+        n, d, sc = bt["e_n_active"], bt["e_tokens"], bt["e_scale"]
+        largest = np.maximum.reduce([n.abs(), d.abs(), sc.abs()]) * np.sign(n + d + sc)
+        variants = {"shipped: N, D, N·D": (bt, axes),
+                    "N, D, N·D − N − D (excess)": (bt.assign(e_scale=sc - n - d), axes),
+                    "N, D only": (bt, ["n_active", "tokens", *other]),
+                    "N·D only": (bt, ["scale", *other]),
+                    "largest of N, D, N·D": (bt.assign(e_largest=largest), ["largest", *other])}
+        out[t] = {k: float(logsumexp(tau_log_likelihood(b, a, tau=TAU)) - np.log(len(TAU)))
+                  for k, (b, a) in variants.items()}
+    df = pd.DataFrame(out).T
+    return df.sub(df["shipped: N, D, N·D"], axis=0)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", choices=list(FACTOR), default=["none", "noise", "params"])
     ap.add_argument("--factor-sd", type=float, default=0.5, help="sd of the lognormal prior on s (default 0.5)")
     ap.add_argument("--out", type=Path, default=None,
                     help="also write every table's row per model to this CSV (rows of the same model and factor sd replaced)")
+    ap.add_argument("--evidence", action="store_true",
+                    help="print the backtests' marginal likelihood per geometry of the distance instead")
     args = ap.parse_args(argv)
     pd.set_option("display.width", 200)
+    if args.evidence:
+        ev = distance_evidence()
+        print("ln p(backtests | distance), flat prior on ln τ, relative to the shipped distance")
+        print(ev.round(1).to_string())
+        print("summed over the tables:\n" + ev.sum().round(1).to_string())
+        return 0
     frames = []
     for model in args.model:
         df, pooled = score(model, args.factor_sd)
