@@ -33,6 +33,7 @@ and the hold-out fits in ``$BAYESMOE_HOLDOUT_FITS`` (default /tmp/bayesmoe_holdo
     ... whatif_discrepancy.py --model scale inputs --out docs/validation/whatif_discrepancy.csv
     ... whatif_discrepancy.py --model excess --out docs/validation/whatif_discrepancy.csv
     ... whatif_discrepancy.py --evidence   # the backtests' own preference among distances
+    ... whatif_discrepancy.py --slopes     # each backtest cut's slopes per axis
 """
 from __future__ import annotations
 
@@ -175,6 +176,22 @@ def distance_evidence() -> pd.DataFrame:
     return df.sub(df["shipped: N, D, N·D"], axis=0)
 
 
+def cut_slopes() -> pd.DataFrame:
+    """Each backtest cut's slopes b per axis, by generalised least squares on its residuals
+    (weights 1 / sd², the law's predictive sd of each run): the slopes the random-slope term
+    draws, as each cut saw them (``--slopes``). Reads only docs/validation/backtests/."""
+    rows = []
+    for t in tables():
+        bt = pd.read_csv(HERE / "backtests" / f"{t}.csv")
+        cols = [c for c in bt.columns if c.startswith("e_")]
+        for (axis, cut), part in bt.groupby(["axis", "cut"]):
+            e, r, w = part[cols].to_numpy(), part["residual"].to_numpy(), 1.0 / part["sd"].to_numpy() ** 2
+            b = np.linalg.lstsq(e.T @ (e * w[:, None]), e.T @ (w * r), rcond=None)[0]
+            rows.append({"table": t, "cut": f"{axis} {cut:g}", "runs": len(part),
+                         **{f"b_{c[2:]}": v for c, v in zip(cols, b, strict=True)}})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", choices=list(FACTOR), default=["none", "noise", "params"])
@@ -183,8 +200,13 @@ def main(argv=None) -> int:
                     help="also write every table's row per model to this CSV (rows of the same model and factor sd replaced)")
     ap.add_argument("--evidence", action="store_true",
                     help="print the backtests' marginal likelihood per geometry of the distance instead")
+    ap.add_argument("--slopes", action="store_true",
+                    help="print each backtest cut's slopes per axis (generalised least squares) instead")
     args = ap.parse_args(argv)
     pd.set_option("display.width", 200)
+    if args.slopes:
+        print(cut_slopes().round(4).to_string(index=False))
+        return 0
     if args.evidence:
         ev = distance_evidence()
         print("ln p(backtests | distance), flat prior on ln τ, relative to the shipped distance")
