@@ -34,6 +34,7 @@ and the hold-out fits in ``$BAYESMOE_HOLDOUT_FITS`` (default /tmp/bayesmoe_holdo
     ... whatif_discrepancy.py --model excess --out docs/validation/whatif_discrepancy.csv
     ... whatif_discrepancy.py --evidence   # the backtests' own preference among distances
     ... whatif_discrepancy.py --slopes     # each backtest cut's slopes per axis
+    ... whatif_discrepancy.py --ratio-residuals porian-owt2-tuned-const porian-rw-tuned-const
 """
 from __future__ import annotations
 
@@ -192,6 +193,24 @@ def cut_slopes() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ratio_residuals(names) -> pd.DataFrame:
+    """The fitted runs' residuals (``bayesmoe.noise.run_residuals``) of these tables' hold-out
+    fits, binned by tokens per parameter (six equal bins of log10 D/N): a misfit of the law's form
+    inside the data shows as a pattern in the mean, which the noise absorbs (``--ratio-residuals``)."""
+    frames = []
+    for t in names:
+        fit = bayesmoe.load(FITS / f"{t}.nc")
+        res = run_noise.run_residuals(fit)
+        ratio = np.log10(res["tokens"] / res["n_active"])
+        g = res.groupby(pd.cut(ratio, 6), observed=True)
+        frames.append(pd.DataFrame({"table": t, "tokens per parameter": [f"{10 ** b.left:.2g}-{10 ** b.right:.2g}"
+                                                                          for b in g.groups],
+                                    "runs": g.size().values, "mean residual": g["residual"].mean().values,
+                                    "sd": g["residual"].std().values,
+                                    "noise σ (median)": g["noise_sd"].median().values}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", choices=list(FACTOR), default=["none", "noise", "params"])
@@ -202,8 +221,13 @@ def main(argv=None) -> int:
                     help="print the backtests' marginal likelihood per geometry of the distance instead")
     ap.add_argument("--slopes", action="store_true",
                     help="print each backtest cut's slopes per axis (generalised least squares) instead")
+    ap.add_argument("--ratio-residuals", nargs="+", metavar="TABLE", default=None,
+                    help="print these tables' fitted residuals by tokens per parameter instead (hold-out fits)")
     args = ap.parse_args(argv)
     pd.set_option("display.width", 200)
+    if args.ratio_residuals:
+        print(ratio_residuals(args.ratio_residuals).round(3).to_string(index=False))
+        return 0
     if args.slopes:
         print(cut_slopes().round(4).to_string(index=False))
         return 0
