@@ -537,6 +537,8 @@ def _print_result(result, ci_prob: float, notes: bool = True) -> None:
         print(f"extrapolation error: grows {disc['tau_median']:.3g} ln-loss per decade beyond the fitted runs "
               f"(90 % {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{extra}); "
               "new-run intervals include it")
+        if "note" in disc:
+            print(f"  no backtests: {disc['note']}")
     _print_outlying(result, residuals)
 
 

@@ -209,6 +209,9 @@ class Discrepancy:
         ``"backtest+prior"``, ``"prior"`` or ``"none"`` (τ = 0: the law-only band).
     backtest : pandas.DataFrame or None
         One row per backtest prediction (see :func:`backtest`).
+    note : str
+        Why τ was not learned from backtests (``""`` when it was): too small a table, a fit that
+        failed its checks, or ``discrepancy='prior'`` asked for.
     """
 
     axes: tuple[str, ...]
@@ -218,6 +221,7 @@ class Discrepancy:
     prior: dict = field(default_factory=dict)
     source: str = "prior"
     backtest: pd.DataFrame | None = None
+    note: str = ""
 
     @property
     def active(self) -> bool:
@@ -275,6 +279,8 @@ class Discrepancy:
             out["backtest_predictions"] = int(len(self.backtest))
             keys = [k for k in ("axis", "cut") if k in self.backtest]
             out["backtest_cuts"] = int(self.backtest.groupby(keys).ngroups)
+        if self.note:
+            out["note"] = self.note
         return out
 
     # ------------------------------------------------------------------ storage
@@ -283,6 +289,7 @@ class Discrepancy:
             "axes": list(self.axes), "ranges": self.ranges, "source": self.source, "prior": self.prior,
             "tau": self.tau.tolist(), "weights": None if self.weights is None else self.weights.tolist(),
             "backtest": None if self.backtest is None else self.backtest.to_dict(orient="list"),
+            "note": self.note,
         })
 
     @classmethod
@@ -291,12 +298,14 @@ class Discrepancy:
         return cls(axes=tuple(raw["axes"]), ranges=raw["ranges"], tau=np.asarray(raw["tau"]),
                    weights=None if raw["weights"] is None else np.asarray(raw["weights"]),
                    prior=raw["prior"], source=raw["source"],
-                   backtest=None if raw["backtest"] is None else pd.DataFrame(raw["backtest"]))
+                   backtest=None if raw["backtest"] is None else pd.DataFrame(raw["backtest"]),
+                   note=raw.get("note", ""))  # files saved before session 24 have none
 
 
 def posterior(law, runs: pd.DataFrame, *, prior: Mapping | None = None, backtest_table: pd.DataFrame | None = None,
-              source: str | None = None) -> Discrepancy:
-    """τ's grid posterior from a prior and (optionally) backtest residuals."""
+              source: str | None = None, note: str = "") -> Discrepancy:
+    """τ's grid posterior from a prior and (optionally) backtest residuals; ``note`` says why
+    there are none, where there are none."""
     prior = dict(default_prior() if prior is None else prior)
     logp = _log_prior(prior)
     if backtest_table is not None and len(backtest_table):
@@ -304,7 +313,8 @@ def posterior(law, runs: pd.DataFrame, *, prior: Mapping | None = None, backtest
         source = source or "backtest+prior"
     w = np.exp(logp - logp.max())
     return Discrepancy(axes=axes(law), ranges=fitted_ranges(law, runs), weights=w / w.sum(), prior=prior,
-                       source=source or "prior", backtest=backtest_table)
+                       source=source or "prior", backtest=backtest_table,
+                       note="" if backtest_table is not None and len(backtest_table) else note)
 
 
 def none(law, runs: pd.DataFrame) -> Discrepancy:
@@ -479,24 +489,33 @@ def _fit_subsets(table: pd.DataFrame, law, masks: Sequence[np.ndarray], kwargs: 
 
 def learn(runs: pd.DataFrame, law, *, mode: str = "auto", prior: Mapping | None = None,
           cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping | None = None,
-          progress: bool = False) -> Discrepancy:
+          progress: bool = False, note: str = "") -> Discrepancy:
     """The discrepancy term of a fit of ``runs``.
 
     ``mode``: ``"backtest"`` (backtests + prior), ``"prior"`` (the prior alone), ``"none"``
-    (τ = 0), or ``"auto"``: backtests where the table has at least 3 distinct scales above and
-    below each cut and enough runs, else the prior alone.
+    (τ = 0), or ``"auto"``: backtests where the table has enough runs (twice the law's
+    parameters + 3) at enough distinct scales (6), else the prior alone. The result's ``note``
+    says why there were no backtests (``note`` here: the caller's reason for asking for the prior).
     """
     if mode not in ("auto", "backtest", "prior", "none"):
         raise ValueError(f"discrepancy must be 'auto', 'backtest', 'prior' or 'none', got {mode!r}")
     if mode == "none":
         return none(law, runs)
     table = None
+    note = note or "discrepancy='prior' was asked for"
     if mode in ("auto", "backtest"):
-        enough = len(runs) >= 2 * (len(law.params) + 3) and order_key(law, runs).nunique() >= 6
+        need_runs, scales = 2 * (len(law.params) + 3), int(order_key(law, runs).nunique())
+        enough = len(runs) >= need_runs and scales >= 6
+        if not enough:
+            note = (f"the table has {len(runs)} runs at {scales} distinct scales (size × tokens); backtests of "
+                    f"{law.name!r} need at least {need_runs} runs and 6 scales, so τ comes from the prior alone")
         if mode == "backtest" or enough:
             table = backtest(runs, law, cuts=cuts, fit_kwargs=fit_kwargs, progress=progress)
             if mode == "backtest" and not len(table):
                 raise ValueError(
                     f"no backtest cut leaves enough runs to fit {law.name!r} ({len(runs)} runs); "
                     "use discrepancy='prior'")
-    return posterior(law, runs, prior=prior, backtest_table=table)
+            if not len(table):
+                note = (f"no backtest cut left enough runs to fit {law.name!r} ({len(runs)} runs), so τ comes "
+                        "from the prior alone")
+    return posterior(law, runs, prior=prior, backtest_table=table, note=note)

@@ -381,11 +381,15 @@ def fit(
     # table). A fit kept with on_bad_fit="warn" is meant for use, so it gets its backtests like
     # any other; one about to be rejected never pays for them: its result (err.result) carries
     # τ from the prior alone and says so.
-    if discrepancy is None:
+    from_env = discrepancy is None
+    if from_env:
         discrepancy = os.environ.get("BAYESMOE_DISCREPANCY", "auto")
     rejected = bool(message) and on_bad_fit == "raise"
+    forced = rejected and discrepancy in ("auto", "backtest")
     disc = learn_discrepancy(
-        table, law, mode="prior" if rejected and discrepancy in ("auto", "backtest") else discrepancy,
+        table, law, mode="prior" if forced else discrepancy,
+        note=("the fit failed its convergence checks, so its backtests were not run" if forced
+              else "the environment sets BAYESMOE_DISCREPANCY=prior" if from_env else ""),
         prior=discrepancy_prior, progress=progress_default(progress),
         fit_kwargs={"priors": priors, "target_accept": target_accept, "seed": seed, "unit_checks": False,
                     "pooled": pooled, "centre": centre, "start_candidates": start_candidates},

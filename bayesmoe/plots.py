@@ -15,6 +15,7 @@ rank-normalised draws (Vehtari et al. 2021, "Rank-normalization, folding, and lo
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 # No matplotlib.use() here: importing bayesmoe.plots keeps the user's backend (a notebook's
@@ -30,6 +31,7 @@ from scipy import stats
 
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
 from bayesmoe.laws import PUBLISHED
+from bayesmoe.units import flops_label
 
 __all__ = [
     "plot_backtest",
@@ -433,7 +435,7 @@ def plot_optimal_choice(optimum, *, ax: Axes | None = None) -> Axes:
     for i in np.flatnonzero(far):
         ax.add_patch(plt.Rectangle((i - 0.5, -0.5), 1, probs.shape[0], fill=False, hatch="//",
                                    edgecolor="0.8", lw=0))
-    ax.set_xticks(np.arange(len(budgets)), [f"{b:.0e}" for b in budgets], rotation=45, ha="right")
+    ax.set_xticks(np.arange(len(budgets)), [flops_label(b) for b in budgets], rotation=45, ha="right")
     ax.set_yticks(np.arange(probs.shape[0]), [str(int(v)) for v in ds[dim].values])
     ax.set_xlabel("training budget (FLOPs); hatched: beyond the fitted compute")
     ax.set_ylabel(f"{label}*")
@@ -471,7 +473,7 @@ def plot_isoflop(optimum, *, budgets: Sequence[float] | None = None, ci_prob: fl
         med = np.nanmedian(curves, axis=0)
         ax.fill_between(grid, np.nanquantile(curves, lo_q, axis=0), np.nanquantile(curves, hi_q, axis=0),
                         color=colour, alpha=0.2, lw=0)
-        ax.plot(grid, med, color=colour, label=f"{all_b[i]:.0e} FLOPs, {label} = {int(pick)}")
+        ax.plot(grid, med, color=colour, label=f"{flops_label(all_b[i])} FLOPs, {label} = {int(pick)}")
         loss_star = at["loss_at"].values.reshape(-1)
         ax.errorbar([centre], [np.nanmedian(loss_star)],
                     xerr=[[centre - np.nanquantile(n_star, lo_q)], [np.nanquantile(n_star, hi_q) - centre]],
@@ -525,7 +527,7 @@ def plot_memory_optimum(result, flops: float, *, memory_gb: Sequence[float] | No
     ax.set_xscale("log")
     ax.set_xlabel(f"memory limit (GB, weights + KV cache of {context_tokens:g} tokens)")
     ax.set_ylabel(_LABELS["loss"])
-    ax.set_title(f"Memory-constrained optimum at {flops:.0e} FLOPs")
+    ax.set_title(f"Memory-constrained optimum at {flops_label(flops)} FLOPs")
     ax.legend(fontsize=7, ncol=2)
     return ax
 
@@ -646,8 +648,8 @@ def plot_backtest(result, *, ci_prob: float = 0.9, ax: Axes | None = None) -> Ax
     disc = result.discrepancy
     bt = disc.backtest
     if bt is None or not len(bt):
-        ax.text(0.5, 0.5, f"no backtests (discrepancy: {disc.source})", ha="center", va="center",
-                transform=ax.transAxes)
+        why = textwrap.fill(disc.note, 70) if disc.note else f"discrepancy: {disc.source}"
+        ax.text(0.5, 0.5, f"no backtests\n{why}", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return ax
     z = stats.norm.ppf(0.5 + ci_prob / 2)

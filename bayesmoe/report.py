@@ -226,7 +226,7 @@ def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = 
         plots.plot_memory_optimum(result, flops, context_tokens=context_tokens, limit_gb=memory_gb,
                                   ci_prob=ci_prob, ax=ax)
         figures.append({"id": "fig-memory", "title": "Memory-constrained optimum", **_png(fig),
-                        "caption": f"Best loss reachable with {flops:.0e} FLOPs per expert count as the memory "
+                        "caption": f"Best loss reachable with {flops_label(flops)} FLOPs per expert count as the memory "
                                    "limit grows (each model truncated at the largest size that fits); the "
                                    "dashed line is your limit."})
     shown = table.T
@@ -280,13 +280,17 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
                 f"{info['tau_hi90']:.3g}), learned from {backed}the prior distilled from real run tables "
                 f"(ln τ ~ N({info['prior'].get('mu', float('nan')):.2f}, {info['prior'].get('sigma', float('nan')):.2f})). "
                 "Inside the fitted runs it is zero.")
+        if disc.note:
+            line += f" No backtests: {disc.note}."
     fig, ax = _subplots(figsize=(7.0, 4.0))
     plots.plot_backtest(result, ci_prob=ci_prob, ax=ax)
-    figure = {"id": "fig-backtest", "title": "The table's own backtests", **_png(fig),
-              "caption": "Fit on the runs below a compute cut (circles), or below the largest expert count "
-                         "(triangles, where the table has at least 4), predict every run above it: each point is one "
-                         "prediction's error against its distance beyond that fit's runs; the lines are the "
-                         "band the fitted growth rate gives, the shading its uncertainty."}
+    has_backtests = disc.backtest is not None and len(disc.backtest) > 0
+    caption = ("Fit on the runs below a compute cut (circles), or below the largest expert count "
+               "(triangles, where the table has at least 4), predict every run above it: each point is one "
+               "prediction's error against its distance beyond that fit's runs; the lines are the "
+               "band the fitted growth rate gives, the shading its uncertainty." if has_backtests else
+               f"No backtests to show: {disc.note or 'this fit has none'}.")
+    figure = {"id": "fig-backtest", "title": "The table's own backtests", **_png(fig), "caption": caption}
     table = None
     if recommendations and recommendations.get("summary") is not None:
         summ = recommendations["summary"]

@@ -520,7 +520,8 @@ class FitResult:
             backed = (f", {disc['backtest_predictions']} backtest predictions at {disc['backtest_cuts']} cuts"
                       if "backtest_predictions" in disc else "")
             lines.append(f"| extrapolation error | grows {disc['tau_median']:.3g} ln-loss per decade beyond the "
-                         f"fitted runs (90 %: {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{backed}) |")
+                         f"fitted runs (90 %: {disc['tau_lo90']:.3g}-{disc['tau_hi90']:.3g}; {disc['source']}{backed}"
+                         + (f"; no backtests: {disc['note']}" if "note" in disc else "") + ") |")
         if timings:
             lines.append(f"| time | {timing_line(timings)} |")
         notes = json.loads(attrs.get("table_notes", "[]") or "[]")

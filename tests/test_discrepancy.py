@@ -8,10 +8,11 @@ own defaults (2 chains × 300/300).
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape as html_escape  # what Jinja2 escapes the report with
 from scipy import stats
 
 import bayesmoe
-from bayesmoe.discrepancy import (TAU_GRID, axes, backtest, beyond, default_prior,
+from bayesmoe.discrepancy import (TAU_GRID, Discrepancy, axes, backtest, beyond, default_prior, learn,
                                   fitted_ranges, posterior, tau_log_likelihood, sparsity_cuts)
 from bayesmoe.laws import get_law
 from bayesmoe.testing import fake_result, synthetic_runs
@@ -285,6 +286,30 @@ def test_a_kept_failed_fit_learns_tau_from_its_backtests_and_a_rejected_one_from
     rejected = info.value.result
     assert rejected.tree.attrs["convergence"] == "failed"
     assert rejected.discrepancy.source == "prior" and rejected.discrepancy.backtest is None
+    assert kept.discrepancy.note == ""
+    assert rejected.discrepancy.note == "the fit failed its convergence checks, so its backtests were not run"
+
+
+def test_the_term_says_why_it_has_no_backtests(tmp_path):
+    # τ from the prior alone is the user's to know, and why: a table too small to backtest (no
+    # fit is run here: learn() decides before fitting), or discrepancy='prior' asked for
+    law = get_law("chinchilla")
+    runs = synthetic_runs("chinchilla", n_runs=12, noise_sd=0.01, seed=0)
+    disc = learn(runs, law)
+    assert disc.source == "prior" and disc.backtest is None
+    need = 2 * (len(law.params) + 3)
+    assert disc.note.startswith("the table has 12 runs at ") and f"at least {need} runs and 6 scales" in disc.note
+    assert Discrepancy.from_json(disc.to_json()).note == disc.note and disc.summary()["note"] == disc.note
+    assert learn(runs, law, mode="prior").note == "discrepancy='prior' was asked for"
+    assert "note" not in learn(runs, law, mode="none").summary()
+    # the report says it beside the growth rate and under the empty backtest figure
+    fit = fake_result("chinchilla", runs=runs, num_draws=50)
+    fit.tree.attrs["discrepancy"] = disc.to_json()
+    fit.__dict__.pop("discrepancy", None)
+    html = fit.report(tmp_path / "r.html").read_text()
+    trust = html[html.index('id="trust"'):]
+    note = str(html_escape(disc.note))
+    assert f"No backtests: {note}." in trust and f"No backtests to show: {note}." in trust
 
 
 def _distill():

@@ -147,6 +147,10 @@ def test_optimal_choice_strip_holds_the_probabilities_and_the_decision(shipped):
     hatched = [p for p in ax.patches if p.get_hatch()]
     assert len(hatched) == int((opt.dataset["extrapolation_decades"] > 0).sum())  # beyond the data
     plt.close(ax.figure)
+    # a budget is labelled as the CLI and the tables write it, not rounded to a power of ten
+    ax = plots.plot_optimal_choice(shipped.optimal_experts([1.49e13, 1e16], experts=(1, 4, 16, 64)))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1.49e13", "1e16"]
+    plt.close(ax.figure)
 
 
 def test_isoflop_profiles_are_the_draws_curves_bottoming_out_at_their_optima(shipped):
