@@ -634,16 +634,26 @@ def _print_extrapolation(opt, table) -> None:
     """Where each answer leaves the data: per input, and the expert-count odds at the edges."""
     from bayesmoe.units import flops_label
 
-    choice, _, _, x = opt.names
+    choice, dim, _, x = opt.names
     ds = opt.dataset
     for flops, row in table.iterrows():
         parts = [f"{a} {row[f'beyond_{a}']:+.2f}" for a in ds["axis"].values if abs(row[f"beyond_{a}"]) > 0.005]
         flags = []
         if row.get(f"{x}_at_edge"):
-            flags.append(f"P({x}* = largest candidate) {row[f'P({x}* at edge)']:.2f}: widen the candidates")
+            largest = float(ds[dim].values.max())
+            advice = ("widen the candidates" if largest <= ds.attrs[f"fitted_{choice}_max"] else
+                      f"the largest is beyond the fitted {x} already, so widening moves these odds further out; "
+                      f"they are the law's extrapolation, not the data's: runs at more {x} would pin them "
+                      "(bayesmoe suggest)")
+            flags.append(f"P({x}* = largest candidate) {row[f'P({x}* at edge)']:.2f}: {advice}")
         if row.get(f"{x}_beyond_fitted"):
             lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
             flags.append(f"P({x}* outside the fitted {x} {lo:g}-{hi:g}) {row[f'P({x}* beyond fitted)']:.2f}")
+        lo_q, hi_q = f"{x}* {opt.ci_prob:.0%} lo", f"{x}* {opt.ci_prob:.0%} hi"
+        values = ds[dim].values
+        if lo_q in row and ds.sizes[dim] > 2 and row[lo_q] <= values.min() and row[hi_q] >= values.max():
+            flags.append(f"the {opt.ci_prob:.0%} interval of {x}* spans every candidate ({values.min():g}-"
+                         f"{values.max():g}): the fit cannot pin {x}* down at this budget")
         if parts or flags:
             print(f"\n{flops_label(flops)} FLOPs: the optimum lies beyond the fitted runs by "
                   f"{', '.join(parts) if parts else 'nothing'} (decades; "

@@ -92,6 +92,14 @@ def test_optimal_prints_the_decision_table_and_json():
     # where each optimum leaves the data, per input: 1e19 lies far beyond every fitted axis
     assert "1e19 FLOPs: the optimum lies beyond the fitted runs by n_active +" in proc.stdout
     assert "P(E* = largest candidate)" in proc.stdout
+    # the advice at the candidates' edge: widen them while they sit inside the fitted E (<= 64);
+    # beyond it, widening only moves the odds further out, and the text says so
+    assert ": widen the candidates" in proc.stdout
+    # and where the posterior spreads over every candidate, that the fit cannot pin E* down
+    assert "the 90% interval of E* spans every candidate (1-16): the fit cannot pin E* down" in proc.stdout
+    far = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e16", "--experts", "1", "4", "16", "64", "256")
+    assert far.returncode == 0, far.stderr
+    assert "the largest is beyond the fitted E already" in far.stdout and "widen the candidates" not in far.stdout
     js = run_cli("optimal", "models/reference_joint.nc", "--flops", "1e13", "--json")
     assert js.returncode == 0, js.stderr
     rows = json.loads(js.stdout)
