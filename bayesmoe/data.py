@@ -78,7 +78,7 @@ LAW_INPUTS: dict[str, tuple[str, ...]] = {
 #: Accepted spellings (compared case-insensitively, ignoring ``_``, ``-`` and spaces). Only names
 #: that mean one thing are here; see :data:`AMBIGUOUS` for the rest.
 ALIASES: dict[str, tuple[str, ...]] = {
-    "n_active": ("n", "n_act", "nact", "active_params", "active_parameters", "n_active_params"),
+    "n_active": ("n", "n_act", "nact", "n_a", "active_params", "active_parameters", "n_active_params"),
     "tokens": ("d", "n_tokens", "num_tokens", "training_tokens", "train_tokens", "tokens_seen"),
     "loss": ("l", "final_loss", "eval_loss", "val_loss", "validation_loss", "test_loss"),
     "experts": ("e", "n_experts", "num_experts", "expert_count", "expansion_rate"),

@@ -63,6 +63,17 @@ def test_two_columns_for_one_name_list_the_candidates():
     assert "columns ['n_active', 'N'] all mean 'n_active'" in msg and "--columns n_active=n_active" in msg
 
 
+def test_an_active_parameter_column_beside_a_bare_n_is_not_guessed_away():
+    # StepLaw's MoE table has N (total parameters, nearly one value) and Na (active): mapping N to
+    # n_active by its name alone gave a GREEN fit with absurd optima. Both claim n_active, so the
+    # user must say which.
+    df = good_table().rename(columns={"n_active": "Na"}).assign(N=2.15e9)
+    msg = errors_of(df)
+    assert "columns ['Na', 'N'] all mean 'n_active'" in msg and "--columns n_active=Na" in msg
+    out = validate_runs(df, columns={"n_active": "Na"})
+    assert (out["n_active"] == good_table()["n_active"]).all() and (out["N"] == 2.15e9).all()
+
+
 def test_only_a_numeric_column_satisfies_a_numeric_name():
     df = good_table().drop(columns="tokens").assign(D="Pile")
     msg = errors_of(df)
