@@ -231,9 +231,9 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
             claims.setdefault(canon, []).append(col)
     for canon, cols in claims.items():
         if len(cols) > 1:
-            problems.append(
-                f"columns {cols} all mean {canon!r}; keep one, or say which with "
-                f"columns={{{canon!r}: {str(cols[0])!r}}} (CLI: {_cli_columns(canon, cols[0])})")
+            options = " or ".join(f"columns={{{canon!r}: {str(c)!r}}}" for c in cols)
+            cli = " or ".join(_cli_columns(canon, c) for c in cols)
+            problems.append(f"columns {cols} all mean {canon!r}; keep one, or say which with {options} (CLI: {cli})")
             continue
         if cols[0] != canon:
             mapping[cols[0]] = canon
@@ -388,8 +388,10 @@ def validate_runs(
                 unit = f" with loss_unit={said!r} (CLI: --loss-unit {said})" if said else ""
                 hints.setdefault("loss", []).append(
                     f"column {col!r} looks like a loss: columns={{'loss': {str(col)!r}}}{unit}")
+    # a field the user named, or one several columns claim: its problem is above already
+    contested = {m for m in need if any(f" all mean {m!r};" in p for p in problems)}
     problems += [_suggest(m, [c for c in df.columns if c not in FIELDS], hints.get(m, ()))
-                 for m in need if m not in (columns or {})]  # a field the user named: its problem is above
+                 for m in need if m not in (columns or {}) and m not in contested]
     for field in ("group", "n_total"):
         if field not in df.columns and field not in need:
             for h in hints.get(field, ()):
@@ -477,12 +479,17 @@ def validate_runs(
     if dup_mask.any() and duplicates == "error" and not set(need) & set(KEY_COLUMNS):
         groups = out[dup_mask].groupby(key, dropna=False, sort=False).groups
         sets = [list(ix) for ix in groups.values()]
-        listed = "; ".join(rows(s) for s in sets[:10])
-        hint = (
-            " If these are repeated seeds, add a 'seed' column that tells them apart."
-            if "seed" not in out.columns
-            else ""
-        )
+        listed = "; ".join(rows(s) for s in sets[:10]) + (f"; and {len(sets) - 10} more sets" if len(sets) > 10 else "")
+        # what else tells the duplicated rows apart: a sweep over hyperparameters, not seeds
+        other = [c for c in out.columns if c not in key and c not in ("loss", "seed")]
+        varying = [c for c in other if (out[dup_mask].groupby(key, dropna=False, sort=False)[c].nunique(dropna=False) > 1).any()]
+        hint = ""
+        if varying:
+            hint = (f" Within these sets the rows differ in {varying}: if that is a sweep (learning rate, batch "
+                    "size...), keep one run per configuration, e.g. the best, before fitting; the law describes "
+                    "the loss a configuration reaches, not every setting's.")
+        if "seed" not in out.columns:
+            hint += " If they are repeated seeds, add a 'seed' column that tells them apart."
         problems.append(f"duplicated runs (same {key}): {listed}.{hint}")
 
     if problems:

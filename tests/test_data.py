@@ -242,6 +242,16 @@ def test_duplicates_named_with_seed_hint():
     # repeated seeds are legitimate once told apart
     df["seed"] = [0, 0, 0, 0, 0, 0, 1]
     validate_runs(df)
+    assert "differ in" not in msg  # nothing but the loss tells these two apart
+
+
+def test_duplicates_from_a_hyperparameter_sweep_say_so_and_count_every_set():
+    # StepLaw-style: every configuration trained at several learning rates; twelve sets in all
+    base = pd.concat([good_table().assign(tokens=good_table()["tokens"] * k) for k in (1, 2)], ignore_index=True)
+    df = pd.concat([base.assign(lr=lr, loss=base["loss"] + lr) for lr in (1e-3, 2e-3)], ignore_index=True)
+    msg = errors_of(df)
+    assert "; and 2 more sets." in msg
+    assert "the rows differ in ['lr']: if that is a sweep" in msg and "keep one run per configuration" in msg
 
 
 @pytest.mark.parametrize(
