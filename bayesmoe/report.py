@@ -243,6 +243,8 @@ def answer_card(optimum) -> dict:
     choice, _, size, x = optimum.names
     lo, hi = f"{optimum.ci_prob:.0%} lo", f"{optimum.ci_prob:.0%} hi"
     size_label = "N_act*" if size == "n_active" else "N_total*"
+    short = {"n_active": "N", "n_total": "N", "tokens": "D", "experts": "E", "granularity": "G", "scale": "N·D"}
+    over = ", ".join(short.get(str(a), str(a)) for a in optimum.dataset["axis"].values)
     rows = []
     for flops, r in table.iterrows():
         cells = {"budget": flops_label(flops)}
@@ -255,7 +257,11 @@ def answer_card(optimum) -> dict:
             cells[label] = (f"{fmt.format(r[f'{name} median'])} "
                             f"[{fmt.format(r[f'{name} {lo}'])}, {fmt.format(r[f'{name} {hi}'])}]")
         far = float(r["extrapolation_decades"])
-        cells["beyond the fitted runs"] = f"{far:.1f} decades" if far > 0.05 else "no"
+        compute = float(optimum.dataset["compute_decades"].sel(budget=flops))
+        # compute alone is what a user counts ("10x my largest run": 1 decade); the distance over
+        # the inputs counts N, D, E and N·D each, and is what the extrapolation error grows with
+        cells["beyond the fitted runs"] = (f"{compute:.1f} decades of compute; {far:.1f} over {over}"
+                                           if far > 0.05 else "no")
         rows.append(cells)
     columns = list(rows[0]) if rows else []
     return {"columns": columns, "rows": [[c[k] for k in columns] for c in rows], "ci_prob": optimum.ci_prob,

@@ -220,6 +220,10 @@ def test_answer_card_comes_right_after_the_verdict(shipped, answered_html):
         e = int(row["E_decision"])
         n = f"{row['N_act* median']:.3g} [{row['N_act* 90% lo']:.3g}, {row['N_act* 90% hi']:.3g}]"
         assert f"<td>{label}</td><td>{e}</td><td>{row[f'P(E*={e})']:.2f}</td><td>{n}</td>" in card
+        # how far: compute alone (what "10x my largest run" counts), then the distance over every axis
+        compute = float(opt.dataset["compute_decades"].sel(budget=flops))
+        far = f"{compute:.1f} decades of compute; {row['extrapolation_decades']:.1f} over N, D, E, N·D"
+        assert f"<td>{far}</td>" in card
     assert "median [90 % interval]" in card
 
 
