@@ -390,7 +390,9 @@ def validate_runs(
                     f"column {col!r} looks like a loss: columns={{'loss': {str(col)!r}}}{unit}")
     # a field the user named, or one several columns claim: its problem is above already
     contested = {m for m in need if any(f" all mean {m!r};" in p for p in problems)}
-    problems += [_suggest(m, [c for c in df.columns if c not in FIELDS], hints.get(m, ()))
+    # a numeric field is only suggested a column of numbers (StepLaw's text 'exp_name' is no 'experts')
+    problems += [_suggest(m, [c for c in df.columns if c not in FIELDS
+                              and not (m in NUMERIC_COLUMNS and _is_text(df[c]))], hints.get(m, ()))
                  for m in need if m not in (columns or {}) and m not in contested]
     for field in ("group", "n_total"):
         if field not in df.columns and field not in need:

@@ -63,6 +63,12 @@ def test_two_columns_for_one_name_list_the_candidates():
     assert "columns ['n_active', 'N'] all mean 'n_active'" in msg and "--columns n_active=n_active" in msg
 
 
+def test_a_numeric_name_is_never_suggested_a_text_column():
+    df = good_table().drop(columns="experts").assign(exp_name=[f"run{i}" for i in range(6)], nume=8.0)
+    msg = errors_of(df, required=("n_active", "tokens", "experts", "loss"))
+    assert "missing column 'experts'" in msg and "exp_name" not in msg
+
+
 def test_an_active_parameter_column_beside_a_bare_n_is_not_guessed_away():
     # StepLaw's MoE table has N (total parameters, nearly one value) and Na (active): mapping N to
     # n_active by its name alone gave a GREEN fit with absurd optima. Both claim n_active, so the
