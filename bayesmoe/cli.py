@@ -649,6 +649,9 @@ def _print_extrapolation(opt, table) -> None:
         if row.get(f"{x}_beyond_fitted"):
             lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
             flags.append(f"P({x}* outside the fitted {x} {lo:g}-{hi:g}) {row[f'P({x}* beyond fitted)']:.2f}")
+        if row.get("P(incomplete)", 0) > 0:
+            flags.append(f"{row['P(incomplete)']:.0%} of the draws have no optimum at some candidate (exponents that "
+                         "stop falling there); the decision and its regret average over the others")
         lo_q, hi_q = f"{x}* {opt.ci_prob:.0%} lo", f"{x}* {opt.ci_prob:.0%} hi"
         values = ds[dim].values
         if lo_q in row and ds.sizes[dim] > 2 and row[lo_q] <= values.min() and row[hi_q] >= values.max():

@@ -269,14 +269,27 @@ class OptimalExperts:
 
     @property
     def decision(self) -> xr.DataArray:
-        """The E (or G) minimising posterior expected loss per budget (a risk-neutral user's pick)."""
-        expected = self.dataset["loss_at"].mean(("chain", "draw"))
+        """The E (or G) minimising posterior expected loss per budget (a risk-neutral user's pick).
+
+        Over the draws in which every candidate has an optimum (:attr:`complete`): a draw whose
+        exponents stop falling at some candidate gives it no finite loss, and one such draw would
+        make every expectation infinite and the pick arbitrary."""
+        expected = self._complete_loss_at().mean(("chain", "draw"))
         return expected.idxmin(self.names[1])
+
+    def _complete_loss_at(self) -> xr.DataArray:
+        return self.dataset["loss_at"].where(self.complete)
+
+    @property
+    def complete(self) -> xr.DataArray:
+        """Per budget and draw: every candidate has a finite optimum (the draws the decision and its
+        regret average over; ``p_incomplete`` in :meth:`summary` is the share of the others)."""
+        return np.isfinite(self.dataset["loss_at"]).all(self.names[1])
 
     @property
     def expected_regret(self) -> xr.DataArray:
-        """E[loss(decision) − loss(per-draw optimum)] per budget, in nats."""
-        chosen = self.dataset["loss_at"].sel({self.names[1]: self.decision})
+        """E[loss(decision) − loss(per-draw optimum)] per budget, in nats, over :attr:`complete` draws."""
+        chosen = self._complete_loss_at().sel({self.names[1]: self.decision})
         return (chosen - self.dataset["loss"]).mean(("chain", "draw"))
 
     def summary(self) -> pd.DataFrame:
@@ -306,6 +319,9 @@ class OptimalExperts:
         out["expected_regret"] = self.expected_regret.values
         if "p_no_optimum" in ds:
             out["P(no optimum)"] = ds["p_no_optimum"].values
+        incomplete = 1.0 - self.complete.mean(("chain", "draw")).values
+        if incomplete.any():  # draws left out of the decision: some candidate had no optimum in them
+            out["P(incomplete)"] = incomplete
         size_label = "N_act*" if size == "n_active" else "N_total*"
         rows = ((choice, f"{x}*"),) if has_choice else ()
         for var, label in (*rows, (size, size_label), ("tokens", "D*"), ("loss", "loss*")):

@@ -289,6 +289,27 @@ def test_draws_without_an_optimum_are_kept_flagged_and_counted():
     assert np.isfinite(opt.expected_regret).all()
 
 
+def test_draws_where_some_candidates_have_no_optimum_leave_the_decision_not_the_odds():
+    """Five of twenty draws whose N exponent α + γ·ln Ê turns positive above E = 1: E = 8 and 64
+    have no finite optimum in them (infinite loss), E = 1 has. Averaged with them, every expected
+    loss but E = 1's was infinite and the pick was E = 1 by default (a user's StepLaw fit: regret
+    inf). The decision and its regret average over the draws where every candidate has an
+    optimum, and P(incomplete) says how many were left out."""
+    truth = dict(PUBLISHED["joint"]["ludziejewski2025"])
+    result = fake_result("joint", truth, rel_sd=0.0, num_draws=10)
+    post = result.tree["posterior"]
+    post["alpha"][0, :5] = -0.06
+    post["gamma"][0, :5] = 0.05
+    opt = result.optimal_experts([1e20], experts=(1, 8, 64))
+    loss_at = opt.dataset["loss_at"]
+    assert int(np.isinf(loss_at).sum()) == 10 and float(opt.dataset["p_no_optimum"].item()) == 0.0
+    complete = np.isfinite(loss_at).all("expert_count")
+    expected = loss_at.where(complete).mean(("chain", "draw"))
+    assert int(opt.decision.item()) == int(expected.idxmin("expert_count").item()) == 64
+    row = opt.summary().iloc[0]
+    assert row["P(incomplete)"] == pytest.approx(0.25) and np.isfinite(row["expected_regret"])
+
+
 def test_laws_without_a_memory_model_take_the_cli_defaults_and_refuse_limits():
     """`bayesmoe optimal` passes memory_gb=None, context 0, serving 0 for every law; the
     fine-grained and sparsity optima took no such keywords and crashed with a TypeError."""
