@@ -507,8 +507,9 @@ def learn(runs: pd.DataFrame, law, *, mode: str = "auto", prior: Mapping | None 
         need_runs, scales = 2 * (len(law.params) + 3), int(order_key(law, runs).nunique())
         enough = len(runs) >= need_runs and scales >= 6
         if not enough:
-            note = (f"the table has {len(runs)} runs at {scales} distinct scales (size × tokens); backtests of "
-                    f"{law.name!r} need at least {need_runs} runs and 6 scales, so τ comes from the prior alone")
+            short = [f"{len(runs)} runs (backtests of {law.name!r} need at least {need_runs})"] * (len(runs) < need_runs)
+            short += [f"{scales} distinct scales, size × tokens (they need 6)"] * (scales < 6)
+            note = f"the table has {' and '.join(short)}, so τ comes from the prior alone"
         if mode == "backtest" or enough:
             table = backtest(runs, law, cuts=cuts, fit_kwargs=fit_kwargs, progress=progress)
             if mode == "backtest" and not len(table):

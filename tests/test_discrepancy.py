@@ -298,7 +298,13 @@ def test_the_term_says_why_it_has_no_backtests(tmp_path):
     disc = learn(runs, law)
     assert disc.source == "prior" and disc.backtest is None
     need = 2 * (len(law.params) + 3)
-    assert disc.note.startswith("the table has 12 runs at ") and f"at least {need} runs and 6 scales" in disc.note
+    assert disc.note == (f"the table has 12 runs (backtests of 'chinchilla' need at least {need}), so τ comes "
+                         "from the prior alone")
+    # 30 runs, but at 3 sizes × 1 token count, seeds apart: 3 scales
+    seeded = pd.DataFrame({"n_active": np.repeat([1e7, 1e8, 1e9], 10), "tokens": 2e10, "loss": 3.0,
+                           "seed": np.tile(np.arange(10), 3)})
+    assert learn(seeded, law).note == ("the table has 3 distinct scales, size × tokens (they need 6), so τ comes "
+                                       "from the prior alone")
     assert Discrepancy.from_json(disc.to_json()).note == disc.note and disc.summary()["note"] == disc.note
     assert learn(runs, law, mode="prior").note == "discrepancy='prior' was asked for"
     assert "note" not in learn(runs, law, mode="none").summary()
