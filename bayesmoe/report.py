@@ -238,9 +238,12 @@ def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = 
 
 def answer_card(optimum) -> dict:
     """The answer a reader came for, per budget: the choice (E or G) that minimises expected loss
-    with P(choice* = it), and N*, D*, loss* as median [interval]; the report shows it first."""
+    with P(choice* = it), and the size, tokens and loss to train it with, as median [interval] of
+    each draw's optimum *at that choice* (what a run at that E gets; the per-draw optimum over
+    every E, E*/N*/D*/loss*, is in the recommendations table); the report shows it first."""
     table = optimum.summary()
-    choice, _, size, x = optimum.names
+    choice, dim, size, x = optimum.names
+    ds = optimum.dataset
     lo, hi = f"{optimum.ci_prob:.0%} lo", f"{optimum.ci_prob:.0%} hi"
     size_label = "N_act*" if size == "n_active" else "N_total*"
     short = {"n_active": "N", "n_total": "N", "tokens": "D", "experts": "E", "granularity": "G", "scale": "N·D"}
@@ -252,10 +255,19 @@ def answer_card(optimum) -> dict:
             d = int(r[f"{x}_decision"])
             cells[x] = str(d)
             cells[f"P({x}* = {x})"] = f"{r[f'P({x}*={d})']:.2f}"
-        for label, name in ((size_label, size_label), ("D*", "D*"), ("loss*", "loss*")):
-            fmt = "{:.4g}" if name == "loss*" else "{:.3g}"
-            cells[label] = (f"{fmt.format(r[f'{name} median'])} "
-                            f"[{fmt.format(r[f'{name} {lo}'])}, {fmt.format(r[f'{name} {hi}'])}]")
+        if f"{x}_decision" in table:  # at the chosen E: what a run with it gets
+            at = ds.sel(budget=flops, **{dim: r[f"{x}_decision"]})
+            q = (1 - optimum.ci_prob) / 2
+            for label, name, fmt in ((size_label[:-1], f"{size}_at", "{:.3g}"), ("D", "tokens_at", "{:.3g}"),
+                                     ("loss", "loss_at", "{:.4g}")):
+                v = at[name].values.ravel()
+                lo_v, med, hi_v = np.nanquantile(v, [q, 0.5, 1 - q])
+                cells[f"{label} at that {x}"] = f"{fmt.format(med)} [{fmt.format(lo_v)}, {fmt.format(hi_v)}]"
+        else:
+            for label, name in ((size_label, size_label), ("D*", "D*"), ("loss*", "loss*")):
+                fmt = "{:.4g}" if name == "loss*" else "{:.3g}"
+                cells[label] = (f"{fmt.format(r[f'{name} median'])} "
+                                f"[{fmt.format(r[f'{name} {lo}'])}, {fmt.format(r[f'{name} {hi}'])}]")
         far = float(r["extrapolation_decades"])
         compute = float(optimum.dataset["compute_decades"].sel(budget=flops))
         # compute alone is what a user counts ("10x my largest run": 1 decade); the distance over

@@ -9,6 +9,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -218,13 +219,16 @@ def test_answer_card_comes_right_after_the_verdict(shipped, answered_html):
     for flops, row in table.iterrows():
         label = "1e13" if flops == 1e13 else "1e16"
         e = int(row["E_decision"])
-        n = f"{row['N_act* median']:.3g} [{row['N_act* 90% lo']:.3g}, {row['N_act* 90% hi']:.3g}]"
+        # the size to train at that E: each draw's optimum with it, not the optimum over every E
+        at = opt.dataset["n_active_at"].sel(budget=flops, expert_count=e).values.ravel()
+        lo_n, med, hi_n = np.nanquantile(at, [0.05, 0.5, 0.95])
+        n = f"{med:.3g} [{lo_n:.3g}, {hi_n:.3g}]"
         assert f"<td>{label}</td><td>{e}</td><td>{row[f'P(E*={e})']:.2f}</td><td>{n}</td>" in card
         # how far: compute alone (what "10x my largest run" counts), then the distance over every axis
         compute = float(opt.dataset["compute_decades"].sel(budget=flops))
         far = f"{compute:.1f} decades of compute; {row['extrapolation_decades']:.1f} over N, D, E, N·D"
         assert f"<td>{far}</td>" in card
-    assert "median [90 % interval]" in card
+    assert "median [90 % interval]" in card and "<th>N_act at that E</th>" in card
 
 
 def test_one_interval_level_and_the_saved_holdout_level(shipped):
