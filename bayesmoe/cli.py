@@ -562,6 +562,30 @@ def _print_outlying(result, res) -> None:
         print(residual_rows(far, len(result.groups)).to_string())
 
 
+def _plain(obj):
+    """Plain JSON values: numpy scalars as Python's (an int stays an int, a bool a bool), NaN and
+    infinities as null (JSON has no NaN)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_plain(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _json(obj) -> str:
+    return json.dumps(_plain(obj), indent=1, allow_nan=False)
+
+
 def _recommendation_table(opt) -> str:
     from bayesmoe.units import flops_label
 
@@ -610,7 +634,7 @@ def _suggest(result, args) -> int:
     s = suggest_runs(result, args.flops[0], budget_flops=args.budget_flops, k=args.k, candidates=candidates,
                      extend=args.extend, group=args.group, seed=args.seed, progress=not args.json, **opts)
     if args.json:
-        print(json.dumps(s.to_dict(), indent=1, default=float))
+        print(_json(s.to_dict()))
         return 0
     print(s.describe())
     if len(s.runs):
@@ -832,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "suggest":
             return _suggest(result, args)
         if args.json:
-            print(json.dumps(result.to_dict(ci_prob=args.ci_prob), indent=1, default=float))
+            print(_json(result.to_dict(ci_prob=args.ci_prob)))
             return 0
         _print_result(result, args.ci_prob)
         return 0

@@ -483,8 +483,10 @@ def validate_runs(
         sets = [list(ix) for ix in groups.values()]
         listed = "; ".join(rows(s) for s in sets[:10]) + (f"; and {len(sets) - 10} more sets" if len(sets) > 10 else "")
         # what else tells the duplicated rows apart: a sweep over hyperparameters, not seeds
-        other = [c for c in out.columns if c not in key and c not in ("loss", "seed")]
-        varying = [c for c in other if (out[dup_mask].groupby(key, dropna=False, sort=False)[c].nunique(dropna=False) > 1).any()]
+        # (a column unique over the whole table is a run name or id, which tells every row apart)
+        other = [c for c in out.columns if c not in key and c not in ("loss", "seed") and not out[c].is_unique]
+        counts = out[dup_mask].groupby(key, dropna=False, sort=False)[other].nunique(dropna=False) if other else None
+        varying = [c for c in other if (counts[c] > 1).any()]
         hint = ""
         if varying:
             hint = (f" Within these sets the rows differ in {varying}: if that is a sweep (learning rate, batch "

@@ -271,26 +271,39 @@ class OptimalExperts:
     def decision(self) -> xr.DataArray:
         """The E (or G) minimising posterior expected loss per budget (a risk-neutral user's pick).
 
-        Over the draws in which every candidate has an optimum (:attr:`complete`): a draw whose
-        exponents stop falling at some candidate gives it no finite loss, and one such draw would
-        make every expectation infinite and the pick arbitrary."""
-        expected = self._complete_loss_at().mean(("chain", "draw"))
+        Over the draws in which every feasible candidate has an optimum (:attr:`complete`): a draw
+        whose exponents stop falling at some candidate gives it no finite loss, and one such draw
+        would make every expectation but one infinite and the pick that one by default. A
+        candidate with no optimum in any draw (beyond a memory limit) is never picked and does not
+        make draws incomplete; a budget with no complete draw averages over every draw. Note that
+        adding a far candidate can thus leave draws out of every candidate's average; the share is
+        ``P(incomplete)`` in :meth:`summary`."""
+        expected = self._decision_loss_at().mean(("chain", "draw"))
         return expected.idxmin(self.names[1])
 
-    def _complete_loss_at(self) -> xr.DataArray:
-        return self.dataset["loss_at"].where(self.complete)
+    def _decision_loss_at(self, complete: xr.DataArray | None = None) -> xr.DataArray:
+        """``loss_at`` over the draws the decision averages (:attr:`complete`, or every draw of a
+        budget that has no complete one)."""
+        complete = self.complete if complete is None else complete
+        use = complete | ~complete.any(("chain", "draw"))
+        return self.dataset["loss_at"].where(use)
 
     @property
     def complete(self) -> xr.DataArray:
-        """Per budget and draw: every candidate has a finite optimum (the draws the decision and its
-        regret average over; ``p_incomplete`` in :meth:`summary` is the share of the others)."""
-        return np.isfinite(self.dataset["loss_at"]).all(self.names[1])
+        """Per budget and draw: every feasible candidate (one with an optimum in some draw) has a
+        finite optimum in this draw; the draws the decision and its regret average over."""
+        finite = np.isfinite(self.dataset["loss_at"])
+        feasible = finite.any(("chain", "draw"))
+        return (finite | ~feasible).all(self.names[1])
 
     @property
     def expected_regret(self) -> xr.DataArray:
-        """E[loss(decision) − loss(per-draw optimum)] per budget, in nats, over :attr:`complete` draws."""
-        chosen = self._complete_loss_at().sel({self.names[1]: self.decision})
-        return (chosen - self.dataset["loss"]).mean(("chain", "draw"))
+        """E[loss(decision) − loss(per-draw optimum)] per budget, in nats, over the draws the
+        decision averages (:attr:`complete`)."""
+        return self._regret(self._decision_loss_at(), self.decision)
+
+    def _regret(self, loss_at: xr.DataArray, decision: xr.DataArray) -> xr.DataArray:
+        return (loss_at.sel({self.names[1]: decision}) - self.dataset["loss"]).mean(("chain", "draw"))
 
     def summary(self) -> pd.DataFrame:
         """One row per budget: decision, its regret, E*, N*, D*, loss* intervals, P(E* = e)."""
@@ -303,24 +316,30 @@ class OptimalExperts:
             out[f"beyond_{a}"] = ds["beyond"].sel(axis=a).values
         # a law without the choice variable (chinchilla: dense only) has no E rows to show
         has_choice = self.result is None or choice in self.result.law.inputs
+        complete = self.complete  # once: the decision, its regret, the flags and P(incomplete) share it
+        loss_at = self._decision_loss_at(complete)
+        decision = loss_at.mean(("chain", "draw")).idxmin(dim)
         if has_choice:
-            out[f"{x}_decision"] = self.decision.values.astype(int)
+            out[f"{x}_decision"] = decision.values.astype(int)
             # loss still falling at the largest candidate: the search range, not the law, set the
             # optimum; or the odds sit on expert counts the fit never saw
             edge = ds[f"p_{choice}_at_edge"].values
             out[f"P({x}* at edge)"] = edge
-            out[f"{x}_at_edge"] = (((self.decision.values == ds[dim].values.max()) | (edge >= EDGE_MASS))
+            out[f"{x}_at_edge"] = (((decision.values == ds[dim].values.max()) | (edge >= EDGE_MASS))
                                    & (ds.sizes[dim] > 1))
             out[f"P({x}* beyond fitted)"] = ds[f"p_{choice}_beyond_fitted"].values
-            decided = self.decision.values
+            decided = decision.values
             lo, hi = ds.attrs[f"fitted_{choice}_min"], ds.attrs[f"fitted_{choice}_max"]
             out[f"{x}_beyond_fitted"] = ((decided > hi) | (decided < lo)
                                          | (ds[f"p_{choice}_beyond_fitted"].values >= EDGE_MASS))
-        out["expected_regret"] = self.expected_regret.values
+        out["expected_regret"] = self._regret(loss_at, decision).values
         if "p_no_optimum" in ds:
             out["P(no optimum)"] = ds["p_no_optimum"].values
-        incomplete = 1.0 - self.complete.mean(("chain", "draw")).values
-        if incomplete.any():  # draws left out of the decision: some candidate had no optimum in them
+        # draws with an optimum left out of the decision: some feasible candidate had none in them
+        # (draws with no optimum at all are P(no optimum))
+        has_one = np.isfinite(ds["loss"])
+        incomplete = (has_one & ~complete).mean(("chain", "draw")).values
+        if incomplete.any():
             out["P(incomplete)"] = incomplete
         size_label = "N_act*" if size == "n_active" else "N_total*"
         rows = ((choice, f"{x}*"),) if has_choice else ()

@@ -232,16 +232,18 @@ def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = 
     shown = table.T
     shown.columns = [flops_label(c) for c in table.index]
     shown.index.name = "budget (FLOPs)"
-    return {"table": _table(shown), "strip": strip, "figures": figures, "card": answer_card(optimum),
+    return {"table": _table(shown), "strip": strip, "figures": figures, "card": answer_card(optimum, table),
             "summary": table}
 
 
-def answer_card(optimum) -> dict:
+def answer_card(optimum, table: pd.DataFrame | None = None) -> dict:
     """The answer a reader came for, per budget: the choice (E or G) that minimises expected loss
     with P(choice* = it), and the size, tokens and loss to train it with, as median [interval] of
     each draw's optimum *at that choice* (what a run at that E gets; the per-draw optimum over
-    every E, E*/N*/D*/loss*, is in the recommendations table); the report shows it first."""
-    table = optimum.summary()
+    every E, E*/N*/D*/loss*, is in the recommendations table); the report shows it first.
+    ``table``: ``optimum.summary()`` where the caller has it."""
+    table = optimum.summary() if table is None else table
+    complete = optimum.complete
     choice, dim, size, x = optimum.names
     ds = optimum.dataset
     lo, hi = f"{optimum.ci_prob:.0%} lo", f"{optimum.ci_prob:.0%} hi"
@@ -257,10 +259,14 @@ def answer_card(optimum) -> dict:
             cells[f"P({x}* = {x})"] = f"{r[f'P({x}*={d})']:.2f}"
         if f"{x}_decision" in table:  # at the chosen E: what a run with it gets
             at = ds.sel(budget=flops, **{dim: r[f"{x}_decision"]})
+            # the draws the decision averaged over, where this choice has an optimum
+            finite = np.isfinite(at["loss_at"]).values.ravel()
+            use = complete.sel(budget=flops).values.ravel() & finite
+            use = use if use.any() else finite  # a budget with no complete draw: the decision used every draw
             q = (1 - optimum.ci_prob) / 2
             for label, name, fmt in ((size_label[:-1], f"{size}_at", "{:.3g}"), ("D", "tokens_at", "{:.3g}"),
                                      ("loss", "loss_at", "{:.4g}")):
-                v = at[name].values.ravel()
+                v = at[name].values.ravel()[use]
                 lo_v, med, hi_v = np.nanquantile(v, [q, 0.5, 1 - q])
                 cells[f"{label} at that {x}"] = f"{fmt.format(med)} [{fmt.format(lo_v)}, {fmt.format(hi_v)}]"
         else:

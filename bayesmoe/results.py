@@ -38,6 +38,7 @@ from bayesmoe.laws import Law, get_law
 from bayesmoe.models import (Design, coordinate, describe_site, latent_sites, make_design,
                              params_from_latents)
 from bayesmoe.priors import Prior, site_of, spec_from_json, spec_to_json, tau_site
+from bayesmoe.priors import sites as prior_sites  # results.sites would read as run sites
 from bayesmoe.verdict import saved_holdout, verdict
 
 __all__ = ["FitResult", "load", "SCHEMA_VERSION", "content_parts", "environment_versions"]
@@ -447,6 +448,7 @@ class FitResult:
         far = run_noise.outlying(res, run_noise.OUTLIER_LEVEL)
         furthest = res["z"].abs().idxmax()
         disc = self.discrepancy.summary()
+        used = set(prior_sites(self.law, hierarchical=self.hierarchical, pooled=tuple(self.pooled) or None))
 
         def records(df: pd.DataFrame, index: str) -> list[dict]:
             return json.loads(df.rename_axis(index).reset_index().to_json(orient="records"))
@@ -473,8 +475,9 @@ class FitResult:
             "furthest_run": {"run": furthest.item() if hasattr(furthest, "item") else furthest,
                              "z": float(res.loc[furthest, "z"]), "p_tail": float(res.loc[furthest, "p_tail"])},
             "held_out": None if held is None else {"ci_prob": held_level, "runs": records(held, "run")},
+            # the sampled sites' priors, as the text summary prints them
             "priors": {k: {"distribution": p.dist, "arguments": {a: float(b) for a, b in p.args.items()}}
-                       for k, p in sorted(self.priors.items())},
+                       for k, p in sorted(self.priors.items()) if k in used},
             "notes": json.loads(attrs.get("table_notes", "[]") or "[]"),
         }
 

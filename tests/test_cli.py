@@ -360,6 +360,11 @@ def test_summary_prints_the_reports_verdict_priors_and_one_level():
     assert held["ci_prob"] == 0.9 and len(held["runs"]) == 4 and all(r["inside"] for r in held["runs"])
     assert record["extrapolation_error"]["source"] == shipped.discrepancy.source
     assert "per_table" not in record["extrapolation_error"]["prior"]
+    assert record["sampler"]["seed"] == 0 and isinstance(record["sampler"]["seed"], int)  # plain JSON types
+    from bayesmoe.priors import sites
+
+    assert set(record["priors"]) == set(sites(shipped.law, hierarchical=shipped.hierarchical,
+                                              pooled=tuple(shipped.pooled) or None))
 
 
 def test_summary_lists_the_runs_the_law_does_not_fit(tmp_path):

@@ -248,7 +248,6 @@ def test_duplicates_named_with_seed_hint():
     # repeated seeds are legitimate once told apart
     df["seed"] = [0, 0, 0, 0, 0, 0, 1]
     validate_runs(df)
-    assert "differ in" not in msg  # nothing but the loss tells these two apart
 
 
 def test_duplicates_from_a_hyperparameter_sweep_say_so_and_count_every_set():
@@ -258,6 +257,10 @@ def test_duplicates_from_a_hyperparameter_sweep_say_so_and_count_every_set():
     msg = errors_of(df)
     assert "; and 2 more sets." in msg
     assert "the rows differ in ['lr']: if that is a sweep" in msg and "keep one run per configuration" in msg
+    # a run name tells every row apart, sweep or not: it is no sweep's evidence
+    seeds = pd.concat([good_table(), good_table().iloc[[2]]], ignore_index=True).assign(run_id=[f"r{i}" for i in range(7)])
+    msg = errors_of(seeds)
+    assert "differ in" not in msg and "'seed' column" in msg
 
 
 @pytest.mark.parametrize(

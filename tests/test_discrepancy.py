@@ -5,6 +5,8 @@ Fits here are short (4 chains × 300-500 draws); the backtests inside them run a
 own defaults (2 chains × 300/300).
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -290,6 +292,15 @@ def test_a_kept_failed_fit_learns_tau_from_its_backtests_and_a_rejected_one_from
     assert rejected.discrepancy.note == "the fit failed its convergence checks, so its backtests were not run"
 
 
+@pytest.mark.filterwarnings("ignore::bayesmoe.errors.ConvergenceWarning")  # 2 × 50 draws: the note is the point
+def test_a_fit_told_by_the_environment_to_skip_backtests_says_so(monkeypatch):
+    monkeypatch.setenv("BAYESMOE_DISCREPANCY", "prior")
+    runs = synthetic_runs("chinchilla", n_runs=40, noise_sd=0.01, seed=0)
+    fit = bayesmoe.fit(runs, law="chinchilla", num_chains=2, num_warmup=50, num_samples=50, progress=False,
+                       on_bad_fit="warn")
+    assert fit.discrepancy.note == "the environment sets BAYESMOE_DISCREPANCY=prior"
+
+
 def test_the_term_says_why_it_has_no_backtests(tmp_path):
     # τ from the prior alone is the user's to know, and why: a table too small to backtest (no
     # fit is run here: learn() decides before fitting), or discrepancy='prior' asked for
@@ -307,6 +318,9 @@ def test_the_term_says_why_it_has_no_backtests(tmp_path):
                                        "from the prior alone")
     assert Discrepancy.from_json(disc.to_json()).note == disc.note and disc.summary()["note"] == disc.note
     assert learn(runs, law, mode="prior").note == "discrepancy='prior' was asked for"
+    raw = json.loads(disc.to_json())
+    del raw["note"]  # a file saved before session 24
+    assert Discrepancy.from_json(json.dumps(raw)).note == ""
     assert "note" not in learn(runs, law, mode="none").summary()
     # the report says it beside the growth rate and under the empty backtest figure
     fit = fake_result("chinchilla", runs=runs, num_draws=50)

@@ -220,10 +220,16 @@ def test_answer_card_comes_right_after_the_verdict(shipped, answered_html):
         label = "1e13" if flops == 1e13 else "1e16"
         e = int(row["E_decision"])
         # the size to train at that E: each draw's optimum with it, not the optimum over every E
-        at = opt.dataset["n_active_at"].sel(budget=flops, expert_count=e).values.ravel()
-        lo_n, med, hi_n = np.nanquantile(at, [0.05, 0.5, 0.95])
-        n = f"{med:.3g} [{lo_n:.3g}, {hi_n:.3g}]"
-        assert f"<td>{label}</td><td>{e}</td><td>{row[f'P(E*={e})']:.2f}</td><td>{n}</td>" in card
+        cells = []
+        for name, fmt in (("n_active_at", "{:.3g}"), ("tokens_at", "{:.3g}"), ("loss_at", "{:.4g}")):
+            at = opt.dataset[name].sel(budget=flops, expert_count=e).values.ravel()
+            lo_v, med, hi_v = (fmt.format(v) for v in np.quantile(at, [0.05, 0.5, 0.95]))
+            cells.append(f"<td>{med} [{lo_v}, {hi_v}]</td>")
+        assert f"<td>{label}</td><td>{e}</td><td>{row[f'P(E*={e})']:.2f}</td>{''.join(cells)}" in card
+        # not the optimum over every E (which mixes expert counts): at 1e16 the two differ
+        if flops == 1e16:
+            mixed = f"{row['N_act* median']:.3g} [{row['N_act* 90% lo']:.3g}, {row['N_act* 90% hi']:.3g}]"
+            assert mixed not in card
         # how far: compute alone (what "10x my largest run" counts), then the distance over every axis
         compute = float(opt.dataset["compute_decades"].sel(budget=flops))
         far = f"{compute:.1f} decades of compute; {row['extrapolation_decades']:.1f} over N, D, E, N·D"
