@@ -539,6 +539,10 @@ def _print_result(result, ci_prob: float, notes: bool = True) -> None:
               "new-run intervals include it")
         if "note" in disc:
             print(f"  no backtests: {disc['note']}")
+    from bayesmoe.data import design_notes
+
+    for note in design_notes(result.runs, result.law.inputs):
+        print(f"design: {note}")
     _print_outlying(result, residuals)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "map_columns",
     "validate_runs",
     "table_hash",
+    "design_notes",
     "LAW_INPUTS",
 ]
 
@@ -518,3 +519,28 @@ def table_hash(runs: pd.DataFrame, columns: Sequence[str]) -> str:
         else:
             h.update("\x1f".join(map(str, values)).encode())
     return h.hexdigest()
+
+
+def design_notes(runs: pd.DataFrame, inputs: Sequence[str]) -> list[str]:
+    """What a table's design cannot tell a law, in words: a sparsity input (``experts``,
+    ``granularity``) with two or fewer distinct values, or one that moves with the size across the
+    runs (|correlation of the logs| >= 0.9). Either way the law's terms in that input rest largely
+    on their priors, and so do the odds of the best expert count. Empty when neither holds."""
+    notes = []
+    size = next((s for s in ("n_active", "n_total") if s in inputs), None)
+    for choice in ("experts", "granularity"):
+        if choice not in inputs or choice not in runs:
+            continue
+        values = np.unique(runs[choice].to_numpy(float))
+        shown = ", ".join(f"{v:g}" for v in values)
+        if len(values) <= 2:
+            notes.append(f"the runs have {len(values)} distinct {choice} value{'s' * (len(values) > 1)} ({shown}): "
+                         f"the law's {choice} terms rest largely on their priors, and so do the odds of the best "
+                         f"{choice} count; runs at more {choice} values would pin them")
+        elif size is not None:
+            r = float(np.corrcoef(np.log(runs[choice].to_numpy(float)), np.log(runs[size].to_numpy(float)))[0, 1])
+            if abs(r) >= 0.9:
+                notes.append(f"{choice} moves with {size} across the runs (correlation of their logs {r:+.2f}): the "
+                             f"table cannot tell their effects apart, so the law's {choice} terms rest largely on "
+                             f"their priors; runs that vary {choice} at a fixed {size} would separate them")
+    return notes

@@ -324,7 +324,9 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
         shown.columns = [flops_label(c) for c in summ.index]
         shown.columns.name = "budget (FLOPs)"
         table = _table(shown)
-    return {"line": line, "figure": figure, "table": table}
+    from bayesmoe.data import design_notes
+
+    return {"line": line, "figure": figure, "table": table, "design": design_notes(result.runs, result.law.inputs)}
 
 
 def _priors(result) -> dict:

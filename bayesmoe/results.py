@@ -27,7 +27,7 @@ import xarray as xr
 
 from bayesmoe import __version__
 from bayesmoe import noise as run_noise
-from bayesmoe.data import table_hash, validate_runs
+from bayesmoe.data import design_notes, table_hash, validate_runs
 from bayesmoe.discrepancy import Discrepancy
 from bayesmoe.discrepancy import none as no_discrepancy
 from bayesmoe.errors import ConvergenceWarning, LoadError
@@ -479,6 +479,7 @@ class FitResult:
             "priors": {k: {"distribution": p.dist, "arguments": {a: float(b) for a, b in p.args.items()}}
                        for k, p in sorted(self.priors.items()) if k in used},
             "notes": json.loads(attrs.get("table_notes", "[]") or "[]"),
+            "design_notes": design_notes(self.runs, self.law.inputs),
         }
 
     def model_card(self, ci_prob: float = DEFAULT_CI_PROB) -> str:
@@ -527,7 +528,7 @@ class FitResult:
                          + (f"; no backtests: {disc['note']}" if "note" in disc else "") + ") |")
         if timings:
             lines.append(f"| time | {timing_line(timings)} |")
-        notes = json.loads(attrs.get("table_notes", "[]") or "[]")
+        notes = json.loads(attrs.get("table_notes", "[]") or "[]") + design_notes(self.runs, self.law.inputs)
         if notes:
             lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
         held, held_level = saved_holdout(self)

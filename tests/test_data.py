@@ -298,3 +298,29 @@ def test_long_row_lists_are_truncated_but_counted():
     big["loss"] = -1.0
     msg = errors_of(big)
     assert "and 40 more" in msg
+
+
+def test_design_notes_say_when_the_table_cannot_pin_the_expert_terms(tmp_path):
+    from bayesmoe.data import design_notes
+    from bayesmoe.testing import fake_result
+
+    joint = ("n_active", "tokens", "experts")
+    # good_table's E doubles as N grows: confounded (log correlation +1.00)
+    (note,) = design_notes(good_table(), joint)
+    assert note.startswith("experts moves with n_active across the runs (correlation of their logs +1.00)")
+    # two expert counts, crossed with the sizes: too few values, however they are spread
+    two = pd.DataFrame({"n_active": np.tile([1e7, 1e8, 1e9], 2), "tokens": 1e10, "experts": np.repeat([1.0, 8.0], 3)})
+    (note,) = design_notes(two, joint)
+    assert note.startswith("the runs have 2 distinct experts values (1, 8)")
+    # four expert counts crossed with three sizes: nothing to say; a dense law never asks
+    crossed = pd.DataFrame({"n_active": np.tile([1e7, 1e8, 1e9], 4), "tokens": 1e10,
+                            "experts": np.repeat([1.0, 4.0, 16.0, 64.0], 3)})
+    assert design_notes(crossed, joint) == [] and design_notes(two, ("n_active", "tokens")) == []
+    # the report's trust section and the model card carry it
+    runs = two.assign(loss=np.linspace(3.0, 2.5, 6), tokens=np.geomspace(1e9, 1e11, 6))
+    fit = fake_result("joint", runs=runs, num_draws=20)
+    (note,) = design_notes(fit.runs, fit.law.inputs)
+    html = fit.report(tmp_path / "r.html").read_text()
+    trust = html[html.index('id="trust"'):]
+    assert "What the table's design cannot tell:</b> the runs have 2 distinct experts values" in trust
+    assert f"- {note}" in fit.model_card()
