@@ -590,14 +590,11 @@ def _json(obj) -> str:
     return json.dumps(_plain(obj), indent=1, allow_nan=False)
 
 
-def _recommendation_table(opt) -> str:
-    from bayesmoe.units import flops_label
+def _recommendation_table(opt):
+    from bayesmoe.units import budget_columns
 
     table = opt.summary()
-    shown = table.T
-    shown.columns = [flops_label(c) for c in table.index]
-    shown.columns.name = "budget (FLOPs)"
-    return table, shown
+    return table, budget_columns(table)
 
 
 def _optimal(result, args) -> int:

@@ -29,7 +29,7 @@ from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
 from bayesmoe.noise import TREND, residual_rows, run_residuals, worst_runs, worst_runs_sentence
-from bayesmoe.units import flops_label
+from bayesmoe.units import budget_columns, flops_label
 from bayesmoe.inference import starts_phrase, timing_line
 from bayesmoe.verdict import Verdict, saved_holdout, verdict
 
@@ -121,7 +121,8 @@ def _fmt(v) -> str:
 
 
 def _table(df: pd.DataFrame, *, index: bool = True, cls: str = "") -> dict:
-    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    # the top-left cell names the index, or the columns where they are the table's subject (budgets)
+    cols = ([df.index.name or df.columns.name or ""] if index else []) + [str(c) for c in df.columns]
     rows = []
     for idx, row in df.iterrows():
         cells = ([_fmt(idx)] if index else []) + [_fmt(v) for v in row.tolist()]
@@ -229,10 +230,7 @@ def _recommendations(result, budgets, ci_prob: float, memory_gb: float | None = 
                         "caption": f"Best loss reachable with {flops_label(flops)} FLOPs per expert count as the memory "
                                    "limit grows (each model truncated at the largest size that fits); the "
                                    "dashed line is your limit."})
-    shown = table.T
-    shown.columns = [flops_label(c) for c in table.index]
-    shown.index.name = "budget (FLOPs)"
-    return {"table": _table(shown), "strip": strip, "figures": figures, "card": answer_card(optimum, table),
+    return {"table": _table(budget_columns(table)), "strip": strip, "figures": figures, "card": answer_card(optimum, table),
             "summary": table}
 
 
@@ -320,10 +318,7 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
         summ = recommendations["summary"]
         cols = [c for c in summ.columns if c == "extrapolation_decades" or str(c).startswith("beyond_")
                 or str(c).endswith(("at edge)", "_at_edge", "beyond fitted)", "_beyond_fitted"))]
-        shown = summ[cols].T
-        shown.columns = [flops_label(c) for c in summ.index]
-        shown.columns.name = "budget (FLOPs)"
-        table = _table(shown)
+        table = _table(budget_columns(summ[cols]))
     from bayesmoe.data import design_notes
 
     return {"line": line, "figure": figure, "table": table, "design": design_notes(result.runs, result.law.inputs)}

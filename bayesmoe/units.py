@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["SUFFIXES", "LOSS_UNITS", "MAX_NATS", "parse_count", "parse_counts", "loss_to_nats",
+__all__ = ["SUFFIXES", "LOSS_UNITS", "MAX_NATS", "parse_count", "parse_counts", "loss_to_nats", "budget_columns",
            "flops_label"]
 
 #: Multipliers of the suffixes papers use for parameter and token counts (case-insensitive).
@@ -83,3 +83,12 @@ def flops_label(flops: float) -> str:
         mant, exp = mant / 10, exp + 1
     text = f"{mant:.3g}"
     return f"{text}e{exp}"
+
+
+def budget_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """A per-budget table (one row per budget, indexed by FLOPs) turned so that each budget is a
+    column labelled as :func:`flops_label` writes it, ``columns.name`` "budget (FLOPs)": how the
+    CLI and the report show recommendations. A copy: ``table`` is left as it was."""
+    shown = table.T.copy()
+    shown.columns = pd.Index([flops_label(c) for c in table.index], name="budget (FLOPs)")
+    return shown
