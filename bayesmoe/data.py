@@ -27,6 +27,7 @@ import difflib
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ __all__ = [
     "AMBIGUOUS",
     "FIELDS",
     "map_columns",
+    "ColumnMap",
     "validate_runs",
     "table_hash",
     "design_notes",
@@ -164,17 +166,22 @@ def _example(col: pd.Series) -> str:
         first, (int, float, np.integer, np.floating)) else repr(str(first))
 
 
-def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
-                ) -> tuple[pd.DataFrame, dict[str, str], list[str], dict[str, list[str]]]:
+class ColumnMap(NamedTuple):
+    """What :func:`map_columns` made of a table's column names."""
+
+    frame: pd.DataFrame  #: the renamed table
+    mapping: dict[str, str]  #: original -> canonical name
+    problems: list[str]  #: e.g. two columns claiming the same name
+    hints: dict[str, list[str]]  #: per schema name, columns *not* used for it and why
+    contested: frozenset[str]  #: schema names several columns claim (their problem is in ``problems``)
+
+
+def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None) -> ColumnMap:
     """Rename the user's columns to the schema's names.
 
     ``columns`` (schema name -> column) is applied first and wins; the remaining columns are
     matched against :data:`ALIASES`. A numeric field is only ever satisfied by a numeric column,
     and names in :data:`AMBIGUOUS` are never mapped by guess.
-
-    Returns the renamed frame, the mapping used (original -> canonical), problems (e.g. two
-    columns claiming the same name) and, per schema name, hints about columns that were *not*
-    used for it and why.
     """
     problems: list[str] = []
     hints: dict[str, list[str]] = {}
@@ -230,15 +237,16 @@ def map_columns(df: pd.DataFrame, columns: Mapping[str, str] | None = None
             continue
         if canon is not None:
             claims.setdefault(canon, []).append(col)
+    contested = {canon for canon, cols in claims.items() if len(cols) > 1}
     for canon, cols in claims.items():
-        if len(cols) > 1:
+        if canon in contested:
             options = " or ".join(f"columns={{{canon!r}: {str(c)!r}}}" for c in cols)
             cli = " or ".join(_cli_columns(canon, c) for c in cols)
             problems.append(f"columns {cols} all mean {canon!r}; keep one, or say which with {options} (CLI: {cli})")
             continue
         if cols[0] != canon:
             mapping[cols[0]] = canon
-    return df.rename(columns=mapping), mapping, problems, hints
+    return ColumnMap(df.rename(columns=mapping), mapping, problems, hints, frozenset(contested))
 
 
 def name_of_tokens(mapping: Mapping[str, str]) -> str:
@@ -362,7 +370,7 @@ def validate_runs(
     if loss_unit is not None and loss_unit not in LOSS_UNITS:
         raise DataValidationError(f"loss_unit must be one of {list(LOSS_UNITS)}, got {loss_unit!r}")
     rows = _Rows(runs)
-    df, mapping, problems, hints = map_columns(runs, columns)
+    df, mapping, problems, hints, contested = map_columns(runs, columns)
     notes: list[str] = []
     if mapping:
         notes.append("mapped columns " + ", ".join(f"{k!r}->{v!r}" for k, v in mapping.items()))
@@ -390,7 +398,6 @@ def validate_runs(
                 hints.setdefault("loss", []).append(
                     f"column {col!r} looks like a loss: columns={{'loss': {str(col)!r}}}{unit}")
     # a field the user named, or one several columns claim: its problem is above already
-    contested = {m for m in need if any(f" all mean {m!r};" in p for p in problems)}
     # a numeric field is only suggested a column of numbers (StepLaw's text 'exp_name' is no 'experts')
     problems += [_suggest(m, [c for c in df.columns if c not in FIELDS
                               and not (m in NUMERIC_COLUMNS and _is_text(df[c]))], hints.get(m, ()))

@@ -76,6 +76,7 @@ def test_an_active_parameter_column_beside_a_bare_n_is_not_guessed_away():
     df = good_table().rename(columns={"n_active": "Na"}).assign(N=2.15e9)
     msg = errors_of(df)
     assert "columns ['Na', 'N'] all mean 'n_active'" in msg and "--columns n_active=Na" in msg
+    assert "missing column 'n_active'" not in msg  # the claim is the problem, said once
     out = validate_runs(df, columns={"n_active": "Na"})
     assert (out["n_active"] == good_table()["n_active"]).all() and (out["N"] == 2.15e9).all()
 
@@ -191,7 +192,7 @@ def test_ibm_moe_table_gets_no_silent_guesses(shared_data):
     assert "'data'" not in msg.split("missing column 'n_active'")[0]  # nothing mapped from the corpus name
     from bayesmoe.data import map_columns
 
-    _, mapping, _, _ = map_columns(ibm)
+    mapping = map_columns(ibm).mapping
     assert "data" not in mapping and "Params" not in mapping and mapping["tokens_seen"] == "tokens"
     first = ibm.iloc[:10]  # ST-k2: one model, ten checkpoints, total parameters "4B"
     out = validate_runs(first, columns={"n_total": "Params", "loss": "wikitext ppl"}, loss_unit="perplexity",
@@ -205,7 +206,8 @@ def test_moduleformer_source_is_not_a_group(shared_data):
     from bayesmoe.data import map_columns
 
     tidy = pd.read_csv(shared_data / "colpret-hitchhiker" / "moduleformer_moe_checkpoints_tidy.csv")
-    _, mapping, _, hints = map_columns(tidy)
+    columns = map_columns(tidy)
+    mapping, hints = columns.mapping, columns.hints
     assert "source" not in mapping and "data" not in mapping
     assert any("'source'" in h and "columns={'group': 'source'}" in h for h in hints["group"])
 
