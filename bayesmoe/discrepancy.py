@@ -47,7 +47,7 @@ import pandas as pd
 
 from bayesmoe import noise as run_noise
 
-__all__ = ["Discrepancy", "axes", "beyond", "fitted_ranges", "backtest", "tau_log_likelihood",
+__all__ = ["Discrepancy", "axes", "axis_symbols", "beyond", "fitted_ranges", "backtest", "tau_log_likelihood",
            "learn", "default_prior", "BACKTEST_CUTS", "BACKTEST_CHAINS", "BACKTEST_DEVICES", "SPARSITY_CUT_AXES",
            "sparsity_cuts"]
 
@@ -93,6 +93,14 @@ def axes(law) -> tuple[str, ...]:
     if "tokens" in law.inputs and any(s in law.inputs for s in _SIZE_INPUTS):
         out.append(SCALE_AXIS)
     return tuple(out)
+
+
+_SYMBOLS = {"n_active": "N", "n_total": "N", "tokens": "D", "experts": "E", "granularity": "G", SCALE_AXIS: "N·D"}
+
+
+def axis_symbols(names: Sequence[str]) -> str:
+    """The axes as a reader writes them: ``"N, D, E, N·D"`` for the joint law's."""
+    return ", ".join(_SYMBOLS.get(str(a), str(a)) for a in names)
 
 
 def _log10_axes(law, table: pd.DataFrame) -> np.ndarray:

@@ -29,6 +29,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from scipy import stats
 
+from bayesmoe.discrepancy import axis_symbols
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob
 from bayesmoe.laws import PUBLISHED
 from bayesmoe.units import flops_label
@@ -674,7 +675,7 @@ def plot_backtest(result, *, ci_prob: float = 0.9, ax: Axes | None = None) -> Ax
     ax.fill_between(d, -z * np.sqrt(s0 ** 2 + (hi * d) ** 2), -z * np.sqrt(s0 ** 2 + (lo * d) ** 2),
                     color="0.6", alpha=0.25, lw=0)
     ax.axhline(0, color="0.5", lw=0.6)
-    ax.set_xlabel("decades beyond the backtest fit's runs (N, D, E, N·D)")
+    ax.set_xlabel(f"decades beyond the backtest fit's runs ({axis_symbols(disc.axes)})")
     ax.set_ylabel("observed − predicted ln loss")
     ax.legend(fontsize=7, loc="best")
     return ax

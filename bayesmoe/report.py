@@ -25,6 +25,8 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from bayesmoe.data import design_notes
+from bayesmoe.discrepancy import axis_symbols
 from bayesmoe.errors import InputError
 from bayesmoe import __version__
 from bayesmoe.intervals import DEFAULT_CI_PROB, check_ci_prob, level_label
@@ -246,16 +248,14 @@ def answer_card(optimum, table: pd.DataFrame | None = None) -> dict:
     ds = optimum.dataset
     lo, hi = f"{optimum.ci_prob:.0%} lo", f"{optimum.ci_prob:.0%} hi"
     size_label = "N_act*" if size == "n_active" else "N_total*"
-    short = {"n_active": "N", "n_total": "N", "tokens": "D", "experts": "E", "granularity": "G", "scale": "N·D"}
-    over = ", ".join(short.get(str(a), str(a)) for a in optimum.dataset["axis"].values)
+    over = axis_symbols(optimum.dataset["axis"].values)
     rows = []
     for flops, r in table.iterrows():
         cells = {"budget": flops_label(flops)}
-        if f"{x}_decision" in table:
+        if f"{x}_decision" in table:  # the choice, its odds, and what a run with it gets
             d = int(r[f"{x}_decision"])
             cells[x] = str(d)
             cells[f"P({x}* = {x})"] = f"{r[f'P({x}*={d})']:.2f}"
-        if f"{x}_decision" in table:  # at the chosen E: what a run with it gets
             at = ds.sel(budget=flops, **{dim: r[f"{x}_decision"]})
             # the draws the decision averaged over, where this choice has an optimum
             finite = np.isfinite(at["loss_at"]).values.ravel()
@@ -319,8 +319,6 @@ def _trust(result, ci_prob: float, recommendations: dict | None) -> dict:
         cols = [c for c in summ.columns if c == "extrapolation_decades" or str(c).startswith("beyond_")
                 or str(c).endswith(("at edge)", "_at_edge", "beyond fitted)", "_beyond_fitted"))]
         table = _table(budget_columns(summ[cols]))
-    from bayesmoe.data import design_notes
-
     return {"line": line, "figure": figure, "table": table, "design": design_notes(result.runs, result.law.inputs)}
 
 
