@@ -119,17 +119,16 @@ def score(model: str, factor_sd: float, seed: int = 0) -> tuple[pd.DataFrame, fl
         si, ti = np.unravel_index(rng.choice(w.size, size=len(law), p=w.ravel()), w.shape)
         s, tau = grid[si][:, None], TAU[ti][:, None]
         distance = ho["distance"].to_numpy()
-        if model == "excess":
-            e = fit.discrepancy.distance(fit.law, ho, ho["group"].iloc[0] if ho["group"].nunique() == 1 and
-                                         ho["group"].iloc[0] in fit.discrepancy.ranges else None)
+        if model in ("scale", "inputs", "excess"):  # the held-out runs' distance per axis
+            one = ho["group"].iloc[0] if ho["group"].nunique() == 1 else None
+            e = fit.discrepancy.distance(fit.law, ho, one if one in fit.discrepancy.ranges else None)
+            assert np.allclose(np.linalg.norm(e, axis=1), distance, atol=1e-6), t
             names = list(fit.discrepancy.axes)
+        if model == "excess":
             e[:, names.index("scale")] -= e[:, names.index("n_active")] + e[:, names.index("tokens")]
             distance = np.linalg.norm(e, axis=1)
         if model in ("scale", "inputs"):
-            e = fit.discrepancy.distance(fit.law, ho, ho["group"].iloc[0] if ho["group"].nunique() == 1 and
-                                         ho["group"].iloc[0] in fit.discrepancy.ranges else None)
-            on_scale = np.array([a == "scale" for a in fit.discrepancy.axes])
-            assert np.allclose(np.linalg.norm(e, axis=1), distance, atol=1e-6), t
+            on_scale = np.array([a == "scale" for a in names])
             e_in, e_s = np.linalg.norm(e[:, ~on_scale], axis=1), np.abs(e[:, on_scale]).sum(axis=1)
             k = s if model == "scale" else 1.0
             j = s if model == "inputs" else 1.0
